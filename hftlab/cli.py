@@ -1,0 +1,183 @@
+"""The ``hftlab`` command.
+
+    hftlab run [--duration S] [--fast]   all four processes in one terminal
+    hftlab status                        what is running, and the book
+    hftlab clean                         remove what a crashed run left behind
+    hftlab gateway | orderbook | strategy | order-manager    one process, as in four terminals
+
+Every command takes the same configuration flags (``--help`` lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import socket
+import sys
+import time
+
+from hftlab import book as _book
+from hftlab import config as _config
+from hftlab.launcher import NAMES, LaunchError, Launcher
+
+PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
+                    "order-manager": "order_manager", "order_manager": "order_manager"}
+LOG_LINE = re.compile(r"^(\S+) (\w+): (.*)$")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hftlab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="start all four processes until Ctrl-C or --duration")
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="stop after this many seconds (default: run until Ctrl-C)")
+    run.add_argument("--fast", action="store_true",
+                     help="fast cadence: a tick every 50 ms, news every 250 ms, short windows 3/8")
+    run.add_argument("--free-ports", action="store_true",
+                     help="take any free ports and a fresh book name (runs beside another lab)")
+    run.add_argument("--run-dir", default="hftlab-run",
+                     help="where the logs and the journal go (default: ./hftlab-run)")
+    _config.add_arguments(run)
+    status = sub.add_parser("status", help="show which processes answer and what the book holds")
+    _config.add_arguments(status)
+    clean = sub.add_parser("clean", help="remove shared-memory books left by crashed runs")
+    _config.add_arguments(clean)
+    for name in PROCESS_COMMANDS:
+        if "_" not in name:
+            sub.add_parser(name, help=f"run the {name.replace('-', ' ')} alone (see hftlab {name} --help)",
+                           add_help=False)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PROCESS_COMMANDS:
+        module = importlib.import_module(f"hftlab.{PROCESS_COMMANDS[argv[0]]}")
+        return module.main(argv[1:])
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command is None:
+        p.print_help()
+        return 0
+    try:
+        config = _config.from_args(args)
+    except ValueError as exc:
+        p.error(str(exc))
+    return {"run": cmd_run, "status": cmd_status, "clean": cmd_clean}[args.command](config, args)
+
+
+def cmd_run(config, args) -> int:
+    if args.fast:
+        # Flags given explicitly still win over the fast preset.
+        config = config.replace(**{k: v for k, v in _config.FAST.items() if getattr(args, k) is None})
+    launcher = Launcher(config, free_ports=args.free_ports, run_dir=args.run_dir)
+    print(f"hftlab: starting {', '.join(NAMES)}; logs and journal in {launcher.run_dir}/", flush=True)
+    tails = {}
+    try:
+        for name in NAMES:
+            launcher.start_one(name)
+            _show(_new_lines(launcher, tails))
+        c = launcher.config
+        print(f"hftlab: running. prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
+              f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
+        end = time.monotonic() + args.duration if args.duration else float("inf")
+        while time.monotonic() < end:
+            _show(_new_lines(launcher, tails))
+            dead = launcher.dead()
+            if dead:
+                for name, code, log in dead:
+                    print(f"hftlab: {name} stopped unexpectedly with status {code}; "
+                          f"the end of its log:\n{log}", file=sys.stderr)
+                return 1
+            time.sleep(0.05)  # pacing the terminal output, not waiting for a condition
+        print(f"hftlab: {args.duration:g} s are up; stopping.", flush=True)
+        return 0
+    except LaunchError as exc:
+        print(f"hftlab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nhftlab: stopping.", flush=True)
+        return 0
+    finally:
+        launcher.stop()
+        _show(_new_lines(launcher, tails))
+        print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
+
+
+def _new_lines(launcher, tails) -> list:
+    """The complete lines each process logged since we last looked, as (time, name, text)."""
+    out = []
+    for name, child in launcher.children.items():
+        offset = tails.get(name, child.log_start)
+        with open(child.log_path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        tails[name] = offset + len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            m = LOG_LINE.match(line)
+            out.append((m.group(1), name, m.group(3)) if m else ("", name, line))
+    return out
+
+
+def _show(lines) -> None:
+    """Print log lines in time order, the process name first."""
+    for stamp, name, text in sorted(lines, key=lambda t: t[0]):
+        print(f"{name:<13} | {stamp} {text}".rstrip(), flush=True)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_status(config, args) -> int:
+    for label, port in (("gateway prices", config.price_port), ("gateway news", config.news_port),
+                        ("order manager", config.order_port)):
+        state = "listening" if _answers(config.host, port) else "not running"
+        print(f"{label:<15} {config.host}:{port:<6} {state}")
+    try:
+        book = _book.SharedPriceBook.attach(config.shm_name)
+    except _book.BookError as exc:
+        print(f"book            {exc}")
+        return 0
+    with book:
+        h = book.header()
+        feed = {_book.FEED_NEVER: "never connected", _book.FEED_UP: "up",
+                _book.FEED_DOWN: "DOWN (prices are stale)"}.get(h["feed_state"], "?")
+        writer = "alive" if book.writer_alive() else "DEAD (run hftlab clean)"
+        print(f"book            {config.shm_name!r}: writer pid {h['writer_pid']} {writer}, feed {feed}, "
+              f"{h['updates']} updates, {h['gaps']} gaps, {book.nbytes} bytes ({book.mapped_bytes} mapped)")
+        now = time.time_ns()
+        for symbol, q in book.quotes().items():
+            if q is None:
+                print(f"  {symbol:<8} no price yet")
+            else:
+                print(f"  {symbol:<8} {q.price:>10.2f}  seq {q.seq:<8} {(now - q.written_ns) / 1e9:6.1f} s ago")
+    return 0
+
+
+def cmd_clean(config, args) -> int:
+    names = {config.shm_name}
+    if os.path.isdir("/dev/shm"):  # Linux lists segments here; macOS offers no listing
+        names |= {n for n in os.listdir("/dev/shm") if n.startswith("hftlab_")}
+    removed = 0
+    for name in sorted(names):
+        pid = _book.remove_stale(name)
+        if pid is not None:
+            removed += 1
+            left_by = f"left by dead process {pid}" if pid else "not a valid book"
+            print(f"removed shared-memory segment {name!r} ({left_by})")
+    if not removed:
+        print("nothing to clean: no stale hftlab segments")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""One configuration object for the whole system, and its command-line flags.
+
+Every process takes the same knobs, so `Config` is the one place each default lives.
+`add_arguments` turns the fields into flags (``tick_interval`` becomes
+``--tick-interval``), `from_args` turns parsed flags back into a `Config`, and
+`to_args` does the reverse so the launcher can hand a child exactly its parent's config.
+
+A port of 0 means "pick a free port": the process binds, then reports the port it got
+in its ready line (see `hftlab.process.ready`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+
+SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9.]{0,7}\Z")  # fits the book's 8-byte field
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN")
+# A cadence for demos and tests: a tick every 50 ms and short windows, so the strategy
+# trades within a second instead of after the default 20 one-second ticks.
+FAST = {"tick_interval": 0.05, "news_interval": 0.25, "heartbeat_interval": 0.5,
+        "short_window": 3, "long_window": 8}
+
+
+def _knob(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = _knob("127.0.0.1", "address every server binds to and every client dials")
+    price_port: int = _knob(9000, "gateway price feed port (0 = any free port)")
+    news_port: int = _knob(9001, "gateway news feed port (0 = any free port)")
+    order_port: int = _knob(9002, "order manager port (0 = any free port)")
+    symbols: tuple = _knob(DEFAULT_SYMBOLS, "comma-separated symbols, e.g. AAPL,MSFT")
+    tick_interval: float = _knob(1.0, "seconds between price updates (one per symbol)")
+    news_interval: float = _knob(3.0, "seconds between news sentiment updates")
+    heartbeat_interval: float = _knob(1.0, "a feed silent this long sends HB")
+    seed: int = _knob(42, "random seed: the same seed gives the same prices and news")
+    shm_name: str = _knob("hftlab_book", "name of the shared-memory price book")
+    short_window: int = _knob(5, "short moving average, in ticks")
+    long_window: int = _knob(20, "long moving average, in ticks")
+    bullish: int = _knob(60, "news sentiment above this is a BUY signal")
+    bearish: int = _knob(40, "news sentiment below this is a SELL signal")
+    order_qty: int = _knob(10, "quantity of each order (a position is +-this)")
+    max_qty: int = _knob(1000, "order manager rejects orders above this quantity")
+    price_band: float = _knob(0.10, "order manager rejects prices this fraction away from the book")
+    journal: str = _knob("hftlab-run/orders.csv", "order manager's journal file")
+    poll_interval: float = _knob(0.001, "strategy's pause between looks at the book, in seconds")
+
+    def __post_init__(self):
+        if isinstance(self.symbols, str):
+            object.__setattr__(self, "symbols", parse_symbols(self.symbols))
+        else:
+            object.__setattr__(self, "symbols", tuple(self.symbols))
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _problems(self):
+        if not self.symbols:
+            yield "at least one symbol is needed"
+        for s in self.symbols:
+            if not SYMBOL_RE.match(s):
+                yield f"symbol {s!r} must be 1-8 capital letters or digits, starting with a letter"
+        if len(set(self.symbols)) != len(self.symbols):
+            yield "symbols must be unique"
+        for name in ("price_port", "news_port", "order_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                yield f"{name} must be 0..65535"
+        for name in ("tick_interval", "news_interval", "heartbeat_interval", "poll_interval"):
+            if not getattr(self, name) > 0:
+                yield f"{name} must be positive"
+        if not 1 <= self.short_window < self.long_window:
+            yield "short_window must be at least 1 and less than long_window"
+        if not 0 <= self.bearish <= self.bullish <= 100:
+            yield "thresholds must satisfy 0 <= bearish <= bullish <= 100"
+        if not 1 <= self.order_qty <= self.max_qty:
+            yield "order_qty must be at least 1 and at most max_qty"
+        if not self.price_band > 0:
+            yield "price_band must be positive"
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_args(self) -> list:
+        """The flags that rebuild this config in a child process (only non-defaults)."""
+        out = []
+        default = Config()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != getattr(default, f.name):
+                out += [flag(f.name), format_value(value)]
+        return out
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def format_value(value) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def parse_symbols(text: str) -> tuple:
+    return tuple(s.strip().upper() for s in text.split(",") if s.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per Config field; unset flags keep the Config default."""
+    group = parser.add_argument_group("system configuration (shared by every process)")
+    for f in fields(Config):
+        kind = parse_symbols if f.type == "tuple" else {"int": int, "float": float}.get(f.type, str)
+        group.add_argument(flag(f.name), dest=f.name, type=kind, default=None,
+                           metavar=f.name.split("_")[-1].upper(),
+                           help=f"{f.metadata['help']} (default: {format_value(f.default)})")
+
+
+def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Build a Config from parsed flags; raises ValueError naming what is wrong."""
+    base = base or Config()
+    given = {f.name: getattr(args, f.name) for f in fields(Config)
+             if getattr(args, f.name, None) is not None}
+    return base.replace(**given)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

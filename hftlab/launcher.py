@@ -1,0 +1,251 @@
+"""Start the four processes in the right order, wait until each is ready, stop them all.
+
+    with Launcher(free_ports=True) as lab:      # or Launcher(Config(...))
+        print(lab.config.price_port)            # the port the gateway really bound
+        ...
+
+Each process is ``sys.executable -m hftlab.<module>`` in its own session, with its
+output in its own log file in ``run_dir``. "Ready" means the process wrote its ready
+line (`hftlab.process.ready`); the launcher reads the addresses it bound from that line,
+so port 0 ("any free port") works and tests can run beside a live lab.
+
+Children never outlive the launcher: each gets the read end of a *lifeline* pipe whose
+write end only the launcher holds (see `hftlab.process.watch_lifeline`). If the launcher
+(a notebook kernel, a test, ``hftlab run``) dies, even by SIGKILL, the kernel closes the
+pipe and every child exits cleanly, removing the shared-memory book on its way out.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+
+import hftlab
+from hftlab import book as _book
+from hftlab import process
+from hftlab.config import Config
+
+# Dependency order: servers first, then the book's writer, then its reader.
+NAMES = ("gateway", "order_manager", "orderbook", "strategy")
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+
+class LaunchError(RuntimeError):
+    """A process did not start; the message names it and quotes the end of its log."""
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen
+    log_path: str
+    log_start: int  # where this run's output begins in the log file
+    lifeline: int  # our write end of its lifeline pipe
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+
+def tail(path: str, lines: int = 10) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(deque(f, maxlen=lines))
+    except FileNotFoundError:
+        return ""
+
+
+def _package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(hftlab.__file__)))
+
+
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for launcher in list(_live):
+        launcher.stop()
+
+
+class Launcher:
+    def __init__(self, config: Config | None = None, *, free_ports: bool = False,
+                 run_dir: str | None = None, keep_run_dir: bool = False, names=NAMES,
+                 ready_timeout: float = READY_TIMEOUT):
+        config = config or Config()
+        if free_ports:
+            config = config.replace(price_port=0, news_port=0, order_port=0,
+                                    shm_name=_book.new_name())
+        # A run_dir we made is ours to remove at stop, unless asked to keep it.
+        self._remove_run_dir = run_dir is None and not keep_run_dir
+        self.run_dir = run_dir or tempfile.mkdtemp(prefix="hftlab-")
+        os.makedirs(self.run_dir, exist_ok=True)
+        if config.journal == Config.journal:
+            config = config.replace(journal=os.path.join(self.run_dir, "orders.csv"))
+        self.config = config
+        self.names = tuple(names)
+        self.ready_timeout = ready_timeout
+        self.children = {}
+        self.facts = {}  # name -> what its ready line said
+
+    # -- starting -------------------------------------------------------------------
+
+    def start(self) -> "Launcher":
+        _live.add(self)
+        try:
+            for name in self.names:
+                self.start_one(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_one(self, name: str) -> Child:
+        """Start one process (again) and wait until it is ready."""
+        if name not in NAMES:
+            raise ValueError(f"unknown process {name!r}; the processes are {', '.join(NAMES)}")
+        old = self.children.get(name)
+        if old is not None and old.running():
+            raise LaunchError(f"{name} is already running as pid {old.pid}")
+        child = self._spawn(name)
+        self.children[name] = child
+        self.facts[name] = self._wait_ready(child)
+        self._learn_ports(name, self.facts[name])
+        return child
+
+    def _spawn(self, name: str) -> Child:
+        log_path = os.path.join(self.run_dir, f"{name}.log")
+        read_end, write_end = os.pipe()
+        env = dict(os.environ, **{process.LIFELINE_ENV: str(read_end)})
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        with open(log_path, "ab") as log:
+            start = log.tell()
+            popen = subprocess.Popen(
+                [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, pass_fds=(read_end,),
+                start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop them in order
+        os.close(read_end)
+        return Child(name, popen, log_path, start, write_end)
+
+    def _wait_ready(self, child: Child) -> dict:
+        deadline = time.monotonic() + self.ready_timeout
+        with open(child.log_path, errors="replace") as f:
+            f.seek(child.log_start)
+            pending = ""
+            while True:
+                pending += f.read()
+                lines = pending.split("\n")
+                pending = lines.pop()
+                for line in lines:
+                    facts = process.parse_ready(line)
+                    if facts is not None:
+                        return facts
+                if not child.running():
+                    raise LaunchError(
+                        f"{child.name} exited with status {child.popen.returncode} before it was "
+                        f"ready. The end of its log ({child.log_path}):\n{tail(child.log_path, 5)}")
+                if time.monotonic() > deadline:
+                    self._terminate(child)
+                    raise LaunchError(
+                        f"{child.name} was not ready within {self.ready_timeout:.0f} s. The end of "
+                        f"its log ({child.log_path}):\n{tail(child.log_path, 5)}")
+                time.sleep(0.01)  # polling a file: the child gives no other signal
+
+    def _learn_ports(self, name: str, facts: dict) -> None:
+        port = lambda key: int(facts[key].rsplit(":", 1)[1])
+        if name == "gateway":
+            self.config = self.config.replace(price_port=port("price"), news_port=port("news"))
+        elif name == "order_manager":
+            self.config = self.config.replace(order_port=port("orders"))
+
+    # -- watching -------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """name -> {'pid', 'running', 'returncode'} for every process started."""
+        return {name: {"pid": c.pid, "running": c.running(), "returncode": c.popen.returncode}
+                for name, c in self.children.items()}
+
+    def dead(self) -> list:
+        """(name, returncode, end of log) for each started process that is no longer running."""
+        return [(name, c.popen.returncode, tail(c.log_path, 10))
+                for name, c in self.children.items() if not c.running()]
+
+    def log(self, name: str, lines: int = 20) -> str:
+        return tail(self.children[name].log_path, lines)
+
+    def pid(self, name: str) -> int:
+        return self.children[name].pid
+
+    # -- stopping -------------------------------------------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send a signal to one process (a crash, by default) and reap it; returns its status."""
+        child = self.children[name]
+        if child.running():
+            child.popen.send_signal(sig)
+        code = child.popen.wait(STOP_TIMEOUT)
+        os.close(child.lifeline)
+        child.lifeline = -1
+        return code
+
+    def restart(self, name: str) -> Child:
+        """Stop one process (if running) and start it again; the others are not touched."""
+        child = self.children.get(name)
+        if child is not None:
+            self._terminate(child)
+        return self.start_one(name)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every process, the strategy first: SIGTERM, then SIGKILL after `timeout`."""
+        for name in reversed(NAMES):
+            child = self.children.get(name)
+            if child is not None:
+                self._terminate(child, timeout)
+        _live.discard(self)
+        if self._remove_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._remove_run_dir = False
+
+    def _terminate(self, child: Child, timeout: float = STOP_TIMEOUT) -> None:
+        if child.running():
+            child.popen.send_signal(signal.SIGTERM)
+            try:
+                child.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.popen.kill()
+                child.popen.wait()
+        if child.lifeline >= 0:
+            os.close(child.lifeline)
+            child.lifeline = -1
+        if child.name == "orderbook":
+            # A SIGKILLed orderbook could not remove its book; nobody else will.
+            _book.remove_stale(self.config.shm_name)
+
+    def __enter__(self) -> "Launcher":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        running = [n for n, c in self.children.items() if c.running()]
+        return f"<Launcher {self.run_dir} running: {', '.join(running) or 'nothing'}>"
+
+
+def launch(config: Config | None = None, **kw) -> Launcher:
+    """Start the whole system and return the running Launcher (call .stop() when done)."""
+    return Launcher(config, **kw).start()

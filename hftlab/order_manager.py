@@ -1,0 +1,197 @@
+"""The order manager: the broker. A TCP server that books orders from strategies.
+
+Each order is validated (`check_order`), appended to the journal, and only then ACKed:
+the journal is written with one unbuffered ``os.write`` before the reply, so an order
+that was ACKed is on disk even if this process is killed the next instant. Order numbers
+count 1, 2, 3... across all clients and continue from the journal after a restart.
+
+A line that is not a valid message gets ``ERROR,<reason>``; a valid order that breaks a
+rule gets ``REJECT,<order_id>,<reason>``. Either way the connection stays usable and no
+other client notices. A client that sends only garbage is closed after
+`MAX_BAD_LINES` bad lines in a row.
+
+Run alone: ``python -m hftlab.order_manager`` (or ``hftlab order-manager``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import time
+
+from hftlab import book as _book
+from hftlab import process, protocol
+
+JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price"
+MAX_BAD_LINES = 20
+
+
+class Journal:
+    """Append-only CSV of booked orders, readable and writable by the user only."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.last_no = len(read_journal(path))
+        if os.fstat(self.fd).st_size == 0:
+            os.write(self.fd, (JOURNAL_COLUMNS + "\n").encode())
+
+    def append(self, order: protocol.Order, client: str, recv_ns: int) -> int:
+        self.last_no += 1
+        o = order
+        row = (f"{self.last_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
+               f"{o.qty},{o.symbol},{o.price:.2f}\n")
+        os.write(self.fd, row.encode())  # one unbuffered write: in the OS before the ACK
+        return self.last_no
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def read_journal(path: str) -> list:
+    """The journal's rows as dicts (empty if there is no journal yet)."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    names = JOURNAL_COLUMNS.split(",")
+    return [dict(zip(names, line.split(","))) for line in lines[1:] if line]
+
+
+def check_order(order: protocol.Order, config, last_price: float | None = None) -> str | None:
+    """Why this order must be rejected, or None if it may be booked. Pure."""
+    if order.symbol not in config.symbols:
+        return f"unknown symbol {order.symbol} (known: {' '.join(config.symbols)})"
+    if order.qty <= 0:
+        return f"quantity must be positive; got {order.qty}"
+    if order.qty > config.max_qty:
+        return f"quantity {order.qty} is above the maximum {config.max_qty}"
+    if not (math.isfinite(order.price) and order.price > 0):
+        return f"price must be a positive number; got {order.price}"
+    if last_price is not None and abs(order.price / last_price - 1) > config.price_band:
+        return (f"price {order.price:.2f} is more than {config.price_band:.0%} away "
+                f"from the book's {last_price:.2f}")
+    return None
+
+
+class BookWatcher:
+    """The book's last prices for the price-band check, if a book is there to read."""
+
+    def __init__(self, config, log):
+        self.config, self.log, self.book, self.next_try = config, log, None, 0.0
+
+    def last_price(self, symbol: str) -> float | None:
+        if self.book is None or not self.book.writer_alive():
+            self._reattach()
+        if self.book is None:
+            return None
+        quote = self.book.read(symbol)
+        return quote.price if quote else None
+
+    def _reattach(self) -> None:
+        now = time.monotonic()
+        if now < self.next_try:
+            return
+        self.next_try = now + 1.0
+        if self.book is not None:
+            self.book.close()
+            self.book = None
+        try:
+            self.book = _book.SharedPriceBook.attach(self.config.shm_name)
+        except _book.BookError:
+            pass
+
+    def close(self) -> None:
+        if self.book is not None:
+            self.book.close()
+
+
+class OrderManager:
+    def __init__(self, config, log):
+        self.config, self.log = config, log
+        self.journal = Journal(config.journal)
+        self.prices = BookWatcher(config, log)
+        self.clients = 0
+
+    def handle(self, msg, client: str, seen_ids: set) -> protocol.Message:
+        """The reply to one decoded message (or protocol error) from `client`."""
+        if isinstance(msg, protocol.ProtocolError):
+            return protocol.Error(msg.reason)
+        if not isinstance(msg, protocol.Order):
+            return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
+        if msg.order_id in seen_ids:
+            return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id} on this connection")
+        reason = check_order(msg, self.config, self.prices.last_price(msg.symbol)
+                             if msg.symbol in self.config.symbols else None)
+        if reason:
+            self.log.info(f"Rejected {msg.order_id} from {client}: {reason}")
+            return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
+        seen_ids.add(msg.order_id)
+        order_no = self.journal.append(msg, client, time.time_ns())
+        self.log.info(f"Received Order {order_no}: {msg.side} {msg.qty} {msg.symbol} @ {msg.price:.2f}")
+        return protocol.Ack(msg.order_id, order_no)
+
+    async def on_connect(self, reader, writer) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = writer.get_extra_info("peername")[:2]
+        client = process.address(host, port)
+        self.clients += 1
+        self.log.info(f"client {client} connected ({self.clients} now)")
+        decoder, seen_ids, bad = protocol.Decoder(), set(), 0
+        try:
+            while data := await reader.read(65536):
+                replies = []
+                for msg in decoder.feed(data):
+                    reply = self.handle(msg, client, seen_ids)
+                    bad = bad + 1 if isinstance(reply, protocol.Error) else 0
+                    replies.append(protocol.encode(reply))
+                    if bad >= MAX_BAD_LINES:
+                        replies.append(protocol.encode(protocol.Error(
+                            f"{MAX_BAD_LINES} bad lines in a row; closing")))
+                        break
+                writer.write(b"".join(replies))
+                await writer.drain()
+                if bad >= MAX_BAD_LINES:
+                    self.log.warning(f"closed {client}: {MAX_BAD_LINES} bad lines in a row")
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.clients -= 1
+            self.log.info(f"client {client} disconnected")
+            writer.close()
+
+
+async def serve(config, log) -> None:
+    manager = OrderManager(config, log)
+    try:
+        server = await asyncio.start_server(manager.on_connect, config.host, config.order_port)
+    except OSError as exc:
+        raise process.listen_error(exc, config.host, config.order_port, "--order-port") from None
+    process.warn_if_exposed(log, config.host)
+    port = server.sockets[0].getsockname()[1]
+    if manager.journal.last_no:
+        log.info(f"journal {config.journal} has {manager.journal.last_no} orders; numbering continues")
+    process.ready(log, orders=process.address(config.host, port), journal=config.journal)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        manager.journal.close()
+        manager.prices.close()
+
+
+def run(config, args, log) -> None:
+    asyncio.run(serve(config, log))
+
+
+def main(argv=None) -> int:
+    return process.main("order_manager", "Accept, check, journal and confirm orders.", run, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The orderbook: the feed handler. Reads the price feed, writes the shared-memory book.
+
+It owns the book: it creates the segment at start (taking over one left by a crashed
+run), is its only writer, and removes it on a clean exit. Between those it turns the
+gateway's byte stream into book updates:
+
+- `FeedHandler` is fed whatever ``recv`` returned (any slice of the stream) and uses
+  the protocol's `Decoder` to get whole messages back;
+- sequence numbers find gaps: a PRICE whose seq is not last+1, or an HB whose last_seq is
+  ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
+  not a gap;
+- while the gateway is unreachable the book's feed state says DOWN, so readers can see
+  the prices are stale; it reconnects with back-off.
+
+Run alone: ``python -m hftlab.orderbook`` (or ``hftlab orderbook``).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from hftlab import book as _book
+from hftlab import process, protocol
+
+SUMMARY_EVERY = 5.0  # seconds between the book lines in the log
+SILENCE_HEARTBEATS = 3  # this many heartbeat intervals of silence means the feed is dead
+
+
+class FeedHandler:
+    """Turns price-feed bytes into book updates, counting gaps. No sockets in here."""
+
+    def __init__(self, book: _book.SharedPriceBook, log):
+        self.book, self.log = book, log
+        self.decoder = protocol.Decoder()
+        self.index = {s: book.index(s) for s in book.symbols}
+        self.session = None
+        self.last_seq = None
+        self.gaps = 0
+        self.errors = 0
+        self.unknown = set()
+
+    def connected(self) -> None:
+        self.decoder = protocol.Decoder()  # a new stream: nothing half-read carries over
+
+    def feed(self, data: bytes) -> None:
+        for msg in self.decoder.feed(data):
+            kind = type(msg)
+            if kind is protocol.Price:
+                self._price(msg)
+            elif kind is protocol.Heartbeat:
+                self._check_seq(msg.last_seq + 1)
+                self.last_seq = msg.last_seq if self.last_seq is None else max(self.last_seq, msg.last_seq)
+                self.book.heartbeat()
+            elif kind is protocol.Hello:
+                self._hello(msg)
+            elif kind is protocol.ProtocolError:
+                self.errors += 1
+                self.log.warning(f"bad line from the gateway: {msg.reason}")
+
+    def _price(self, msg: protocol.Price) -> None:
+        self._check_seq(msg.seq)
+        self.last_seq = msg.seq
+        i = self.index.get(msg.symbol)
+        if i is None:
+            if msg.symbol not in self.unknown:
+                self.unknown.add(msg.symbol)
+                self.log.warning(f"ignoring {msg.symbol}: not in this book ({' '.join(self.book.symbols)})")
+            return
+        self.book.update_index(i, msg.price, msg.seq, msg.ts_ns)
+
+    def _check_seq(self, seq: int) -> None:
+        """`seq` is the next number we expect to have been sent; more than last+1 is a gap."""
+        if self.last_seq is not None and seq > self.last_seq + 1:
+            missing = seq - self.last_seq - 1
+            self.gaps += missing
+            self.book.add_gaps(missing)
+            self.log.warning(f"gap: {missing} price messages lost after seq {self.last_seq}")
+
+    def _hello(self, msg: protocol.Hello) -> None:
+        if msg.session != self.session:
+            if self.session is not None:
+                self.log.info(f"new gateway session {msg.session} (was {self.session}): "
+                              "sequence numbers start again, not a gap")
+            self.session, self.last_seq = msg.session, None
+        self.book.set_feed_state(_book.FEED_UP, msg.session)
+
+
+def summary(book: _book.SharedPriceBook) -> str:
+    quotes = book.quotes()
+    prices = "  ".join(f"{s} {q.price:.2f}" if q else f"{s} -" for s, q in quotes.items())
+    h = book.header()
+    return f"book: {prices}  (seq {h['last_seq']}, {h['gaps']} gaps)"
+
+
+def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
+    """Read the feed until it closes or falls silent."""
+    sock.settimeout(SILENCE_HEARTBEATS * config.heartbeat_interval)
+    next_summary = time.monotonic() + SUMMARY_EVERY
+    while True:
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            log.warning(f"gateway silent for {sock.gettimeout():.1f} s; reconnecting")
+            return
+        except OSError as exc:
+            log.warning(f"lost the gateway: {exc.strerror or exc}")
+            return
+        if not data:
+            log.warning("gateway closed the connection")
+            return
+        handler.feed(data)
+        if time.monotonic() >= next_summary:
+            next_summary = time.monotonic() + SUMMARY_EVERY
+            log.info(summary(handler.book))
+
+
+def run(config, args, log) -> None:
+    try:
+        book = _book.SharedPriceBook(config.symbols, config.shm_name)
+    except _book.BookError as exc:
+        raise process.Fatal(str(exc)) from None
+    try:
+        if book.took_over_from is not None:
+            log.warning(f"removed a stale book {config.shm_name!r} left by crashed process "
+                        f"{book.took_over_from}")
+        process.ready(log, book=config.shm_name, symbols=",".join(book.symbols),
+                      bytes=book.nbytes, mapped=book.mapped_bytes)
+        handler, backoff = FeedHandler(book, log), process.Backoff()
+        feed = process.address(config.host, config.price_port)
+        said_waiting = False
+        while True:
+            try:
+                sock = process.dial(config.host, config.price_port)
+            except OSError:
+                if not said_waiting:
+                    log.info(f"waiting for the gateway at {feed}")
+                    said_waiting = True
+                book.heartbeat()
+                time.sleep(backoff.next())
+                continue
+            log.info(f"connected to the price feed at {feed}")
+            said_waiting = False
+            backoff.reset()
+            handler.connected()
+            with sock:
+                follow(sock, handler, config, log)
+            book.set_feed_state(_book.FEED_DOWN)
+    finally:
+        book.close()
+        book.unlink()
+
+
+def main(argv=None) -> int:
+    return process.main("orderbook", "Write the price feed into the shared-memory book.", run, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

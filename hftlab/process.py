@@ -1,0 +1,147 @@
+"""What every hftlab process has in common: flags, logging, a ready line, clean exits.
+
+Each process module defines ``run(config, args, log)`` and calls `main`. `main` parses
+the shared `Config` flags, logs with the process's name, turns SIGTERM into the same
+clean exit as Ctrl-C, watches the launcher's *lifeline* (see `watch_lifeline`) and
+turns a `Fatal` error into one sentence and exit status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from hftlab import config as _config
+
+LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
+EXIT_FATAL = 2
+
+
+class Fatal(Exception):
+    """Something the process cannot work without; the message says what to do."""
+
+
+def setup_logging(name: str) -> logging.Logger:
+    # Line-buffered so a log file (the launcher's) shows each line as it happens.
+    sys.stdout.reconfigure(line_buffering=True)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(name)s: %(message)s",
+                                           datefmt="%H:%M:%S"))
+    log = logging.getLogger(name)
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
+def ready(log: logging.Logger, **facts) -> None:
+    """Log the ready line. The launcher waits for it and reads the facts from it."""
+    log.info("ready: " + " ".join(f"{k}={v}" for k, v in facts.items()))
+
+
+def parse_ready(line: str) -> dict | None:
+    """The facts of a ready line written by `ready`, or None if it is not one."""
+    _, sep, rest = line.partition(": ready: ")
+    if not sep:
+        return None
+    return dict(item.split("=", 1) for item in rest.split() if "=" in item)
+
+
+def address(host: str, port: int) -> str:
+    return f"{host}:{port}"
+
+
+def listen_error(exc: OSError, host: str, port: int, flag: str) -> Fatal:
+    """Turn a failed bind into the one sentence a learner needs."""
+    if exc.errno == errno.EADDRINUSE:
+        return Fatal(f"port {port} on {host} is already in use (is another hftlab running? "
+                     f"stop it with Ctrl-C, or pass {flag} 0 to take any free port)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return Fatal(f"cannot bind to {host}: it is not an address of this machine (use --host 127.0.0.1)")
+    return Fatal(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+def warn_if_exposed(log: logging.Logger, host: str) -> None:
+    if not _config.is_loopback(host):
+        log.warning(f"listening on {host}, not loopback: these ports have no authentication, "
+                    "anyone who can reach this machine can read the feeds and send orders")
+
+
+class Backoff:
+    """Delays for reconnecting: 0.1 s, doubling, at most `cap` seconds."""
+
+    def __init__(self, first: float = 0.1, cap: float = 2.0):
+        self.first, self.cap, self.delay = first, cap, first
+
+    def next(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+def dial(host: str, port: int, timeout: float = 1.0) -> socket.socket:
+    """Connect, with Nagle off: our messages are small and latency-sensitive."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def watch_lifeline() -> None:
+    """Exit cleanly when the process that launched us dies, however it dies.
+
+    The launcher keeps the write end of a pipe and gives us the read end. Nobody ever
+    writes to it: a read returns only when every write end is closed, which the kernel
+    does when the launcher exits, even on SIGKILL. Works on Linux and macOS alike.
+    """
+    fd = os.environ.pop(LIFELINE_ENV, None)
+    if fd is None:
+        return
+
+    def wait():
+        try:
+            while os.read(int(fd), 1):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="lifeline", daemon=True).start()
+
+
+def main(name: str, description: str, run, add_arguments=None, argv=None) -> int:
+    """Run a process: parse flags, log, handle Ctrl-C/SIGTERM and fatal errors."""
+    parser = argparse.ArgumentParser(prog=f"hftlab {name}", description=description)
+    if add_arguments:
+        add_arguments(parser)
+    _config.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = _config.from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    log = setup_logging(name)
+    # SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    watch_lifeline()
+    try:
+        run(config, args, log)
+    except KeyboardInterrupt:
+        log.info("stopped")
+        return 0
+    except Fatal as exc:
+        log.error(f"cannot run: {exc}")
+        return EXIT_FATAL
+    return 0
+
+
+def now_ns() -> int:
+    return time.time_ns()

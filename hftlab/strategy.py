@@ -1,0 +1,252 @@
+"""The strategy: the trader. Reads prices from shared memory, news from a socket, sends orders.
+
+Prices come ONLY from the shared-memory book: the strategy looks at the book every
+``poll_interval`` seconds and follows each symbol by its record's update counter, so it
+knows when a price is new and how many it never saw (the book keeps only the latest
+price: that is conflation). News and order replies come over TCP; one `select` waits on
+both sockets for at most ``poll_interval``, so one thread does everything.
+
+The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
+gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
+at the order manager with the same clock.
+
+Run alone: ``python -m hftlab.strategy`` (or ``hftlab strategy``).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+
+import numpy as np
+
+from hftlab import book as _book
+from hftlab import process, protocol, signals
+
+SILENCE_HEARTBEATS = 3
+
+
+class Link:
+    """A client connection that reconnects with back-off and never blocks the loop."""
+
+    def __init__(self, name: str, host: str, port: int, log, heartbeat: float | None = None):
+        self.name, self.host, self.port, self.log = name, host, port, log
+        self.silence = SILENCE_HEARTBEATS * heartbeat if heartbeat else None
+        self.sock = None
+        self.decoder = protocol.Decoder()
+        self.backoff = process.Backoff()
+        self.next_try = 0.0
+        self.heard = 0.0
+        self.said_waiting = False
+
+    @property
+    def up(self) -> bool:
+        return self.sock is not None
+
+    def ensure(self, selector) -> None:
+        """Connect if we are not and it is time to try again."""
+        now = time.monotonic()
+        if self.sock is not None:
+            if self.silence and now - self.heard > self.silence:
+                self.drop(selector, f"silent for {self.silence:.1f} s")
+            return
+        if now < self.next_try:
+            return
+        try:
+            self.sock = process.dial(self.host, self.port, timeout=0.5)
+        except OSError:
+            self.next_try = now + self.backoff.next()
+            if not self.said_waiting:
+                self.log.info(f"waiting for the {self.name} at {process.address(self.host, self.port)}")
+                self.said_waiting = True
+            return
+        self.sock.setblocking(False)
+        self.decoder = protocol.Decoder()
+        self.backoff.reset()
+        self.heard = now
+        self.said_waiting = False
+        selector.register(self.sock, selectors.EVENT_READ, self)
+        self.log.info(f"connected to the {self.name} at {process.address(self.host, self.port)}")
+
+    def read(self, selector) -> list | None:
+        """Whole messages now available; None if the connection just closed."""
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return []
+        except OSError as exc:
+            self.drop(selector, exc.strerror or str(exc))
+            return None
+        if not data:
+            self.drop(selector, "closed by the other side")
+            return None
+        self.heard = time.monotonic()
+        return self.decoder.feed(data)
+
+    def send(self, data: bytes, selector) -> bool:
+        try:
+            self.sock.sendall(data)  # a few dozen bytes to loopback: never a long wait
+            return True
+        except (BlockingIOError, OSError) as exc:
+            self.drop(selector, str(exc))
+            return False
+
+    def drop(self, selector, why: str) -> None:
+        if self.sock is None:
+            return
+        self.log.warning(f"lost the {self.name}: {why}; reconnecting")
+        selector.unregister(self.sock)
+        self.sock.close()
+        self.sock = None
+        self.next_try = time.monotonic() + self.backoff.next()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+class BookReader:
+    """Attaches to the book by name, notices when its writer is gone, and re-attaches."""
+
+    def __init__(self, name: str, symbols, log):
+        self.name, self.symbols, self.log = name, tuple(symbols), log
+        self.book = None
+        self.seen = None
+        self.next_check = 0.0
+        self.said_waiting = False
+
+    def ensure(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + 1.0
+        if self.book is not None and not self.book.writer_alive():
+            self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
+            self.book.close()
+            self.book = None
+        if self.book is None:
+            try:
+                self.book = _book.SharedPriceBook.attach(self.name, self.symbols)
+            except _book.BookNotFound:
+                if not self.said_waiting:
+                    self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
+                    self.said_waiting = True
+                return
+            except _book.BookError as exc:
+                raise process.Fatal(str(exc)) from None
+            self.said_waiting = False
+            self.seen = self.book.snapshot()["updates"].copy()
+            self.log.info(f"attached to the book {self.name!r} ({self.book.nbytes} bytes)")
+
+    def new_prices(self):
+        """Yield (symbol, price, ts_ns, missed) for each symbol updated since the last look."""
+        if self.book is None:
+            return
+        snap = self.book.snapshot()
+        updates = snap["updates"]
+        for i in np.flatnonzero(updates != self.seen):
+            missed = int(updates[i] - self.seen[i]) - 1
+            self.seen[i] = updates[i]
+            rec = snap[i]
+            yield self.symbols[i], float(rec["price"]), int(rec["ts_ns"]), max(missed, 0)
+
+    def close(self) -> None:
+        if self.book is not None:
+            self.book.close()
+
+
+class Strategy:
+    def __init__(self, config, log):
+        self.config, self.log = config, log
+        self.trader = signals.Trader.from_config(config)
+        self.selector = selectors.DefaultSelector()
+        self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval)
+        self.orders = Link("order manager", config.host, config.order_port, log)
+        self.book = BookReader(config.shm_name, config.symbols, log)
+        self.next_id = 1
+        self.missed = 0
+
+    def step(self) -> None:
+        """One turn of the loop: wait for sockets (at most poll_interval), then look at the book."""
+        for key, _ in self.selector.select(self.config.poll_interval):
+            link = key.data
+            msgs = link.read(self.selector)
+            if msgs is None:
+                if link is self.orders:
+                    for order_id, d in self.trader.forget_pending():
+                        self.log.warning(f"order {order_id} ({d.side} {d.qty} {d.symbol}) unconfirmed: "
+                                         "the order manager went away before answering")
+                continue
+            for msg in msgs:
+                self.on_message(msg)
+        for link in (self.news, self.orders):
+            link.ensure(self.selector)
+        self.book.ensure()
+        for symbol, price, ts_ns, missed in self.book.new_prices():
+            self.missed += missed
+            decision = self.trader.on_price(symbol, price)
+            if decision is not None:
+                self.send(decision, ts_ns)
+
+    def on_message(self, msg) -> None:
+        kind = type(msg)
+        if kind is protocol.News:
+            self.trader.on_news(msg.sentiment)
+        elif kind is protocol.Ack:
+            d = self.trader.on_ack(msg.order_id)
+            if d is not None:
+                pos = self.trader.position[d.symbol]
+                self.log.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
+                              f"{signals.position_name(pos)} {abs(pos)} {d.symbol}")
+        elif kind is protocol.Reject:
+            d = self.trader.on_reject(msg.order_id)
+            self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
+        elif kind is protocol.Error:
+            self.log.warning(f"the order manager says ERROR: {msg.reason}")
+        elif kind is protocol.ProtocolError:
+            self.log.warning(f"bad line received: {msg.reason}")
+
+    def send(self, d: signals.Decision, tick_ts_ns: int) -> None:
+        if not self.orders.up:
+            self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
+            return
+        order_id = f"o{self.next_id}"
+        self.next_id += 1
+        order = protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price)
+        if self.orders.send(protocol.encode(order), self.selector):
+            self.trader.sent(order_id, d)
+            why = ">" if d.side == signals.BUY else "<"
+            self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
+                          f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
+
+    def close(self) -> None:
+        for thing in (self.news, self.orders, self.book):
+            thing.close()
+        self.selector.close()
+
+
+def run(config, args, log) -> None:
+    strategy = Strategy(config, log)
+    try:
+        while strategy.book.book is None:
+            strategy.book.ensure()
+            if strategy.book.book is None:
+                time.sleep(0.1)  # waiting for the orderbook to create the book
+        strategy.news.ensure(strategy.selector)
+        strategy.orders.ensure(strategy.selector)
+        process.ready(log, book=config.shm_name,
+                      news=process.address(config.host, config.news_port),
+                      orders=process.address(config.host, config.order_port))
+        while True:
+            strategy.step()
+    finally:
+        strategy.close()
+
+
+def main(argv=None) -> int:
+    return process.main("strategy", "Trade on book prices and news; send orders.", run, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
