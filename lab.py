@@ -54,7 +54,7 @@ def setup():
 def test(extra):
     env = dict(os.environ, HFTLAB_HEADLESS="1")  # live widget loops run a bounded number of frames
     cmd = [PYTHON, "-m", "pytest", "tests", "notebooks", "--nbval", "--nbval-current-env",
-           "--nbval-cell-timeout=300", "--sanitize-with", os.path.join("notebooks", "sanitize.cfg"),
+           "--nbval-cell-timeout=300", "--nbval-sanitize-with", os.path.join("notebooks", "sanitize.cfg"),
            *extra]
     say(" ".join(cmd[2:]))
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode

@@ -22,6 +22,8 @@ from hftlab import book as _book
 from hftlab import config as _config
 from hftlab.launcher import NAMES, LaunchError, Launcher
 
+# Commands that live in their own module and parse their own flags.
+MODULE_COMMANDS = {"bench": "bench"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
                     "order-manager": "order_manager", "order_manager": "order_manager"}
 LOG_LINE = re.compile(r"^(\S+) (\w+): (.*)$")
@@ -45,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     _config.add_arguments(status)
     clean = sub.add_parser("clean", help="remove shared-memory books left by crashed runs")
     _config.add_arguments(clean)
+    sub.add_parser("bench", help="measure throughput and latency of the real processes (see hftlab bench --help)",
+                   add_help=False)
     for name in PROCESS_COMMANDS:
         if "_" not in name:
             sub.add_parser(name, help=f"run the {name.replace('-', ' ')} alone (see hftlab {name} --help)",
@@ -54,9 +58,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in PROCESS_COMMANDS:
-        module = importlib.import_module(f"hftlab.{PROCESS_COMMANDS[argv[0]]}")
-        return module.main(argv[1:])
+    if argv and (argv[0] in PROCESS_COMMANDS or argv[0] in MODULE_COMMANDS):
+        name = PROCESS_COMMANDS.get(argv[0]) or MODULE_COMMANDS[argv[0]]
+        return importlib.import_module(f"hftlab.{name}").main(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     if args.command is None:

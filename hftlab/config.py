@@ -49,6 +49,12 @@ class Config:
     price_band: float = _knob(0.10, "order manager rejects prices this fraction away from the book")
     journal: str = _knob("hftlab-run/orders.csv", "order manager's journal file")
     poll_interval: float = _knob(0.001, "strategy's pause between looks at the book, in seconds")
+    bench_ticks: int = _knob(0, "gateway benchmark mode: each SIGUSR1 sends a burst of this many "
+                                "price ticks as fast as subscribers take them (0 = off)")
+    bench_rate: float = _knob(0.0, "offered rate of a benchmark burst in ticks per second "
+                                   "(0 = as fast as possible)")
+    latency_log: str = _knob("", "strategy writes one CSV row per tick it sees, with every "
+                                 "hop's timestamp, to this file (empty = off)")
 
     def __post_init__(self):
         if isinstance(self.symbols, str):
@@ -81,6 +87,8 @@ class Config:
             yield "order_qty must be at least 1 and at most max_qty"
         if not self.price_band > 0:
             yield "price_band must be positive"
+        if self.bench_ticks < 0 or self.bench_rate < 0:
+            yield "bench_ticks and bench_rate must not be negative"
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

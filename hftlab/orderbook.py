@@ -24,6 +24,7 @@ from hftlab import book as _book
 from hftlab import process, protocol
 
 SUMMARY_EVERY = 5.0  # seconds between the book lines in the log
+FIRST_SUMMARY = 1.5  # the first one soon after connecting, so a new run shows prices at once
 SILENCE_HEARTBEATS = 3  # this many heartbeat intervals of silence means the feed is dead
 
 
@@ -96,7 +97,7 @@ def summary(book: _book.SharedPriceBook) -> str:
 def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
     """Read the feed until it closes or falls silent."""
     sock.settimeout(SILENCE_HEARTBEATS * config.heartbeat_interval)
-    next_summary = time.monotonic() + SUMMARY_EVERY
+    next_summary = time.monotonic() + FIRST_SUMMARY
     while True:
         try:
             data = sock.recv(65536)
@@ -111,7 +112,7 @@ def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
             return
         handler.feed(data)
         if time.monotonic() >= next_summary:
-            next_summary = time.monotonic() + SUMMARY_EVERY
+            next_summary = time.monotonic() + FIRST_SUMMARY
             log.info(summary(handler.book))
 
 

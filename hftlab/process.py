@@ -145,3 +145,19 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):
+    """Poll `condition` until it returns something truthy, and return that.
+
+    Raises TimeoutError after `timeout` seconds, naming `what` was awaited. Used where no
+    event says a thing has happened (another process's log line, its shared memory).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

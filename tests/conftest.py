@@ -1,0 +1,67 @@
+"""Shared test fixtures: a whole system on free ports, and a condition waiter."""
+
+import time
+
+import pytest
+
+from hftlab import process
+from hftlab.config import FAST, Config
+from hftlab.launcher import Launcher
+
+
+def wait_for(condition, timeout=10.0, what="the condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout` s."""
+    try:
+        return process.wait_for(condition, timeout, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def fast_config():
+    return Config(**FAST)
+
+
+@pytest.fixture
+def lab(fast_config):
+    """The four processes on free ports with a unique book, stopped after the test."""
+    with Launcher(fast_config, free_ports=True) as launcher:
+        yield launcher
+
+
+class Client:
+    """A test's TCP client that speaks the protocol: send messages, receive whole messages."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        from hftlab import process, protocol
+        self.protocol = protocol
+        self.sock = process.dial(host, port, timeout=5.0)
+        self.decoder = protocol.Decoder()
+        self.inbox = []
+
+    def send(self, *msgs):
+        self.sock.sendall(b"".join(m if isinstance(m, bytes) else self.protocol.encode(m) for m in msgs))
+
+    def receive(self, n, timeout=10.0):
+        """Exactly the next n messages (or protocol errors), waiting at most `timeout`."""
+        deadline = time.monotonic() + timeout
+        while len(self.inbox) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"timed out waiting for {n} messages; got {self.inbox}")
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                pytest.fail(f"connection closed after {self.inbox}")
+            self.inbox += self.decoder.feed(data)
+        out, self.inbox = self.inbox[:n], self.inbox[n:]
+        return out
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,107 @@
+"""The order manager as a real process: several clients, ACKs, REJECTs, ERRORs, the journal."""
+
+import os
+import stat
+
+import pytest
+
+from conftest import Client
+from hftlab import protocol
+from hftlab.config import Config
+from hftlab.launcher import LaunchError, Launcher
+from hftlab.order_manager import check_order, read_journal
+
+TS = 1764087000123456789
+
+
+def order(order_id, side="BUY", qty=10, symbol="AAPL", price=172.53):
+    return protocol.Order(order_id, TS, side, qty, symbol, price)
+
+
+@pytest.fixture
+def om():
+    with Launcher(Config(), free_ports=True, names=["order_manager"]) as launcher:
+        yield launcher
+
+
+def test_two_clients_n_orders_n_acks_n_journal_lines(om):
+    n = 25
+    with Client(om.config.order_port) as a, Client(om.config.order_port) as b:
+        for i in range(n):
+            (a if i % 2 else b).send(order(f"x{i}", side="BUY" if i % 3 else "SELL"))
+        replies = a.receive(n // 2) + b.receive(n - n // 2)
+    assert all(isinstance(r, protocol.Ack) for r in replies), replies
+    assert sorted(r.order_no for r in replies) == list(range(1, n + 1))
+    journal = read_journal(om.config.journal)
+    assert [int(row["order_no"]) for row in journal] == list(range(1, n + 1))
+    by_id = {r.order_id: r.order_no for r in replies}
+    assert all(by_id[row["order_id"]] == int(row["order_no"]) for row in journal)
+    # The confirmation a human reads, once per order.
+    log = om.log("order_manager", 200)
+    assert log.count("Received Order ") == n
+    assert "Received Order 1: " in log and f"Received Order {n}: " in log
+    assert stat.S_IMODE(os.stat(om.config.journal).st_mode) == 0o600
+
+
+def test_bad_lines_get_error_and_the_connection_stays_usable(om):
+    with Client(om.config.order_port) as c:
+        c.send(b"HELLO WORLD\n", b"\xff\xfe\n", b"ORDER,a1,1,BUY,ten,AAPL,1.00\n",
+               protocol.Price(1, TS, "AAPL", 1.0), order("ok1"))
+        replies = c.receive(5)
+    assert [type(r) for r in replies] == [protocol.Error] * 4 + [protocol.Ack]
+    assert "unknown message type" in replies[0].reason
+    assert "ASCII" in replies[1].reason
+    assert "qty" in replies[2].reason
+    assert "ORDER lines" in replies[3].reason
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (order("r1", symbol="TSLA"), "unknown symbol TSLA"),
+    (order("r2", qty=0), "quantity must be positive"),
+    (order("r3", qty=-5), "quantity must be positive"),
+    (order("r4", qty=1001), "above the maximum 1000"),
+    (order("r5", price=0.0), "price must be a positive number"),
+])
+def test_rule_breaking_orders_are_rejected_with_a_reason(om, bad, reason):
+    with Client(om.config.order_port) as c:
+        c.send(bad)
+        (reply,) = c.receive(1)
+    assert isinstance(reply, protocol.Reject) and reply.order_id == bad.order_id
+    assert reason in reply.reason
+    assert read_journal(om.config.journal) == []
+
+
+def test_duplicate_order_id_is_rejected_not_booked_twice(om):
+    with Client(om.config.order_port) as c:
+        c.send(order("d1"), order("d1"))
+        first, second = c.receive(2)
+    assert isinstance(first, protocol.Ack) and isinstance(second, protocol.Reject)
+    assert "duplicate" in second.reason
+    assert len(read_journal(om.config.journal)) == 1
+
+
+def test_numbering_continues_from_the_journal_after_a_restart(om):
+    with Client(om.config.order_port) as c:
+        c.send(order("a"), order("b"))
+        assert [r.order_no for r in c.receive(2)] == [1, 2]
+    om.restart("order_manager")
+    with Client(om.config.order_port) as c:
+        c.send(order("c"))
+        assert c.receive(1)[0].order_no == 3
+
+
+def test_price_band_uses_the_book_when_there_is_one():
+    config = Config(symbols=("AAPL",), price_band=0.10)
+    assert check_order(order("p", price=200.0), config, last_price=172.0).startswith("price 200.00")
+    assert check_order(order("p", price=180.0), config, last_price=172.0) is None
+    assert check_order(order("p", price=999.0), config, last_price=None) is None
+
+
+def test_a_taken_port_is_one_clear_sentence(om):
+    clash = Config(order_port=om.config.order_port, journal=om.config.journal)
+    with pytest.raises(LaunchError) as info:
+        Launcher(clash, names=["order_manager"], ready_timeout=10).start()
+    text = str(info.value)
+    assert "exited with status 2" in text
+    assert f"port {om.config.order_port} on 127.0.0.1 is already in use" in text
+    assert "Traceback" not in text

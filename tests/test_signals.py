@@ -1,0 +1,83 @@
+"""The strategy's rules, case by case: equal averages and thresholds included."""
+
+import pytest
+
+from hftlab.signals import (BUY, SELL, Trader, combine, moving_average, news_signal,
+                            order_for, price_signal)
+
+
+def test_moving_average_uses_the_last_n_values():
+    assert moving_average([1, 2, 3, 4, 10], 2) == 7
+    assert moving_average([1, 2, 3], 3) == 2
+
+
+@pytest.mark.parametrize("history, expected", [
+    ([1, 1, 1, 2, 3], BUY),      # short (2.5) strictly above long (1.6)
+    ([3, 3, 3, 2, 1], SELL),     # short (1.5) strictly below long (2.4)
+    ([2, 2, 2, 2, 2], None),     # equal averages: nothing
+    ([2, 2, 2], None),           # not enough history for the long window
+])
+def test_price_signal(history, expected):
+    assert price_signal(history, short=2, long=5) == expected
+
+
+@pytest.mark.parametrize("sentiment, expected", [
+    (61, BUY), (60, None), (50, None), (40, None), (39, SELL), (100, BUY), (0, SELL), (None, None),
+])
+def test_news_signal_thresholds_are_strict(sentiment, expected):
+    assert news_signal(sentiment, bullish=60, bearish=40) == expected
+
+
+@pytest.mark.parametrize("price, news, expected", [
+    (BUY, BUY, BUY), (SELL, SELL, SELL), (BUY, SELL, None), (SELL, BUY, None),
+    (BUY, None, None), (None, BUY, None), (None, None, None),
+])
+def test_act_only_when_both_agree(price, news, expected):
+    assert combine(price, news) == expected
+
+
+@pytest.mark.parametrize("position, side, expected", [
+    (0, BUY, (BUY, 10)), (0, SELL, (SELL, 10)),
+    (10, BUY, None), (-10, SELL, None),                 # already there: no duplicate
+    (-10, BUY, (BUY, 20)), (10, SELL, (SELL, 20)),      # reverse the position
+    (0, None, None),
+])
+def test_order_for_moves_the_position_once(position, side, expected):
+    assert order_for(position, side, 10) == expected
+
+
+def rising_then_buy_news(trader, symbol="AAPL"):
+    trader.on_news(80)
+    decisions = [trader.on_price(symbol, p) for p in (100, 100, 100, 101)]
+    return [d for d in decisions if d]
+
+
+def test_trader_sends_one_order_and_waits_for_the_reply():
+    trader = Trader(["AAPL"], short=2, long=4, qty=10)
+    decisions = rising_then_buy_news(trader)
+    assert [(d.side, d.qty) for d in decisions] == [(BUY, 10)]
+    trader.sent("o1", decisions[0])
+    # The signal stays on, but an order is in flight: nothing more is sent.
+    assert trader.on_price("AAPL", 103) is None
+    assert trader.on_ack("o1").side == BUY
+    assert trader.position["AAPL"] == 10
+    # Long already: the same signal again sends nothing.
+    assert trader.on_price("AAPL", 104) is None
+
+
+def test_position_changes_only_on_ack():
+    trader = Trader(["AAPL"], short=2, long=4, qty=10)
+    (decision,) = rising_then_buy_news(trader)
+    trader.sent("o1", decision)
+    assert trader.on_reject("o1") == decision
+    assert trader.position["AAPL"] == 0
+    # After a REJECT the signal may try again.
+    assert trader.on_price("AAPL", 105).side == BUY
+
+
+def test_unconfirmed_orders_are_forgotten_without_changing_the_position():
+    trader = Trader(["AAPL"], short=2, long=4, qty=10)
+    (decision,) = rising_then_buy_news(trader)
+    trader.sent("o1", decision)
+    assert trader.forget_pending() == [("o1", decision)]
+    assert trader.position["AAPL"] == 0 and trader.pending == {}

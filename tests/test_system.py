@@ -1,0 +1,118 @@
+"""End to end: the four real processes trade, then stop and leave nothing behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import wait_for
+from hftlab import book as _book
+from hftlab.order_manager import read_journal
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def segment_exists(name):
+    try:
+        _book.SharedPriceBook.attach(name).close()
+        return True
+    except _book.BookNotFound:
+        return False
+
+
+def test_the_system_trades_end_to_end_and_cleans_up(lab):
+    config = lab.config
+    # Prices reach the book, through the orderbook process.
+    book = _book.SharedPriceBook.attach(config.shm_name)
+    try:
+        quotes = wait_for(lambda: (q := book.quotes()) and all(q.values()) and q, 10, "a price for every symbol")
+        assert set(quotes) == set(config.symbols)
+        assert all(q.price > 0 and q.seq > 0 and q.ts_ns <= q.written_ns for q in quotes.values())
+        assert book.header()["feed_state"] == _book.FEED_UP
+    finally:
+        book.close()
+    # The strategy trades on them and the order manager books the orders.
+    rows = wait_for(lambda: (r := read_journal(config.journal)) and len(r) >= 3 and r, 20, "three booked orders")
+    assert [int(r["order_no"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert all(r["side"] in ("BUY", "SELL") and r["symbol"] in config.symbols for r in rows)
+    wait_for(lambda: "ACK o1 is order 1" in lab.log("strategy", 500), 10, "the strategy to see its ACK")
+    assert "Received Order 1: " in lab.log("order_manager", 500)
+
+    pids = {name: child.pid for name, child in lab.children.items()}
+    lab.stop()
+    # Each exited on SIGTERM by its clean path (status 0), and the owner removed the book.
+    assert {n: s["returncode"] for n, s in lab.status().items()} == {n: 0 for n in pids}
+    assert not any(pid_alive(p) for p in pids.values())
+    assert not segment_exists(config.shm_name)
+
+
+LAUNCH_AND_HANG = textwrap.dedent("""
+    import sys, time
+    from hftlab.config import Config, FAST
+    from hftlab.launcher import Launcher
+    lab = Launcher(Config(**FAST), free_ports=True).start()
+    print(lab.config.shm_name, *[c.pid for c in lab.children.values()], flush=True)
+    time.sleep(600)  # the test kills us long before this
+""")
+
+
+def test_children_do_not_outlive_a_killed_launcher():
+    """A notebook kernel killed with SIGKILL: its processes and its book go too."""
+    parent = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG], stdout=subprocess.PIPE, text=True)
+    try:
+        name, *pids = parent.stdout.readline().split()
+        pids = [int(p) for p in pids]
+        assert len(pids) == 4 and all(pid_alive(p) for p in pids)
+        assert segment_exists(name)
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the orphaned children to exit")
+    assert not segment_exists(name)
+
+
+def test_ctrl_c_in_a_terminal_stops_hftlab_run_cleanly(tmp_path):
+    run = subprocess.Popen([sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports",
+                            "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in run.stdout:
+            lines.append(line)
+            if "Received Order 1:" in line:
+                break
+        run.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        lines += run.stdout.readlines()
+        assert run.wait(15) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    text = "".join(lines)
+    for name in ("gateway", "order_manager", "orderbook", "strategy"):
+        assert f"{name:<13} | " in text and "stopped" in text
+    assert "hftlab: stopped." in text
+    assert "Traceback" not in text
+
+
+def test_hftlab_run_duration_shows_prices_news_orders_confirmations(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "hftlab", "run", "--fast", "--duration", "3",
+                          "--free-ports", "--run-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "orderbook     | " in text and "book: AAPL " in text    # prices
+    assert "news: sentiment " in text                               # news
+    assert "strategy      | " in text and " as o1: short MA " in text  # an order sent
+    assert "Received Order 1: " in text                             # its confirmation
+    assert "ACK o1 is order 1" in text
+    assert "3 s are up; stopping." in text and "Traceback" not in text
+    assert len(read_journal(str(tmp_path / "orders.csv"))) >= 1
