@@ -73,12 +73,15 @@ def _package_root() -> str:
 
 
 _live = weakref.WeakSet()
+_temp_run_dirs = set()
 
 
 @atexit.register
 def _stop_all_at_exit() -> None:
     for launcher in list(_live):
         launcher.stop()
+    for path in list(_temp_run_dirs):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Launcher:
@@ -89,9 +92,11 @@ class Launcher:
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
                                     shm_name=_book.new_name())
-        # A run_dir we made is ours to remove at stop, unless asked to keep it.
-        self._remove_run_dir = run_dir is None and not keep_run_dir
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="hftlab-")
+        if run_dir is None and not keep_run_dir:
+            # Ours to remove: at close(), or when this Python exits. Not at stop(), so the
+            # logs and the journal can still be read after the processes have stopped.
+            _temp_run_dirs.add(self.run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
         if config.journal == Config.journal:
             config = config.replace(journal=os.path.join(self.run_dir, "orders.csv"))
@@ -198,8 +203,9 @@ class Launcher:
         if child.running():
             child.popen.send_signal(sig)
         code = child.popen.wait(STOP_TIMEOUT)
-        os.close(child.lifeline)
-        child.lifeline = -1
+        if child.lifeline >= 0:  # already closed if it was stopped or killed before
+            os.close(child.lifeline)
+            child.lifeline = -1
         return code
 
     def restart(self, name: str) -> Child:
@@ -216,9 +222,13 @@ class Launcher:
             if child is not None:
                 self._terminate(child, timeout)
         _live.discard(self)
-        if self._remove_run_dir:
+
+    def close(self) -> None:
+        """Stop everything, and remove the run directory if the launcher made it."""
+        self.stop()
+        if self.run_dir in _temp_run_dirs:
+            _temp_run_dirs.discard(self.run_dir)
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            self._remove_run_dir = False
 
     def _terminate(self, child: Child, timeout: float = STOP_TIMEOUT) -> None:
         if child.running():
@@ -239,7 +249,7 @@ class Launcher:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.close()
 
     def __repr__(self) -> str:
         running = [n for n, c in self.children.items() if c.running()]

@@ -5,6 +5,12 @@ the journal is written with one unbuffered ``os.write`` before the reply, so an 
 that was ACKed is on disk even if this process is killed the next instant. Order numbers
 count 1, 2, 3... across all clients and continue from the journal after a restart.
 
+Orders are idempotent by ``order_id``: a strategy that lost its connection before the
+ACK arrived re-sends the same order with the same id, and gets the same ACK (the same
+order number) without the order being booked twice, also across a restart of this
+process, because the ids are read back from the journal. (Strategies make their ids
+unique: a random tag per strategy process, then a counter.)
+
 A line that is not a valid message gets ``ERROR,<reason>``; a valid order that breaks a
 rule gets ``REJECT,<order_id>,<reason>``. Either way the connection stays usable and no
 other client notices. A client that sends only garbage is closed after
@@ -35,7 +41,12 @@ class Journal:
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self.last_no = len(read_journal(path))
+        rows = read_journal(path)
+        self.last_no = len(rows)
+        # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
+        self.booked = {r["order_id"]: (int(r["order_no"]), (r["side"], int(r["qty"]), r["symbol"],
+                                                             f"{float(r['price']):.2f}"))
+                       for r in rows}
         if os.fstat(self.fd).st_size == 0:
             os.write(self.fd, (JOURNAL_COLUMNS + "\n").encode())
 
@@ -45,10 +56,16 @@ class Journal:
         row = (f"{self.last_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
                f"{o.qty},{o.symbol},{o.price:.2f}\n")
         os.write(self.fd, row.encode())  # one unbuffered write: in the OS before the ACK
+        self.booked[o.order_id] = (self.last_no, terms(o))
         return self.last_no
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def terms(order: protocol.Order) -> tuple:
+    """What an order asks for, as compared when its id comes again."""
+    return (order.side, order.qty, order.symbol, f"{order.price:.2f}")
 
 
 def read_journal(path: str) -> list:
@@ -117,20 +134,26 @@ class OrderManager:
         self.prices = BookWatcher(config, log)
         self.clients = 0
 
-    def handle(self, msg, client: str, seen_ids: set) -> protocol.Message:
+    def handle(self, msg, client: str) -> protocol.Message:
         """The reply to one decoded message (or protocol error) from `client`."""
         if isinstance(msg, protocol.ProtocolError):
             return protocol.Error(msg.reason)
         if not isinstance(msg, protocol.Order):
             return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
-        if msg.order_id in seen_ids:
-            return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id} on this connection")
+        booked = self.journal.booked.get(msg.order_id)
+        if booked is not None:
+            order_no, booked_terms = booked
+            if booked_terms != terms(msg):
+                return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id}: "
+                                       f"already used for order {order_no}")
+            self.log.info(f"Order {msg.order_id} from {client} is order {order_no} again "
+                          "(a re-send): confirmed again, not booked twice")
+            return protocol.Ack(msg.order_id, order_no)
         reason = check_order(msg, self.config, self.prices.last_price(msg.symbol)
                              if msg.symbol in self.config.symbols else None)
         if reason:
             self.log.info(f"Rejected {msg.order_id} from {client}: {reason}")
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
-        seen_ids.add(msg.order_id)
         order_no = self.journal.append(msg, client, time.time_ns())
         self.log.info(f"Received Order {order_no}: {msg.side} {msg.qty} {msg.symbol} @ {msg.price:.2f}")
         return protocol.Ack(msg.order_id, order_no)
@@ -141,12 +164,12 @@ class OrderManager:
         client = process.address(host, port)
         self.clients += 1
         self.log.info(f"client {client} connected ({self.clients} now)")
-        decoder, seen_ids, bad = protocol.Decoder(), set(), 0
+        decoder, bad = protocol.Decoder(), 0
         try:
             while data := await reader.read(65536):
                 replies = []
                 for msg in decoder.feed(data):
-                    reply = self.handle(msg, client, seen_ids)
+                    reply = self.handle(msg, client)
                     bad = bad + 1 if isinstance(reply, protocol.Error) else 0
                     replies.append(protocol.encode(reply))
                     if bad >= MAX_BAD_LINES:

@@ -124,8 +124,3 @@ class Trader:
 
     def on_reject(self, order_id: str) -> Decision | None:
         return self.pending.pop(order_id, None)
-
-    def forget_pending(self) -> list:
-        """Orders in flight when the connection broke: unconfirmed, position unchanged."""
-        lost, self.pending = list(self.pending.items()), {}
-        return lost

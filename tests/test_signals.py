@@ -73,11 +73,3 @@ def test_position_changes_only_on_ack():
     assert trader.position["AAPL"] == 0
     # After a REJECT the signal may try again.
     assert trader.on_price("AAPL", 105).side == BUY
-
-
-def test_unconfirmed_orders_are_forgotten_without_changing_the_position():
-    trader = Trader(["AAPL"], short=2, long=4, qty=10)
-    (decision,) = rising_then_buy_news(trader)
-    trader.sent("o1", decision)
-    assert trader.forget_pending() == [("o1", decision)]
-    assert trader.position["AAPL"] == 0 and trader.pending == {}

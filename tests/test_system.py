@@ -1,6 +1,7 @@
 """End to end: the four real processes trade, then stop and leave nothing behind."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     rows = wait_for(lambda: (r := read_journal(config.journal)) and len(r) >= 3 and r, 20, "three booked orders")
     assert [int(r["order_no"]) for r in rows] == list(range(1, len(rows) + 1))
     assert all(r["side"] in ("BUY", "SELL") and r["symbol"] in config.symbols for r in rows)
-    wait_for(lambda: "ACK o1 is order 1" in lab.log("strategy", 500), 10, "the strategy to see its ACK")
+    wait_for(lambda: re.search(r"ACK [0-9a-f]{4}-1 is order 1", lab.log("strategy", 500)), 10,
+             "the strategy to see its ACK")
     assert "Received Order 1: " in lab.log("order_manager", 500)
 
     pids = {name: child.pid for name, child in lab.children.items()}
@@ -111,8 +113,8 @@ def test_hftlab_run_duration_shows_prices_news_orders_confirmations(tmp_path):
     text = out.stdout
     assert "orderbook     | " in text and "book: AAPL " in text    # prices
     assert "news: sentiment " in text                               # news
-    assert "strategy      | " in text and " as o1: short MA " in text  # an order sent
+    assert "strategy      | " in text and re.search(r" as [0-9a-f]{4}-1: short MA ", text)  # an order sent
     assert "Received Order 1: " in text                             # its confirmation
-    assert "ACK o1 is order 1" in text
+    assert re.search(r"ACK [0-9a-f]{4}-1 is order 1", text)
     assert "3 s are up; stopping." in text and "Traceback" not in text
     assert len(read_journal(str(tmp_path / "orders.csv"))) >= 1

@@ -1,0 +1,138 @@
+"""Faults: kill any one process with SIGKILL while the others run, start it again, and
+check that the others carried on by themselves and nothing was lost or booked twice."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+from hftlab import book as _book
+from hftlab.order_manager import read_journal
+
+MAKE_SEGMENT = Path(__file__).parent / "book_procs" / "make_segment.py"
+
+
+def journal_grows(lab, beyond, timeout=20):
+    return wait_for(lambda: len(r := read_journal(lab.config.journal)) > beyond and r, timeout,
+                    f"more than {beyond} booked orders")
+
+
+def others(lab, name):
+    return {n: c.pid for n, c in lab.children.items() if n != name}
+
+
+def assert_untouched(lab, before):
+    """The processes that were not killed are the very same processes, still running."""
+    now = {n: c.pid for n, c in lab.children.items() if n in before}
+    assert now == before and all(lab.children[n].running() for n in before)
+
+
+def test_gateway_killed_book_goes_stale_then_recovers(lab):
+    journal_grows(lab, 0)
+    untouched = others(lab, "gateway")
+    book = _book.SharedPriceBook.attach(lab.config.shm_name)
+    try:
+        session = book.header()["session"]
+        lab.kill("gateway")
+        assert lab.dead()[0][:2] == ("gateway", -9)        # the launcher can say who died
+        wait_for(lambda: book.header()["feed_state"] == _book.FEED_DOWN, 10, "the book to be marked stale")
+        wait_for(lambda: "lost the news feed" in lab.log("strategy", 200), 10, "the strategy to notice")
+        updates = book.header()["updates"]
+
+        lab.start_one("gateway")
+        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, 10, "the feed to come back")
+        wait_for(lambda: book.header()["updates"] > updates + 20, 10, "new prices in the book")
+        header = book.header()
+        assert header["session"] != session                  # a new gateway session...
+        assert header["gaps"] == 0                           # ...is not a gap
+        assert "new gateway session" in lab.log("orderbook", 200)
+        wait_for(lambda: lab.log("strategy", 500).count("connected to the news feed") == 2, 10,
+                 "the strategy to reconnect to the news")
+    finally:
+        book.close()
+    n = len(read_journal(lab.config.journal))
+    journal_grows(lab, n)                                    # and it still trades
+    assert_untouched(lab, untouched)
+
+
+def test_orderbook_killed_strategy_waits_and_resumes_on_the_new_book(lab):
+    journal_grows(lab, 0)
+    untouched = others(lab, "orderbook")
+    lab.kill("orderbook")
+    wait_for(lambda: "the book's writer is gone" in lab.log("strategy", 200), 10,
+             "the strategy to notice the dead writer")
+    n = len(read_journal(lab.config.journal))
+    lab.start_one("orderbook")
+    wait_for(lambda: lab.log("strategy", 500).count("attached to the book") == 2, 10,
+             "the strategy to attach to the new book")
+    journal_grows(lab, n)
+    assert_untouched(lab, untouched)
+    assert lab.log("strategy", 500).count("ready:") == 1    # the same strategy, history and all
+
+
+def test_strategy_killed_a_new_one_attaches_and_trades(lab):
+    rows = journal_grows(lab, 0)
+    untouched = others(lab, "strategy")
+    lab.kill("strategy")
+    wait_for(lambda: "disconnected" in lab.log("order_manager", 200), 10, "the order manager to see it go")
+    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
+        assert book.writer_alive() and all(book.quotes().values())   # the book did not notice
+    lab.start_one("strategy")
+    later = journal_grows(lab, len(read_journal(lab.config.journal)))
+    tags = {row["order_id"].split("-")[0] for row in later}
+    assert len(tags) == 2                                    # orders from the old and the new strategy
+    assert_untouched(lab, untouched)
+
+
+def test_order_manager_killed_midstream_journal_and_strategy_agree(lab):
+    journal_grows(lab, 2)
+    untouched = others(lab, "order_manager")
+    lab.kill("order_manager")
+    wait_for(lambda: "lost the order manager" in lab.log("strategy", 300), 10, "the strategy to notice")
+    n = len(read_journal(lab.config.journal))
+    lab.start_one("order_manager")
+    journal_grows(lab, n + 3)
+    assert_untouched(lab, untouched)
+    lab.stop()  # the strategy first: no more orders while we compare
+
+    journal = read_journal(lab.config.journal)
+    numbers = [int(r["order_no"]) for r in journal]
+    assert numbers == list(range(1, len(journal) + 1))       # numbering continued after the crash
+    ids = [r["order_id"] for r in journal]
+    assert len(ids) == len(set(ids))                         # nothing booked twice
+    by_no = {int(r["order_no"]): r["order_id"] for r in journal}
+    acks = re.findall(r"ACK (\S+) is order (\d+)", lab_log_text(lab))
+    assert acks and all(by_no[int(no)] == oid for oid, no in acks)   # every ACK is in the journal
+
+
+def lab_log_text(lab):
+    return Path(lab.children["strategy"].log_path).read_text()
+
+
+def test_a_dead_child_is_reported_with_its_status_and_log(lab):
+    lab.kill("strategy")
+    ((name, code, tail),) = lab.dead()
+    assert (name, code) == ("strategy", -9)
+    assert "ready:" in tail or "ACK" in tail or "BUY" in tail or "SELL" in tail
+
+
+def test_hftlab_clean_removes_a_stale_book_and_says_so():
+    name = _book.new_name()
+    made = subprocess.run([sys.executable, str(MAKE_SEGMENT), name, "stale"], capture_output=True,
+                          text=True, timeout=30)
+    assert made.stdout.strip() == "made"
+    try:
+        out = subprocess.run([sys.executable, "-m", "hftlab", "clean", "--shm-name", name],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0
+        assert re.search(rf"removed shared-memory segment '{name}' \(left by dead process \d+\)", out.stdout)
+        with pytest.raises(_book.BookNotFound):
+            _book.SharedPriceBook.attach(name)
+    finally:
+        _book.remove_stale(name)
+    again = subprocess.run([sys.executable, "-m", "hftlab", "clean", "--shm-name", name],
+                           capture_output=True, text=True, timeout=30)
+    assert "nothing to clean" in again.stdout
