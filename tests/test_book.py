@@ -1,0 +1,460 @@
+"""Tests for hftlab.book: the shared-memory price book.
+
+Every test works on its own segment name and removes what it created, even
+on failure.  Processes are real OS processes (subprocess + sys.executable,
+scripts in tests/book_procs/), since the point is what independent processes
+see; they are synchronised on lines they print, with deadlines, never on
+sleeps.
+"""
+
+import json
+import math
+import mmap
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hftlab import book as bookmod
+from hftlab.book import (
+    FEED_DOWN, FEED_UP, HEADER_DTYPE, RECORD_DTYPE, BookError, BookInUse,
+    BookNotFound, LayoutMismatch, Quote, SharedPriceBook, layout_nbytes,
+    new_name, remove_stale,
+)
+
+PROCS = Path(__file__).parent / "book_procs"
+SYMBOLS = ["AAPL", "MSFT", "GOOG"]
+TIMEOUT = 10.0
+
+
+def exists(name):
+    try:
+        shm = bookmod._open_untracked(name)
+    except FileNotFoundError:
+        return False
+    shm.close()
+    return True
+
+
+def wait_until(cond, timeout=TIMEOUT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class Child:
+    """A helper script in its own interpreter, talked to by lines."""
+
+    def __init__(self, script, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PROCS / script), *map(str, args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.lines = queue.Queue()
+        self.stderr = []
+        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+
+    def _pump_stdout(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)                    # end of output
+
+    def _pump_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def expect(self, prefix, timeout=TIMEOUT):
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line = "<timeout>"
+        if line is None or not line.startswith(prefix):
+            if line is None:                    # exited: let stderr drain
+                self.proc.wait(timeout=TIMEOUT)
+            raise AssertionError(
+                f"expected {prefix!r} from {self.proc.args[1]}, got {line!r}"
+                f"; stderr:\n" + "\n".join(self.stderr))
+        return line
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout=TIMEOUT):
+        """Close stdin and wait for a clean exit."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        rc = self.proc.wait(timeout=timeout)
+        assert rc == 0, f"{self.proc.args[1]} exited {rc}:\n" + \
+            "\n".join(self.stderr)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def name():
+    """A fresh segment name; whatever is left under it is removed after."""
+    n = new_name()
+    yield n
+    try:
+        shm = bookmod._open_untracked(n)
+    except FileNotFoundError:
+        return
+    try:
+        bookmod._unlink_untracked(shm)
+    finally:
+        shm.close()
+
+
+@pytest.fixture
+def spawn(name):
+    """Start helper processes; kill any still running before `name` is
+    cleaned up (this fixture depends on it, so it is torn down first)."""
+    children = []
+
+    def start(script, *args):
+        child = Child(script, *args)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+
+
+def run_reader(name):
+    out = subprocess.run([sys.executable, str(PROCS / "reader.py"), name],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr      # no tracker leak warnings
+    return json.loads(out.stdout)
+
+
+# -- one process -------------------------------------------------------------
+
+def test_create_update_read(name):
+    with SharedPriceBook(SYMBOLS, name) as book:
+        assert book.owner and book.name == name
+        assert book.symbols == tuple(SYMBOLS)
+        assert book.took_over_from is None
+        assert "owner" in repr(book) and name in repr(book)
+
+        # "no price yet" is None, unlike any price (even 0.0)
+        assert book.read("AAPL") is None
+        book.update("AAPL", 0.0, seq=7, ts_ns=123)
+        q = book.read("AAPL")
+        assert q == Quote("AAPL", 0.0, 7, 123, q.written_ns, 1)
+        assert abs(q.written_ns - time.time_ns()) < 10**9
+
+        book.update("MSFT", 101.25)                  # seq defaults to 8
+        book.update("AAPL", 1.5)                     # 9
+        assert book.read("MSFT").seq == 8
+        assert book.read("AAPL")[1:3] == (1.5, 9)
+        assert book.read("AAPL").updates == 2
+        assert book.read("GOOG") is None
+        assert math.isnan(book.snapshot()["price"][2])
+
+        h = book.header()
+        assert h["magic"] == "HFTBOOK1" and h["layout_version"] == 1
+        assert h["n_symbols"] == 3
+        assert h["record_size"] == RECORD_DTYPE.itemsize == 56
+        assert h["header_size"] == HEADER_DTYPE.itemsize == 96
+        assert h["writer_pid"] == os.getpid()
+        assert h["last_seq"] == 9 and h["updates"] == 3 and h["gaps"] == 0
+        assert h["feed_state"] == 0 and h["session"] == ""
+
+        book.set_feed_state(FEED_UP, "sess-1")
+        book.add_gaps(2)
+        book.add_gaps(1)
+        book.heartbeat(555)
+        h = book.header()
+        assert (h["feed_state"], h["session"], h["gaps"],
+                h["heartbeat_ns"]) == (FEED_UP, "sess-1", 3, 555)
+        book.set_feed_state(FEED_DOWN)
+        assert book.header()["session"] == "sess-1"   # kept
+        assert book.writer_alive()
+
+        qs = book.quotes()
+        assert list(qs) == SYMBOLS and qs["GOOG"] is None
+        assert qs["MSFT"].price == 101.25
+
+        assert book.nbytes == layout_nbytes(3) == 96 + 3 * 56
+        assert book.mapped_bytes % mmap.PAGESIZE == 0
+        assert book.mapped_bytes >= book.nbytes
+
+        if os.path.isdir("/dev/shm"):                 # Linux: check the mode
+            mode = os.stat(f"/dev/shm/{name}").st_mode & 0o777
+            assert mode & 0o077 == 0, oct(mode)       # 0600 less umask
+
+        with pytest.raises(KeyError, match="AAPL, MSFT, GOOG"):
+            book.read("TSLA")
+        with pytest.raises(ValueError):
+            book.update("AAPL", 1.0, seq=0)
+    assert not exists(name)
+    book.close()                                      # idempotent
+    book.unlink()
+
+
+def test_bad_arguments(name):
+    for bad in ([], ["A"] * 2, ["TOOLONGSYM"], ["ÄPFEL"], [""], "AAPL",
+                [f"S{i}" for i in range(65)]):
+        with pytest.raises(ValueError):
+            SharedPriceBook(bad, name)
+    with pytest.raises(ValueError):
+        SharedPriceBook(["A"], "x" * 31)
+    assert not exists(name)
+    assert len(new_name()) <= 30 and new_name() != new_name()
+
+
+def test_reader_in_same_process_cannot_write(name):
+    with SharedPriceBook(SYMBOLS, name) as owner:
+        owner.update("GOOG", 10.0)
+        reader = SharedPriceBook.attach(name, SYMBOLS)
+        try:
+            assert not reader.owner and "reader" in repr(reader)
+            assert reader.read("GOOG").price == 10.0
+            for write in (lambda: reader.update("GOOG", 1.0),
+                          lambda: reader.update_index(0, 1.0, 1, 1),
+                          lambda: reader.set_feed_state(FEED_UP),
+                          lambda: reader.add_gaps(1),
+                          lambda: reader.heartbeat(),
+                          reader.unlink):
+                with pytest.raises(BookError, match="read-only"):
+                    write()
+            owner.update("GOOG", 11.0)
+            assert reader.read("GOOG").price == 11.0
+        finally:
+            reader.close()
+        reader.close()
+        with pytest.raises(BookError, match="closed"):
+            reader.read("GOOG")
+        assert owner.read("GOOG").price == 11.0      # closing a reader is
+    assert not exists(name)                          # harmless to the book
+
+
+def test_attach_errors(name):
+    with pytest.raises(BookNotFound, match="is the orderbook running"):
+        SharedPriceBook.attach(name)
+
+    from multiprocessing.shared_memory import SharedMemory
+    junk = SharedMemory(name, create=True, size=4096)
+    try:
+        junk.buf[:8] = b"NOTABOOK"
+        with pytest.raises(LayoutMismatch, match="not a price book"):
+            SharedPriceBook.attach(name)
+        junk.buf[:8] = b"HFTBOOK1"                   # magic ok, rest zero
+        with pytest.raises(LayoutMismatch, match="layout_version"):
+            SharedPriceBook.attach(name)
+    finally:
+        junk.close()
+        junk.unlink()
+
+    with SharedPriceBook(SYMBOLS, name):
+        with pytest.raises(LayoutMismatch, match="expected"):
+            SharedPriceBook.attach(name, ["AAPL", "MSFT"])
+
+
+def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):
+    monkeypatch.setattr(bookmod, "MAX_RETRIES", 500)
+    with SharedPriceBook(SYMBOLS, name) as book:
+        book.update("AAPL", 1.0)
+        # what a writer killed between its two version stores leaves behind
+        book._u64[HEADER_DTYPE.itemsize // 8] = 3
+        reader = SharedPriceBook.attach(name)
+        try:
+            with pytest.raises(BookError, match="mid-write"):
+                reader.read("AAPL")
+            with pytest.raises(BookError, match="mid-write"):
+                reader.snapshot()
+            assert reader.retries == 1000
+            assert reader.read("MSFT") is None       # other records are fine
+        finally:
+            reader.close()
+
+
+# -- several processes -------------------------------------------------------
+
+def test_attach_from_another_process(name, spawn):
+    with SharedPriceBook(SYMBOLS, name) as book:
+        book.update("AAPL", 187.5, seq=41, ts_ns=99)
+        book.set_feed_state(FEED_UP, "abc")
+        seen = run_reader(name)
+        assert seen["owner"] is False
+        assert seen["quotes"]["AAPL"]["price"] == 187.5
+        assert seen["quotes"]["AAPL"]["seq"] == 41
+        assert seen["quotes"]["AAPL"]["ts_ns"] == 99
+        assert seen["quotes"]["MSFT"] is None
+        assert seen["header"]["writer_pid"] == os.getpid()
+        assert seen["header"]["session"] == "abc"
+    assert not exists(name)
+
+    # and the other way round: a child writes, this process reads
+    child = spawn("owner.py", name, *SYMBOLS)
+    child.expect("ready")
+    reader = SharedPriceBook.attach(name, SYMBOLS)
+    try:
+        assert reader.read("MSFT") is None
+        child.send("update MSFT 412.25")
+        child.expect("ok 1")
+        assert reader.read("MSFT").price == 412.25
+        assert reader.header()["writer_pid"] == child.proc.pid
+        assert reader.writer_alive()
+    finally:
+        reader.close()
+    child.send("exit")
+    child.finish()
+    assert not exists(name)                          # the owner unlinked it
+
+
+def test_tracker_trap_is_real(name, spawn):
+    """Control for the next test: a plain SharedMemory(name) attach in a
+    process that then exits destroys the segment (cpython issue 82300)."""
+    from multiprocessing.shared_memory import SharedMemory
+    victim = SharedMemory(name, create=True, size=64)
+    try:
+        subprocess.run([sys.executable, str(PROCS / "raw_attach.py"), name],
+                       capture_output=True, timeout=TIMEOUT, check=True)
+        if exists(name):
+            pytest.skip("this Python's SharedMemory no longer tracks attaches")
+    finally:
+        victim.close()
+        try:
+            victim.unlink()
+        except FileNotFoundError:   # the child's tracker removed it; ours
+            from multiprocessing import resource_tracker   # must forget it
+            resource_tracker.unregister(victim._name, "shared_memory")
+
+
+def test_readers_that_exit_leave_the_book_intact(name):
+    with SharedPriceBook(SYMBOLS, name) as book:
+        book.update("GOOG", 170.0)
+        for i in range(3):
+            seen = run_reader(name)       # attaches, reads, exits
+            assert seen["quotes"]["GOOG"]["price"] == 170.0 + i
+            assert exists(name)
+            again = SharedPriceBook.attach(name)
+            try:
+                assert again.read("GOOG").price == 170.0 + i
+            finally:
+                again.close()
+            book.update("GOOG", 171.0 + i)
+    assert not exists(name)
+
+
+def test_torn_reads_under_stress(name, spawn):
+    writer = spawn("stress_writer.py", name, 1.5, 5_000_000)
+    writer.expect("ready")
+    reader = spawn("stress_reader.py", name, 8.0)
+    reader.expect("ready")
+    writer.send("go")
+    done = writer.expect("done")
+    stats = json.loads(reader.expect("{"))
+    writer.send("exit")
+    writer.finish()
+    reader.finish()
+    stats["writer_done"] = int(done.split()[1])
+    print("\nstress:", json.dumps(stats))
+    print(f"seqlock retries: {stats['retries']}; negative control, raw "
+          f"copies without the seqlock: {stats['torn_raw']} torn records "
+          f"in {stats['raw_copies']} copies")
+    assert stats["writer_updates"] == stats["writer_done"]
+    assert stats["torn_read"] == 0
+    assert stats["torn_snapshot"] == 0
+    assert stats["snapshot_not_coherent"] == 0
+    assert stats["went_backwards"] == 0
+    assert stats["version_went_backwards"] == 0
+    assert stats["distinct_seen"] > 1000
+    assert not exists(name)
+
+
+def test_book_in_use(name, spawn):
+    child = spawn("owner.py", name, *SYMBOLS)
+    pid = int(child.expect("ready").split()[1])
+    with pytest.raises(BookInUse, match=f"running process {pid}"):
+        SharedPriceBook(SYMBOLS, name)
+    assert remove_stale(name) is None                 # never a live book
+    reader = SharedPriceBook.attach(name)
+    try:
+        assert reader.writer_alive()
+    finally:
+        reader.close()
+    child.send("exit")
+    child.finish()
+    assert not exists(name)
+
+
+def test_sigkilled_owner_leaves_its_book_to_the_next_owner(name, spawn):
+    child = spawn("owner.py", name, *SYMBOLS)
+    child.expect("ready")
+    dead = child.proc.pid
+    os.kill(dead, signal.SIGKILL)
+    child.proc.wait(timeout=TIMEOUT)
+    # No resource tracker removes it by name behind a new owner's back: it
+    # stays until the next owner takes it over (or remove_stale removes it).
+    assert exists(name)
+    with SharedPriceBook(SYMBOLS, name) as book:
+        assert book.took_over_from == dead
+        book.update("AAPL", 1.0)
+        with SharedPriceBook.attach(name) as reader:
+            assert reader.read("AAPL").price == 1.0
+    assert not exists(name)
+
+
+def test_take_over_a_dead_writers_book(name):
+    made = subprocess.run(
+        [sys.executable, str(PROCS / "make_segment.py"), name, "stale"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert made.returncode == 0, made.stderr
+    old = SharedPriceBook.attach(name)
+    try:
+        dead = old.header()["writer_pid"]
+        assert old.read("AAA").price == 42.0
+        assert not old.writer_alive()
+    finally:
+        old.close()
+    with SharedPriceBook(SYMBOLS, name) as book:
+        assert book.took_over_from == dead
+        assert book.read("AAPL") is None
+        assert book.header()["writer_pid"] == os.getpid()
+    assert not exists(name)
+
+
+def test_take_over_a_segment_that_is_not_a_book(name):
+    made = subprocess.run(
+        [sys.executable, str(PROCS / "make_segment.py"), name, "badmagic"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert made.returncode == 0, made.stderr
+    with SharedPriceBook(SYMBOLS, name) as book:
+        assert book.took_over_from == 0
+        reader = SharedPriceBook.attach(name, SYMBOLS)    # a book now
+        reader.close()
+    assert not exists(name)
+
+
+def test_remove_stale(name):
+    assert remove_stale(name) is None                 # nothing there
+    for kind, expect_dead_pid in (("stale", True), ("badmagic", False)):
+        made = subprocess.run(
+            [sys.executable, str(PROCS / "make_segment.py"), name, kind],
+            capture_output=True, text=True, timeout=TIMEOUT)
+        assert made.returncode == 0, made.stderr
+        assert exists(name)
+        removed = remove_stale(name)
+        assert (removed > 0) if expect_dead_pid else (removed == 0)
+        assert not exists(name)
+    with SharedPriceBook(SYMBOLS, name):
+        assert remove_stale(name) is None             # our own, alive
+        assert exists(name)
+    assert not exists(name)
