@@ -8,13 +8,22 @@ both sockets for at most ``poll_interval``, so one thread does everything.
 
 The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
-at the order manager with the same clock.
+at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
+sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
+book's written_ns, when the strategy saw it and when it decided, all from
+``time.time_ns()``, the one clock every process on this machine shares.
+
+Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
+the same ``order_id`` when the order manager is back. Ids are a random tag per strategy
+process plus a counter, so they are unique across strategies and runs, and the order
+manager confirms a re-sent id again instead of booking it twice.
 
 Run alone: ``python -m hftlab.strategy`` (or ``hftlab strategy``).
 """
 
 from __future__ import annotations
 
+import secrets
 import selectors
 import socket
 import time
@@ -44,15 +53,15 @@ class Link:
     def up(self) -> bool:
         return self.sock is not None
 
-    def ensure(self, selector) -> None:
-        """Connect if we are not and it is time to try again."""
+    def ensure(self, selector) -> bool:
+        """Connect if we are not and it is time to try again; True if we just connected."""
         now = time.monotonic()
         if self.sock is not None:
             if self.silence and now - self.heard > self.silence:
                 self.drop(selector, f"silent for {self.silence:.1f} s")
-            return
+            return False
         if now < self.next_try:
-            return
+            return False
         try:
             self.sock = process.dial(self.host, self.port, timeout=0.5)
         except OSError:
@@ -60,7 +69,7 @@ class Link:
             if not self.said_waiting:
                 self.log.info(f"waiting for the {self.name} at {process.address(self.host, self.port)}")
                 self.said_waiting = True
-            return
+            return False
         self.sock.setblocking(False)
         self.decoder = protocol.Decoder()
         self.backoff.reset()
@@ -68,6 +77,7 @@ class Link:
         self.said_waiting = False
         selector.register(self.sock, selectors.EVENT_READ, self)
         self.log.info(f"connected to the {self.name} at {process.address(self.host, self.port)}")
+        return True
 
     def read(self, selector) -> list | None:
         """Whole messages now available; None if the connection just closed."""
@@ -140,10 +150,13 @@ class BookReader:
             self.log.info(f"attached to the book {self.name!r} ({self.book.nbytes} bytes)")
 
     def new_prices(self):
-        """Yield (symbol, price, ts_ns, missed) for each symbol updated since the last look."""
+        """Yield (symbol, price, ts_ns, missed) for each symbol updated since the last look.
+
+        The look's copy of the records stays in ``self.snap`` and its time in ``self.seen_ns``."""
         if self.book is None:
             return
-        snap = self.book.snapshot()
+        snap = self.snap = self.book.snapshot()
+        self.seen_ns = time.time_ns()
         updates = snap["updates"]
         for i in np.flatnonzero(updates != self.seen):
             missed = int(updates[i] - self.seen[i]) - 1
@@ -156,6 +169,34 @@ class BookReader:
             self.book.close()
 
 
+class LatencyLog:
+    """One CSV row per tick the strategy saw, for `hftlab bench`. Buffered: written in blocks."""
+
+    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed"
+    BLOCK = 4096
+
+    def __init__(self, path: str):
+        self.file = open(path, "w")
+        self.file.write(self.COLUMNS + "\n")
+        self.rows = []
+
+    def add(self, reader: BookReader, symbol: str, decided_ns: int, order_id: str, missed: int) -> None:
+        rec = reader.snap[reader.book.index(symbol)]
+        self.rows.append(f"{rec['seq']},{symbol},{rec['ts_ns']},{rec['written_ns']},{reader.seen_ns},"
+                         f"{decided_ns},{order_id},{missed}\n")
+        if len(self.rows) >= self.BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        self.file.write("".join(self.rows))
+        self.file.flush()
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+
 class Strategy:
     def __init__(self, config, log):
         self.config, self.log = config, log
@@ -164,8 +205,11 @@ class Strategy:
         self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval)
         self.orders = Link("order manager", config.host, config.order_port, log)
         self.book = BookReader(config.shm_name, config.symbols, log)
+        self.tag = secrets.token_hex(2)
         self.next_id = 1
+        self.unanswered = {}  # order_id -> the encoded order, until its ACK or REJECT
         self.missed = 0
+        self.latency = LatencyLog(config.latency_log) if config.latency_log else None
 
     def step(self) -> None:
         """One turn of the loop: wait for sockets (at most poll_interval), then look at the book."""
@@ -173,56 +217,68 @@ class Strategy:
             link = key.data
             msgs = link.read(self.selector)
             if msgs is None:
-                if link is self.orders:
-                    for order_id, d in self.trader.forget_pending():
-                        self.log.warning(f"order {order_id} ({d.side} {d.qty} {d.symbol}) unconfirmed: "
-                                         "the order manager went away before answering")
+                if link is self.orders and self.unanswered:
+                    self.log.warning(f"orders {' '.join(self.unanswered)} are unconfirmed: the order "
+                                     "manager went away before answering; they will be re-sent")
                 continue
             for msg in msgs:
                 self.on_message(msg)
-        for link in (self.news, self.orders):
-            link.ensure(self.selector)
+        self.news.ensure(self.selector)
+        if self.orders.ensure(self.selector) and self.unanswered:
+            self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
+            self.orders.send(b"".join(self.unanswered.values()), self.selector)
         self.book.ensure()
         for symbol, price, ts_ns, missed in self.book.new_prices():
             self.missed += missed
             decision = self.trader.on_price(symbol, price)
+            decided_ns, order_id = 0, ""
             if decision is not None:
-                self.send(decision, ts_ns)
+                decided_ns = time.time_ns()
+                order_id = self.send(decision, ts_ns)
+            if self.latency is not None:
+                self.latency.add(self.book, symbol, decided_ns, order_id, missed)
 
     def on_message(self, msg) -> None:
         kind = type(msg)
         if kind is protocol.News:
             self.trader.on_news(msg.sentiment)
         elif kind is protocol.Ack:
+            self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_ack(msg.order_id)
             if d is not None:
                 pos = self.trader.position[d.symbol]
                 self.log.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
                               f"{signals.position_name(pos)} {abs(pos)} {d.symbol}")
         elif kind is protocol.Reject:
-            d = self.trader.on_reject(msg.order_id)
+            self.unanswered.pop(msg.order_id, None)
+            self.trader.on_reject(msg.order_id)
             self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
         elif kind is protocol.Error:
             self.log.warning(f"the order manager says ERROR: {msg.reason}")
         elif kind is protocol.ProtocolError:
             self.log.warning(f"bad line received: {msg.reason}")
 
-    def send(self, d: signals.Decision, tick_ts_ns: int) -> None:
+    def send(self, d: signals.Decision, tick_ts_ns: int) -> str:
+        """Send the order; its order_id, or "" if it could not be sent."""
         if not self.orders.up:
             self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
-            return
-        order_id = f"o{self.next_id}"
+            return ""
+        order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
-        order = protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price)
-        if self.orders.send(protocol.encode(order), self.selector):
+        line = protocol.encode(protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price))
+        if self.orders.send(line, self.selector):
             self.trader.sent(order_id, d)
+            self.unanswered[order_id] = line
             why = ">" if d.side == signals.BUY else "<"
             self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
                           f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
+            return order_id
+        return ""
 
     def close(self) -> None:
-        for thing in (self.news, self.orders, self.book):
-            thing.close()
+        for thing in (self.news, self.orders, self.book, self.latency):
+            if thing is not None:
+                thing.close()
         self.selector.close()
 
 
