@@ -68,6 +68,7 @@ def test_orderbook_killed_strategy_waits_and_resumes_on_the_new_book(lab):
     lab.start_one("orderbook")
     wait_for(lambda: lab.log("strategy", 500).count("attached to the book") == 2, 10,
              "the strategy to attach to the new book")
+    assert "removed a stale book" in lab.log("orderbook", 50)   # the new owner took over
     journal_grows(lab, n)
     assert_untouched(lab, untouched)
     assert lab.log("strategy", 500).count("ready:") == 1    # the same strategy, history and all

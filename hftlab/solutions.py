@@ -1,0 +1,125 @@
+"""Worked solutions to the lessons' exercises (try them yourself first).
+
+Each function answers the exercise of the same name in a lesson notebook and passes
+the check of the same name in `hftlab.checks`; tests/test_checks.py makes sure of it.
+They are written as a learner would write them, from the lesson's prose, not copied
+from the package, so that comparing the two is itself instructive.
+"""
+
+from __future__ import annotations
+
+from hftlab.book import HEADER_DTYPE, RECORD_DTYPE
+
+__all__ = ["footprint", "seqlock_read", "split_frames", "count_gaps", "moving_average",
+           "price_signal", "order_for", "validate_order", "audit"]
+
+
+# -- lesson 03: shared memory ------------------------------------------------------
+
+def footprint(n_symbols, page_size):
+    """(bytes the book's layout uses, bytes the kernel maps for it)."""
+    used = HEADER_DTYPE.itemsize + n_symbols * RECORD_DTYPE.itemsize
+    pages = (used + page_size - 1) // page_size   # round up: a page is all or nothing
+    return used, pages * page_size
+
+
+def seqlock_read(load_version, load_fields):
+    """A consistent copy of a record guarded by a sequence counter."""
+    while True:
+        before = load_version()
+        if before % 2:              # odd: the writer is in the middle of a write
+            continue
+        fields = load_fields()
+        if load_version() == before:
+            return fields           # nobody wrote while we copied
+
+
+# -- lesson 04: the orderbook ------------------------------------------------------
+
+def split_frames(pending, data):
+    """(complete lines, bytes still waiting for their newline)."""
+    *lines, pending = (pending + data).split(b"\n")
+    return lines, pending
+
+
+def count_gaps(messages):
+    """How many price messages were lost, judged by their sequence numbers."""
+    from hftlab.protocol import Heartbeat, Hello, Price
+
+    lost, last, session = 0, None, None
+    for msg in messages:
+        if isinstance(msg, Hello):
+            if msg.session != session:
+                session, last = msg.session, None     # a new gateway: numbering restarts
+        elif isinstance(msg, Price):
+            if last is not None and msg.seq > last + 1:
+                lost += msg.seq - last - 1
+            last = msg.seq
+        elif isinstance(msg, Heartbeat):
+            if last is not None and msg.last_seq > last:
+                lost += msg.last_seq - last           # it sent up to last_seq; we have up to last
+            last = msg.last_seq if last is None else max(last, msg.last_seq)
+    return lost
+
+
+# -- lesson 05: the strategy -------------------------------------------------------
+
+def moving_average(values, n):
+    """Mean of the last n values."""
+    window = list(values)[-n:]
+    return sum(window) / len(window)
+
+
+def price_signal(history, short, long):
+    """'BUY' if the short average is strictly above the long one, 'SELL' if strictly below."""
+    if len(history) < long:
+        return None
+    fast, slow = moving_average(history, short), moving_average(history, long)
+    if fast > slow:
+        return "BUY"
+    if fast < slow:
+        return "SELL"
+    return None
+
+
+def order_for(position, side, qty):
+    """The order that moves `position` to +qty (BUY) or -qty (SELL), or None."""
+    if side is None:
+        return None
+    change = (qty if side == "BUY" else -qty) - position
+    if change > 0:
+        return ("BUY", change)
+    if change < 0:
+        return ("SELL", -change)
+    return None
+
+
+# -- lesson 06: the order manager --------------------------------------------------
+
+def validate_order(order, config, last_price):
+    """None to accept the order, or the reason to reject it."""
+    if order.symbol not in config.symbols:
+        return f"unknown symbol {order.symbol}"
+    if not 0 < order.qty <= config.max_qty:
+        return f"quantity must be 1..{config.max_qty}; got {order.qty}"
+    if not order.price > 0:
+        return f"price must be positive; got {order.price}"
+    if last_price is not None and abs(order.price - last_price) > config.price_band * last_price:
+        return f"price {order.price:.2f} is too far from the book's {last_price:.2f}"
+    return None
+
+
+# -- lesson 09: faults and recovery ------------------------------------------------
+
+def audit(journal, acks):
+    """What disagrees between a journal and the ACKs a strategy received."""
+    from collections import Counter
+
+    booked = {int(row["order_no"]): row["order_id"] for row in journal}
+    counts = Counter(row["order_id"] for row in journal)
+    top = max(booked, default=0)
+    return {
+        "missing": sorted(no for oid, no in acks if booked.get(no) != oid),
+        "twice": sorted(oid for oid, n in counts.items() if n > 1),
+        "holes": sorted(set(range(1, top + 1)) - set(booked)),
+    }
