@@ -59,6 +59,12 @@ class Child:
     def running(self) -> bool:
         return self.popen.poll() is None
 
+    def cut_lifeline(self) -> None:
+        """Close our end of its lifeline (once); done when it has exited."""
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+
 
 def tail(path: str, lines: int = 10) -> str:
     try:
@@ -123,8 +129,10 @@ class Launcher:
         if name not in NAMES:
             raise ValueError(f"unknown process {name!r}; the processes are {', '.join(NAMES)}")
         old = self.children.get(name)
-        if old is not None and old.running():
-            raise LaunchError(f"{name} is already running as pid {old.pid}")
+        if old is not None:
+            if old.running():
+                raise LaunchError(f"{name} is already running as pid {old.pid}")
+            old.cut_lifeline()  # it died on its own
         child = self._spawn(name)
         self.children[name] = child
         self.facts[name] = self._wait_ready(child)
@@ -203,9 +211,7 @@ class Launcher:
         if child.running():
             child.popen.send_signal(sig)
         code = child.popen.wait(STOP_TIMEOUT)
-        if child.lifeline >= 0:  # already closed if it was stopped or killed before
-            os.close(child.lifeline)
-            child.lifeline = -1
+        child.cut_lifeline()
         return code
 
     def restart(self, name: str) -> Child:
@@ -238,9 +244,7 @@ class Launcher:
             except subprocess.TimeoutExpired:
                 child.popen.kill()
                 child.popen.wait()
-        if child.lifeline >= 0:
-            os.close(child.lifeline)
-            child.lifeline = -1
+        child.cut_lifeline()
         if child.name == "orderbook":
             # A SIGKILLed orderbook could not remove its book; nobody else will.
             _book.remove_stale(self.config.shm_name)
