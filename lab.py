@@ -4,6 +4,9 @@
     python3 lab.py          set up (first time only) and open JupyterLab on the first lesson
     python3 lab.py test     set up (first time only) and run the whole test suite
 
+Anything after `lab` goes to JupyterLab (e.g. `python3 lab.py --no-browser`), anything
+after `test` to pytest (e.g. `python3 lab.py test -x tests/test_book.py`).
+
 "Set up" means: a virtual environment in .venv with hftlab and everything it needs,
 installed again only when pyproject.toml changes. Nothing outside this folder is touched.
 """
@@ -70,10 +73,12 @@ def lab(extra):
 
 
 def main(argv):
-    command = argv[0] if argv else "lab"
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["lab", *argv]  # flags alone go to JupyterLab
+    command = argv[0]
     if command not in ("lab", "test"):
         print(__doc__)
-        return 2
+        return 0 if command in ("-h", "--help") else 2
     try:
         setup()
     except subprocess.CalledProcessError:
