@@ -24,7 +24,8 @@ def hftlab_processes() -> dict:
 
 
 def hftlab_segments() -> set:
-    return {n for n in os.listdir(SHM) if n.startswith("hftlab_")} if os.path.isdir(SHM) else set()
+    prefixes = ("hftlab_", "hftbench_")  # the book, and the benchmark's bare baseline
+    return {n for n in os.listdir(SHM) if n.startswith(prefixes)} if os.path.isdir(SHM) else set()
 
 
 def pytest_sessionstart(session):
