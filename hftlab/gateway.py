@@ -9,6 +9,17 @@ A slow or dead subscriber must not stall the others, so the gateway never waits 
 subscriber: writes go into that subscriber's own buffer and a subscriber whose buffer
 passes `SLOW_CONSUMER_BYTES` is disconnected, as real exchanges drop slow consumers.
 
+Benchmark mode (``--bench-ticks N``, used by ``hftlab bench``): each SIGUSR1 makes the
+price feed send a burst of N ticks in large writes, as fast as the subscribers take them
+(or at ``--bench-rate``), waiting for the slowest instead of dropping it, so a burst
+measures how fast the consumers go without losing a tick. The paced feed holds still
+during a burst. The burst replays a precomputed cycle of the seeded walk, so that the
+gateway spends its time formatting and sending, not drawing random numbers. Between
+bursts, the paced ticks come at random (exponential, seeded) intervals of mean
+``tick_interval``, as real ticks do: a feed ticking every 1 ms and a strategy polling
+every 1 ms keep nearly the same phase for seconds, and a latency measured then would
+be that phase, not the system.
+
 Run alone: ``python -m hftlab.gateway`` (or ``hftlab gateway``).
 """
 
@@ -18,6 +29,7 @@ import asyncio
 import math
 import random
 import secrets
+import signal
 import socket
 import time
 
@@ -26,6 +38,9 @@ from hftlab import process, protocol
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
 VOLATILITY = 0.002  # standard deviation of one tick's relative move
+BENCH_BATCH = 4096  # ticks per write in a benchmark burst (about 160 KB)
+BENCH_CYCLE = 4096  # walk steps precomputed for bursts
+BURST_QUIET = 0.2  # seconds the paced feed stays still after a burst: the book then shows its end
 
 
 class PriceWalk:
@@ -59,6 +74,7 @@ class Feed:
         self.kind, self.session, self.log = kind, session, log
         self.seq = 0
         self.subscribers = set()
+        self.paused = False  # a benchmark burst owns the feed
         self.last_sent = time.monotonic()
 
     def subscribe(self, writer: asyncio.StreamWriter) -> None:
@@ -114,19 +130,67 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str):
         raise process.listen_error(exc, host, port, flag) from None
 
 
-async def pace(feed: Feed, interval: float, heartbeat: float, make) -> None:
-    """Call make() every `interval` seconds, and heartbeat whenever the feed is silent."""
+async def pace(feed: Feed, interval: float, heartbeat: float, make, rng=None) -> None:
+    """Call make() every `interval` seconds, and heartbeat whenever the feed is silent.
+
+    With `rng` (a random.Random) the intervals are exponential with mean `interval`."""
     loop = asyncio.get_running_loop()
-    next_at = loop.time() + interval
+
+    def gap() -> float:
+        return interval if rng is None else rng.expovariate(1.0 / interval)
+
+    next_at = loop.time() + gap()
     while True:
         hb_at = feed.last_sent + heartbeat - time.monotonic() + loop.time()
         await asyncio.sleep(max(0.0, min(next_at, hb_at) - loop.time()))
         if loop.time() >= next_at:
-            feed.publish(make())
+            if not feed.paused:  # a benchmark burst owns the feed: its ticks are skipped
+                feed.publish(make())
             # Fixed schedule, no drift; if we fell behind, skip rather than burst.
-            next_at = max(next_at + interval, loop.time())
+            next_at = max(next_at + gap(), loop.time())
         elif time.monotonic() - feed.last_sent >= heartbeat:
             feed.heartbeat()
+
+
+def bench_tails(symbols, seed: int, steps: int = BENCH_CYCLE) -> list:
+    """The seeded walk's first `steps` steps as ``,SYMBOL,PRICE\\n`` line endings."""
+    walk = PriceWalk(symbols, seed)
+    return [f",{s},{p:.2f}\n".encode("ascii") for _ in range(steps) for s, p in walk.step()]
+
+
+async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
+    """Send n PRICE ticks in batches, waiting for every subscriber to take each batch."""
+    loop = asyncio.get_running_loop()
+    feed.paused = True
+    try:
+        cycle, ring = len(tails), tails + tails
+        per = BENCH_BATCH if not rate else max(1, min(BENCH_BATCH, int(rate * 0.005)))
+        first, end, k = feed.seq + 1, feed.seq + n, 0
+        ts = t0 = time.time_ns()
+        log.info(f"bench: burst of {n} ticks, seq {first}..{end}, first made at ts_ns {t0}")
+        start = loop.time()
+        while feed.seq < end:
+            m = min(per, end - feed.seq)
+            stamp = b",%d" % ts
+            seq = feed.seq
+            # One formatted line per tick, one join and one write per batch.
+            feed.publish(b"".join([b"PRICE,%d%s%s" % (q, stamp, tail)
+                                   for q, tail in zip(range(seq + 1, seq + m + 1), ring[k:k + m])]))
+            feed.seq, k = seq + m, (k + m) % cycle
+            for writer in list(feed.subscribers):
+                try:
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    feed.subscribers.discard(writer)
+            if rate:
+                await asyncio.sleep(max(0.0, start + (feed.seq - first + 1) / rate - loop.time()))
+            ts = time.time_ns()
+        took = max(ts - t0, 1)
+        log.info(f"bench: burst sent in {took / 1e9:.3f} s ({n / took * 1e9:,.0f} ticks/s offered "
+                 f"and taken by {len(feed.subscribers)} subscriber(s))")
+        await asyncio.sleep(BURST_QUIET)
+    finally:
+        feed.paused = False
 
 
 async def serve(config, log) -> None:
@@ -149,11 +213,23 @@ async def serve(config, log) -> None:
     process.warn_if_exposed(log, config.host)
     price_port = price_server.sockets[0].getsockname()[1]
     news_port = news_server.sockets[0].getsockname()[1]
+    if config.bench_ticks:  # before the ready line: a SIGUSR1 must never find no handler
+        tails, bursts = bench_tails(config.symbols, config.seed), []
+
+        def on_sigusr1():
+            if bursts and not bursts[-1].done():
+                log.warning("bench: a burst is still running; SIGUSR1 ignored")
+                return
+            bursts[:] = [asyncio.ensure_future(
+                burst(prices, config.bench_ticks, config.bench_rate, tails, log))]
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, on_sigusr1)
     process.ready(log, price=process.address(config.host, price_port),
                   news=process.address(config.host, news_port), session=session)
     async with price_server, news_server:
         await asyncio.gather(
-            pace(prices, config.tick_interval, config.heartbeat_interval, make_prices),
+            pace(prices, config.tick_interval, config.heartbeat_interval, make_prices,
+                 random.Random(config.seed + 2) if config.bench_ticks else None),
             pace(news, config.news_interval, config.heartbeat_interval, make_news))
 
 

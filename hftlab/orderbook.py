@@ -45,10 +45,19 @@ class FeedHandler:
         self.decoder = protocol.Decoder()  # a new stream: nothing half-read carries over
 
     def feed(self, data: bytes) -> None:
+        index, update = self.index, self.book.update_index
         for msg in self.decoder.feed(data):
             kind = type(msg)
             if kind is protocol.Price:
-                self._price(msg)
+                # This runs for every tick, so the usual case (the next seq, a known symbol)
+                # is inlined; anything else goes through _price, which checks and reports.
+                seq, ts_ns, symbol, price = msg
+                i = index.get(symbol)
+                if i is not None and self.last_seq is not None and seq == self.last_seq + 1:
+                    self.last_seq = seq
+                    update(i, price, seq, ts_ns)
+                else:
+                    self._price(msg)
             elif kind is protocol.Heartbeat:
                 self._check_seq(msg.last_seq + 1)
                 self.last_seq = msg.last_seq if self.last_seq is None else max(self.last_seq, msg.last_seq)

@@ -1,0 +1,106 @@
+"""`hftlab bench` against the real processes: the structure and invariants of its results.
+
+No timing thresholds here (speed depends on the machine; the bench prints figures): these
+tests check that what it measures is consistent: every tick of the burst reached the book,
+percentiles are ordered, counts agree with each other, the footprint is the book layout.
+The fast PRICE decoding path it relies on must decode exactly as the line-by-line path.
+"""
+
+import json
+import mmap
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hftlab import book, cli, protocol
+
+KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
+        "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes")
+
+
+def percentile_dicts(results):
+    yield "tick_to_trade_us", results["tick_to_trade_us"]
+    yield "baseline_tick_to_trade_us", results["baseline_tick_to_trade_us"]
+    for name, p in results["hops_us"].items():
+        yield name, p
+    for name, p in results["baseline"]["hops_us"].items():
+        yield "baseline " + name, p
+
+
+def my_children():
+    """Pids of live processes whose parent is this test process (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def test_quick_bench_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert cli.main(["bench", "--quick", "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "THROUGHPUT" in printed and "TICK-TO-TRADE" in printed
+    r = json.loads(path.read_text())
+
+    for key in KEYS:
+        assert key in r, key
+    # Every tick of the burst was written to the book, none lost, no gap.
+    assert r["gaps"] == 0
+    assert r["burst"]["gaps"] == 0 and r["burst"]["lost"] == 0
+    assert r["burst"]["ticks"] == r["ticks"] == r["burst"]["last_seq"] - r["burst"]["first_seq"] + 1
+    assert r["throughput_ticks_per_s"] > 0 and r["baseline_throughput_ticks_per_s"] > 0
+
+    for name, p in percentile_dicts(r):
+        assert p["n"] > 0, f"{name} has no samples"
+        assert 0 <= p["p50"] <= p["p90"] <= p["p99"] <= p["max"], (name, p)
+
+    # Counts agree: one gateway->book and one book->strategy sample per tick the strategy
+    # saw; one decision and one tick-to-trade sample per order of the paced window.
+    s = r["strategy"]
+    assert r["hops_us"]["gateway_to_book"]["n"] == r["hops_us"]["book_to_strategy"]["n"] == s["ticks_seen"]
+    assert r["tick_to_trade_us"]["n"] == s["orders_in_window"]
+    assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
+    assert 0 < s["ticks_seen"] <= s["ticks_sent"] and s["ticks_missed"] >= 0
+    # Every order the order manager journalled is one the strategy logged deciding.
+    assert 0 < s["orders_journaled"] == s["journaled_and_logged"] <= s["orders_logged"]
+    base = r["baseline"]
+    assert base["hops_us"]["source_to_shm"]["n"] == base["ticks_seen"] == r["baseline_tick_to_trade_us"]["n"]
+
+    # The footprint is the book's layout, and the mapping is whole pages.
+    assert r["book_bytes"] == book.layout_nbytes(r["n_symbols"])
+    assert r["book_mapped_bytes"] % mmap.PAGESIZE == 0
+    assert r["book_mapped_bytes"] >= r["book_bytes"]
+
+    # Nothing left running.
+    assert my_children() == []
+
+
+LINE_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"aapl", b"1.5",
+                              b"-2.25", b".5", b"1.", b"-.5", b"1e5", b"nan", b"+1", b"1_0", b" 1",
+                              b"1.2.3", b"9" * 400, b"\xff", b"\r"])
+GOOD = st.builds(lambda seq, ts, sym, cents: b"PRICE,%d,%d,%s,%d.%02d" % (seq, ts, sym, cents // 100, cents % 100),
+                 st.integers(0, 10**12), st.integers(0, 2**63), st.sampled_from([b"AAPL", b"MSFT", b"Z.9"]),
+                 st.integers(0, 10**7))
+LINES = st.lists(st.one_of(GOOD, GOOD, st.lists(LINE_PARTS, max_size=7).map(b",".join)), min_size=2, max_size=8)
+
+
+def as_comparable(items):
+    return [(type(x).__name__, str(x) if isinstance(x, Exception) else tuple(x)) for x in items]
+
+
+@settings(max_examples=400, deadline=None)
+@given(LINES)
+def test_fast_price_path_decodes_like_line_by_line(lines):
+    # A chunk of several lines may take the column-wise PRICE path; one line at a time
+    # always takes the careful path. Both must give the same messages and errors.
+    one_by_one = protocol.Decoder()
+    slow = [m for line in lines for m in one_by_one.feed(line + b"\n")]
+    assert as_comparable(protocol.Decoder().feed(b"\n".join(lines) + b"\n")) == as_comparable(slow)
