@@ -1006,7 +1006,7 @@ class Dashboard(_View):
             stop = self._stop_all
         self._release()
         if stop:
-            self.launcher.stop()
+            self.launcher.close()
             self.procs.refresh()
 
     def _release(self) -> None:

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,7 +63,7 @@ LAUNCH_AND_HANG = textwrap.dedent("""
     from hftlab.config import Config, FAST
     from hftlab.launcher import Launcher
     lab = Launcher(Config(**FAST), free_ports=True).start()
-    print(lab.config.shm_name, *[c.pid for c in lab.children.values()], flush=True)
+    print(lab.run_dir, lab.config.shm_name, *[c.pid for c in lab.children.values()], flush=True)
     time.sleep(600)  # the test kills us long before this
 """)
 
@@ -71,7 +72,7 @@ def test_children_do_not_outlive_a_killed_launcher():
     """A notebook kernel killed with SIGKILL: its processes and its book go too."""
     parent = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG], stdout=subprocess.PIPE, text=True)
     try:
-        name, *pids = parent.stdout.readline().split()
+        run_dir, name, *pids = parent.stdout.readline().split()
         pids = [int(p) for p in pids]
         assert len(pids) == 4 and all(pid_alive(p) for p in pids)
         assert segment_exists(name)
@@ -80,6 +81,7 @@ def test_children_do_not_outlive_a_killed_launcher():
         parent.wait()
     wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the orphaned children to exit")
     assert not segment_exists(name)
+    shutil.rmtree(run_dir)  # its logs: the one thing a SIGKILLed launcher cannot remove
 
 
 def test_ctrl_c_in_a_terminal_stops_hftlab_run_cleanly(tmp_path):
