@@ -13,6 +13,7 @@ installed again only when pyproject.toml changes. Nothing outside this folder is
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -37,6 +38,7 @@ def setup():
         try:
             venv.create(VENV, with_pip=True)
         except subprocess.CalledProcessError:
+            shutil.rmtree(VENV, ignore_errors=True)  # half made: the next run starts afresh
             sys.exit("lab.py: could not create .venv because this Python has no pip/ensurepip. "
                      "On Debian or Ubuntu: sudo apt install python3-venv, then run this again.")
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:

@@ -35,12 +35,14 @@ import os
 import platform
 import random
 import selectors
+import queue
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import secrets
 import time
 
@@ -429,16 +431,21 @@ class Role:
         self.name = name
         self.popen = subprocess.Popen([sys.executable, "-m", "hftlab.bench", "--role", name, *map(str, args)],
                                       stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        # A thread reads its lines: select() on a buffered pipe would miss a second line
+        # that arrived in the same read as the first.
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.popen.stdout:
+            self.lines.put(line)
+        self.lines.put("")
 
     def said(self, timeout: float = WAIT_S) -> dict:
-        sel = selectors.DefaultSelector()
-        sel.register(self.popen.stdout, selectors.EVENT_READ)
         try:
-            if not sel.select(timeout):
-                raise BenchError(f"baseline {self.name} said nothing within {timeout:.0f} s")
-        finally:
-            sel.close()
-        line = self.popen.stdout.readline()
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise BenchError(f"baseline {self.name} said nothing within {timeout:.0f} s") from None
         if not line:
             raise BenchError(f"baseline {self.name} exited with status {self.popen.wait()} before answering")
         return json.loads(line)
@@ -587,7 +594,7 @@ def report(r: dict) -> str:
         f"{r['burst']['gaps']} gaps, {r['burst']['lost']} lost",
         f"  bare reader       {r['baseline_throughput_ticks_per_s']:>12,.0f} ticks/s   "
         f"hftlab/bare = {r['ratios']['throughput']:.2f}",
-        f"  CPU during the burst (cores): " + ", ".join(
+        "  CPU during the burst (cores): " + ", ".join(
             f"{k} {v:.2f}" for k, v in r["burst"]["cpu_cores"].items() if v is not None),
         "",
         f"LATENCY  paced at {r['paced_ticks_per_s']:,.0f} ticks/s for {r['duration_s']:g} s, in microseconds",
@@ -693,7 +700,7 @@ def main(argv=None) -> int:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
     try:
         results = bench(args.quick, args.ticks, args.duration, args.tick_interval, args.poll_interval)
-    except (BenchError, LaunchError, OSError) as exc:
+    except (BenchError, LaunchError, _book.BookError, OSError) as exc:
         print(f"hftlab bench: {exc}", file=sys.stderr)
         return 1
     print(report(results), flush=True)

@@ -100,8 +100,9 @@ import numpy as np
 __all__ = [
     "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN",
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_RETRIES",
-    "BookError", "BookNotFound", "BookInUse", "LayoutMismatch",
-    "Quote", "new_name", "layout_nbytes", "SharedPriceBook", "remove_stale",
+    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch",
+    "Quote", "new_name", "check_name", "layout_nbytes", "SharedPriceBook", "remove_stale",
+    "Follower",
 ]
 
 MAGIC = b"HFTBOOK1"
@@ -200,6 +201,11 @@ class BookNotFound(BookError):
     """No book of that name exists (yet)."""
 
 
+class BookEmpty(BookNotFound):
+    """The segment exists but has no size yet: its creator is between creating it and
+    sizing it (microseconds), or died right there."""
+
+
 class BookInUse(BookError):
     """The name belongs to a book whose writer is still running."""
 
@@ -230,7 +236,8 @@ def layout_nbytes(n_symbols) -> int:
     return HEADER_DTYPE.itemsize + n_symbols * RECORD_DTYPE.itemsize
 
 
-def _check_name(name):
+def check_name(name):
+    """The name, if it can name a book on Linux and macOS; ValueError saying why not."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"bad book name {name!r}: use letters, digits, "
                          "'_', '.' or '-'")
@@ -299,9 +306,15 @@ def _open_untracked(name):
             return SharedMemory(name, track=False)
         with _tracker_disabled():
             return SharedMemory(name)
-    except ValueError:      # mmap of a 0-byte segment: creator died early
-        raise BookError(f"shared memory {name!r} exists but is empty: "
-                        f"remove /dev/shm/{name} (Linux)") from None
+    except ValueError:      # mmap of a 0-byte segment: not sized yet, or creator died
+        raise BookEmpty(f"shared memory {name!r} exists but is still empty: is an "
+                        "orderbook starting?") from None
+
+
+def _unlink_name(name):
+    """Remove a segment by name alone (one that cannot even be mapped)."""
+    from multiprocessing import shared_memory
+    shared_memory._posixshmem.shm_unlink("/" + name)
 
 
 def _create_untracked(name, size):
@@ -350,9 +363,15 @@ def remove_stale(name) -> int | None:
     or None if nothing was removed: no such segment, or its writer is alive.
     """
     try:
-        shm = _open_untracked(_check_name(name))
+        shm = _open_untracked(check_name(name))
     except FileNotFoundError:
         return None
+    except BookEmpty:
+        # Sized within microseconds of its creation, so one that is still empty
+        # when we look was almost surely left by a creator that died.
+        with contextlib.suppress(FileNotFoundError):
+            _unlink_name(name)
+        return 0
     try:
         pid, valid = _claimed_by(shm)
         if _pid_alive(pid):
@@ -376,12 +395,15 @@ class SharedPriceBook:
 
     def __init__(self, symbols, name=None):
         symbols = _check_symbols(symbols)
-        name = new_name() if name is None else _check_name(name)
+        name = new_name() if name is None else check_name(name)
         nbytes = layout_nbytes(len(symbols))
         self.took_over_from = None
         for _ in range(5):
             try:
                 shm = _create_untracked(name, nbytes)
+                # Claim it at once: until our pid is in the header, a rival
+                # creator or remove_stale() would take it for a dead one's.
+                struct.pack_into("<q", shm.buf, _off(HEADER_DTYPE, "writer_pid"), os.getpid())
                 break
             except FileExistsError:
                 pass
@@ -389,6 +411,9 @@ class SharedPriceBook:
                 old = _open_untracked(name)
             except FileNotFoundError:
                 continue    # vanished meanwhile: try creating again
+            except BookEmpty:
+                remove_stale(name)
+                continue
             try:
                 pid, valid = _claimed_by(old)
                 if pid != os.getpid() and _pid_alive(pid):
@@ -435,7 +460,7 @@ class SharedPriceBook:
         """Open an existing book as a reader.  Never registers the segment
         with this process's resource tracker (see the module docstring)."""
         try:
-            shm = _open_untracked(_check_name(name))
+            shm = _open_untracked(check_name(name))
         except FileNotFoundError:
             raise BookNotFound(f"no book named {name!r} in shared memory: "
                                "is the orderbook running?") from None
@@ -719,3 +744,59 @@ class SharedPriceBook:
         state = ", closed" if self._closed else ""
         return (f"<SharedPriceBook {self.name!r} {role} "
                 f"symbols={self.symbols!r}{state}>")
+
+
+class Follower:
+    """A reader that follows the book of one name across orderbook restarts.
+
+    ``follower.book()`` is the attached book, or None while there is no live one:
+    no segment yet, one still being created, or one whose writer has died (a stale
+    book is not attached: a restarted orderbook will replace it).  It looks again at
+    most every `interval` seconds, so it is cheap to call in a polling loop.  A reader
+    whose read fails (BookError: the writer died in mid-write) calls `lost()`, and the
+    next `book()` tries again.  `attaches` counts the books attached so far, so a
+    caller can tell a new book from the old one.  LayoutMismatch (a book with other
+    symbols) is not waited out: it is raised.
+    """
+
+    def __init__(self, name, symbols=None, interval=0.5):
+        self.name = check_name(name)
+        self.symbols = None if symbols is None else tuple(symbols)
+        self.interval = interval
+        self.attaches = 0
+        self._book = None
+        self._next_look = 0.0
+
+    def book(self):
+        now = time.monotonic()
+        if now < self._next_look:
+            return self._book
+        self._next_look = now + self.interval
+        if self._book is not None and not self._book.writer_alive():
+            self.lost()
+        if self._book is None:
+            try:
+                book = SharedPriceBook.attach(self.name, self.symbols)
+            except BookNotFound:
+                return None
+            if not book.writer_alive():
+                book.close()
+                return None
+            self._book = book
+            self.attaches += 1
+        return self._book
+
+    @property
+    def current(self):
+        """The book attached now (or None), without looking again."""
+        return self._book
+
+    def lost(self) -> None:
+        """Drop the current book (its writer died); the next book() looks again at once."""
+        if self._book is not None:
+            self._book.close()
+            self._book = None
+        self._next_look = 0.0
+
+    def close(self) -> None:
+        self.lost()

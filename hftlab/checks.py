@@ -11,7 +11,7 @@ so a lesson notebook runs cleanly from top to bottom before any exercise is
 done.
 
 Where the package already holds the answer (`hftlab.signals`,
-`hftlab.order_manager.check_order`, `hftlab.book.layout_nbytes`), the expected
+`hftlab.order_manager.check_order`, the book's dtypes), the expected
 values come from there, so an exercise can never disagree with the code the
 processes run.
 """

@@ -87,7 +87,7 @@ def cmd_run(config, args) -> int:
         c = launcher.config
         print(f"hftlab: running. prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
               f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
-        end = time.monotonic() + args.duration if args.duration else float("inf")
+        end = time.monotonic() + args.duration if args.duration is not None else float("inf")
         while time.monotonic() < end:
             _show(_new_lines(launcher, tails))
             dead = launcher.dead()
@@ -173,7 +173,11 @@ def cmd_clean(config, args) -> int:
         names |= {n for n in os.listdir("/dev/shm") if n.startswith("hftlab_")}
     removed = 0
     for name in sorted(names):
-        pid = _book.remove_stale(name)
+        try:
+            pid = _book.remove_stale(name)
+        except (ValueError, _book.BookError) as exc:
+            print(f"left {name!r} alone: {exc}")
+            continue
         if pid is not None:
             removed += 1
             left_by = f"left by dead process {pid}" if pid else "not a valid book"

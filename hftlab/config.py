@@ -16,6 +16,8 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 
+from hftlab import book
+
 SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9.]{0,7}\Z")  # fits the book's 8-byte field
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN")
 # A cadence for demos and tests: a tick every 50 ms and short windows, so the strategy
@@ -87,6 +89,10 @@ class Config:
             yield "order_qty must be at least 1 and at most max_qty"
         if not self.price_band > 0:
             yield "price_band must be positive"
+        try:
+            book.check_name(self.shm_name)
+        except ValueError as exc:
+            yield str(exc)
         if self.bench_ticks < 0 or self.bench_rate < 0:
             yield "bench_ticks and bench_rate must not be negative"
 

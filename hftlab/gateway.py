@@ -30,7 +30,6 @@ import math
 import random
 import secrets
 import signal
-import socket
 import time
 
 from hftlab import process, protocol
@@ -88,7 +87,7 @@ class Feed:
                 self.subscribers.discard(writer)
             elif writer.transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
                 self.log.warning(f"{self.kind.lower()} feed: dropping slow subscriber "
-                                 f"{peer(writer)} ({SLOW_CONSUMER_BYTES >> 10} KiB unsent)")
+                                 f"{process.peer(writer)} ({SLOW_CONSUMER_BYTES >> 10} KiB unsent)")
                 self.subscribers.discard(writer)
                 writer.transport.abort()
             else:
@@ -102,17 +101,11 @@ class Feed:
         return self.seq
 
 
-def peer(writer) -> str:
-    host, port = writer.get_extra_info("peername")[:2]
-    return process.address(host, port)
-
-
 async def serve_feed(feed: Feed, host: str, port: int, flag: str):
     async def on_connect(reader, writer):
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        process.no_delay(writer.get_extra_info("socket"))
         feed.subscribe(writer)
-        feed.log.info(f"{feed.kind.lower()} feed: subscriber {peer(writer)} connected "
+        feed.log.info(f"{feed.kind.lower()} feed: subscriber {process.peer(writer)} connected "
                       f"({len(feed.subscribers)} now)")
         try:
             # Subscribers have nothing to say; reading only tells us when they leave.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import time
 
 from hftlab import book as _book
@@ -39,14 +38,30 @@ class Journal:
 
     def __init__(self, path: str):
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        rows = read_journal(path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            rows = read_journal(path)
+            with open(path, "rb") as f:
+                data = f.read()
+            if data and not data.endswith(b"\n"):
+                # A row cut short by a crash mid-write: never ACKed (the ACK follows the
+                # write), so the strategy will re-send it. Drop it, or the next row would
+                # be glued onto it.
+                os.truncate(path, data.rfind(b"\n") + 1)
+        except OSError as exc:
+            raise process.Fatal(f"cannot use the journal {path}: {exc.strerror or exc} "
+                                "(choose another with --journal)") from None
         self.last_no = len(rows)
         # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
-        self.booked = {r["order_id"]: (int(r["order_no"]), (r["side"], int(r["qty"]), r["symbol"],
-                                                             f"{float(r['price']):.2f}"))
-                       for r in rows}
+        self.booked = {}
+        for line_no, r in enumerate(rows, start=2):
+            try:
+                self.booked[r["order_id"]] = (int(r["order_no"]), (r["side"], int(r["qty"]), r["symbol"],
+                                                                   f"{float(r['price']):.2f}"))
+            except (KeyError, TypeError, ValueError):
+                raise process.Fatal(f"line {line_no} of the journal {path} is damaged; move the file "
+                                    "away (its orders stay readable) or pass another --journal") from None
         if os.fstat(self.fd).st_size == 0:
             os.write(self.fd, (JOURNAL_COLUMNS + "\n").encode())
 
@@ -72,11 +87,12 @@ def read_journal(path: str) -> list:
     """The journal's rows as dicts (empty if there is no journal yet)."""
     try:
         with open(path) as f:
-            lines = f.read().splitlines()
+            lines = f.read().split("\n")
     except FileNotFoundError:
         return []
+    # What follows the last newline is a row still being written (or nothing).
     names = JOURNAL_COLUMNS.split(",")
-    return [dict(zip(names, line.split(","))) for line in lines[1:] if line]
+    return [dict(zip(names, line.split(","))) for line in lines[1:-1] if line]
 
 
 def check_order(order: protocol.Order, config, last_price: float | None = None) -> str | None:
@@ -89,42 +105,31 @@ def check_order(order: protocol.Order, config, last_price: float | None = None) 
         return f"quantity {order.qty} is above the maximum {config.max_qty}"
     if not (math.isfinite(order.price) and order.price > 0):
         return f"price must be a positive number; got {order.price}"
-    if last_price is not None and abs(order.price / last_price - 1) > config.price_band:
+    if last_price and abs(order.price / last_price - 1) > config.price_band:
         return (f"price {order.price:.2f} is more than {config.price_band:.0%} away "
                 f"from the book's {last_price:.2f}")
     return None
 
 
 class BookWatcher:
-    """The book's last prices for the price-band check, if a book is there to read."""
+    """The book's last prices for the price-band check, if a live book is there to read."""
 
     def __init__(self, config, log):
-        self.config, self.log, self.book, self.next_try = config, log, None, 0.0
+        self.follower = _book.Follower(config.shm_name, interval=1.0)
 
     def last_price(self, symbol: str) -> float | None:
-        if self.book is None or not self.book.writer_alive():
-            self._reattach()
-        if self.book is None:
+        book = self.follower.book()
+        if book is None or symbol not in book.symbols:
             return None
-        quote = self.book.read(symbol)
+        try:
+            quote = book.read(symbol)
+        except _book.BookError:  # its writer died in mid-write: no band check this time
+            self.follower.lost()
+            return None
         return quote.price if quote else None
 
-    def _reattach(self) -> None:
-        now = time.monotonic()
-        if now < self.next_try:
-            return
-        self.next_try = now + 1.0
-        if self.book is not None:
-            self.book.close()
-            self.book = None
-        try:
-            self.book = _book.SharedPriceBook.attach(self.config.shm_name)
-        except _book.BookError:
-            pass
-
     def close(self) -> None:
-        if self.book is not None:
-            self.book.close()
+        self.follower.close()
 
 
 class OrderManager:
@@ -162,9 +167,8 @@ class OrderManager:
         return protocol.Ack(msg.order_id, order_no)
 
     async def on_connect(self, reader, writer) -> None:
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        host, port = writer.get_extra_info("peername")[:2]
-        client = process.address(host, port)
+        process.no_delay(writer.get_extra_info("socket"))
+        client = process.peer(writer)
         self.clients += 1
         self.log.info(f"client {client} connected ({self.clients} now)")
         decoder, bad = protocol.Decoder(), 0

@@ -24,8 +24,8 @@ from hftlab import book as _book
 from hftlab import process, protocol
 
 SUMMARY_EVERY = 5.0  # seconds between the book lines in the log
+BEAT_EVERY = 0.5  # seconds between the book's heartbeat_ns updates while prices flow
 FIRST_SUMMARY = 1.5  # the first one soon after connecting, so a new run shows prices at once
-SILENCE_HEARTBEATS = 3  # this many heartbeat intervals of silence means the feed is dead
 
 
 class FeedHandler:
@@ -105,8 +105,9 @@ def summary(book: _book.SharedPriceBook) -> str:
 
 def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
     """Read the feed until it closes or falls silent."""
-    sock.settimeout(SILENCE_HEARTBEATS * config.heartbeat_interval)
+    sock.settimeout(process.SILENCE_HEARTBEATS * config.heartbeat_interval)
     next_summary = time.monotonic() + FIRST_SUMMARY
+    next_beat = 0.0
     while True:
         try:
             data = sock.recv(65536)
@@ -120,8 +121,13 @@ def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
             log.warning("gateway closed the connection")
             return
         handler.feed(data)
-        if time.monotonic() >= next_summary:
-            next_summary = time.monotonic() + FIRST_SUMMARY
+        now = time.monotonic()
+        if now >= next_beat:
+            # Readers can tell a live writer with a quiet feed from a stuck one.
+            handler.book.heartbeat()
+            next_beat = now + BEAT_EVERY
+        if now >= next_summary:
+            next_summary = now + SUMMARY_EVERY
             log.info(summary(handler.book))
 
 

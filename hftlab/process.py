@@ -9,6 +9,7 @@ turns a `Fatal` error into one sentence and exit status 2 instead of a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -22,6 +23,7 @@ from hftlab import config as _config
 
 LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
 EXIT_FATAL = 2
+SILENCE_HEARTBEATS = 3  # a feed silent this many heartbeat intervals is taken for dead
 
 
 class Fatal(Exception):
@@ -58,6 +60,18 @@ def address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def peer(writer) -> str:
+    """host:port of an asyncio connection's other end ("?" once it is gone)."""
+    name = writer.get_extra_info("peername")
+    return address(*name[:2]) if name else "?"
+
+
+def no_delay(sock) -> None:
+    """Turn Nagle off: our messages are small and latency-sensitive (lesson 01)."""
+    with contextlib.suppress(OSError):  # macOS refuses it on a socket already shut down
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def listen_error(exc: OSError, host: str, port: int, flag: str) -> Fatal:
     """Turn a failed bind into the one sentence a learner needs."""
     if exc.errno == errno.EADDRINUSE:
@@ -91,7 +105,7 @@ class Backoff:
 def dial(host: str, port: int, timeout: float = 1.0) -> socket.socket:
     """Connect, with Nagle off: our messages are small and latency-sensitive."""
     sock = socket.create_connection((host, port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    no_delay(sock)
     return sock
 
 
@@ -141,10 +155,6 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
         log.error(f"cannot run: {exc}")
         return EXIT_FATAL
     return 0
-
-
-def now_ns() -> int:
-    return time.time_ns()
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import secrets
 import selectors
-import socket
 import time
 
 import numpy as np
@@ -33,7 +32,6 @@ import numpy as np
 from hftlab import book as _book
 from hftlab import process, protocol, signals
 
-SILENCE_HEARTBEATS = 3
 
 
 class Link:
@@ -41,7 +39,7 @@ class Link:
 
     def __init__(self, name: str, host: str, port: int, log, heartbeat: float | None = None):
         self.name, self.host, self.port, self.log = name, host, port, log
-        self.silence = SILENCE_HEARTBEATS * heartbeat if heartbeat else None
+        self.silence = process.SILENCE_HEARTBEATS * heartbeat if heartbeat else None
         self.sock = None
         self.decoder = protocol.Decoder()
         self.backoff = process.Backoff()
@@ -96,10 +94,14 @@ class Link:
 
     def send(self, data: bytes, selector) -> bool:
         try:
-            self.sock.sendall(data)  # a few dozen bytes to loopback: never a long wait
+            # Blocking for this one write (a non-blocking sendall could stop halfway
+            # through a line); on loopback a full send buffer drains in microseconds.
+            self.sock.settimeout(1.0)
+            self.sock.sendall(data)
+            self.sock.setblocking(False)
             return True
-        except (BlockingIOError, OSError) as exc:
-            self.drop(selector, str(exc))
+        except OSError as exc:
+            self.drop(selector, str(exc) or "could not send for 1 s")
             return False
 
     def drop(self, selector, why: str) -> None:
@@ -117,34 +119,28 @@ class Link:
 
 
 class BookReader:
-    """Attaches to the book by name, notices when its writer is gone, and re-attaches."""
+    """Follows the book by name (`hftlab.book.Follower`) and says when it comes and goes."""
 
     def __init__(self, name: str, symbols, log):
         self.name, self.symbols, self.log = name, tuple(symbols), log
+        self.follower = _book.Follower(name, symbols, interval=1.0)
         self.book = None
         self.seen = None
-        self.next_check = 0.0
         self.said_waiting = False
 
     def ensure(self) -> None:
-        now = time.monotonic()
-        if now < self.next_check:
-            return
-        self.next_check = now + 1.0
-        if self.book is not None and not self.book.writer_alive():
+        had, attaches = self.book, self.follower.attaches
+        try:
+            self.book = self.follower.book()
+        except _book.LayoutMismatch as exc:
+            raise process.Fatal(str(exc)) from None
+        if had is not None and self.book is not had:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
-            self.book.close()
-            self.book = None
         if self.book is None:
-            try:
-                self.book = _book.SharedPriceBook.attach(self.name, self.symbols)
-            except _book.BookNotFound:
-                if not self.said_waiting:
-                    self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
-                    self.said_waiting = True
-                return
-            except _book.BookError as exc:
-                raise process.Fatal(str(exc)) from None
+            if not self.said_waiting:
+                self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
+                self.said_waiting = True
+        elif self.follower.attaches != attaches:
             self.said_waiting = False
             self.seen = self.book.snapshot()["updates"].copy()
             self.log.info(f"attached to the book {self.name!r} ({self.book.nbytes} bytes)")
@@ -155,7 +151,13 @@ class BookReader:
         The look's copy of the records stays in ``self.snap`` and its time in ``self.seen_ns``."""
         if self.book is None:
             return
-        snap = self.snap = self.book.snapshot()
+        try:
+            snap = self.snap = self.book.snapshot()
+        except _book.BookError as exc:  # its writer died in mid-write
+            self.log.warning(f"cannot read the book: {exc}")
+            self.follower.lost()
+            self.book = None
+            return
         self.seen_ns = time.time_ns()
         updates = snap["updates"]
         for i in np.flatnonzero(updates != self.seen):
@@ -165,8 +167,7 @@ class BookReader:
             yield self.symbols[i], float(rec["price"]), int(rec["ts_ns"]), max(missed, 0)
 
     def close(self) -> None:
-        if self.book is not None:
-            self.book.close()
+        self.follower.close()
 
 
 class LatencyLog:

@@ -45,7 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hftlab import book as _book
-from hftlab import protocol, signals
+from hftlab import process, protocol, signals
 from hftlab.launcher import NAMES, Launcher
 
 DURATION = 180.0  # seconds a live view runs in JupyterLab before it stops itself
@@ -224,47 +224,45 @@ class BookReader:
 
     def __init__(self, source):
         self.name = _book_name(source)
-        self.book = None
-        self.attaches = 0
-        self._next_try = 0.0
+        self.follower = _book.Follower(self.name, interval=0.5)
         self._lock = threading.RLock()  # a view's thread and the notebook may both read
+
+    @property
+    def book(self):
+        return self.follower.current
+
+    @property
+    def attaches(self) -> int:
+        return self.follower.attaches
 
     def ensure(self):
         with self._lock:
-            return self._ensure()
+            return self.follower.book()
 
-    def _ensure(self):
-        now = time.monotonic()
-        if self.book is not None and not self.book.writer_alive():
-            self.close()  # its writer is gone: a restarted orderbook makes a new segment
-        if self.book is None and now >= self._next_try:
-            self._next_try = now + 0.5
-            try:
-                self.book = _book.SharedPriceBook.attach(self.name)
-                self.attaches += 1
-            except _book.BookNotFound:
-                pass
-        return self.book
-
-    def quotes(self) -> dict | None:
+    def _read(self, what):
         with self._lock:
-            book = self._ensure()
-            return None if book is None else book.quotes()
-
-    def header(self) -> dict | None:
-        with self._lock:
-            book = self._ensure()
+            book = self.follower.book()
             if book is None:
                 return None
+            try:
+                return what(book)
+            except _book.BookError:  # its writer died in mid-write: look again next time
+                self.follower.lost()
+                return None
+
+    def quotes(self) -> dict | None:
+        return self._read(lambda book: book.quotes())
+
+    def header(self) -> dict | None:
+        def header(book):
             h = book.header()
             h["writer_alive"] = book.writer_alive()
             return h
+        return self._read(header)
 
     def close(self) -> None:
         with self._lock:
-            if self.book is not None:
-                self.book.close()
-                self.book = None
+            self.follower.close()
 
 
 class Row(NamedTuple):
@@ -586,9 +584,7 @@ class WireTap(_View):
                 raise ValueError(f"tap which port? say 'price', 'news' or 'orders', not {port!r}")
             label = label or f"{port} {cfg.host}:{port_of[port]}"
             host, port = cfg.host, port_of[port]
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock, label=label)
+        return cls(process.dial(host, port, timeout), label=label)
 
     @classmethod
     def replay(cls, data: bytes, label: str = "recorded bytes") -> "WireTap":

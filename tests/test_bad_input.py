@@ -168,7 +168,7 @@ def test_the_gateway_drops_a_slow_consumer_and_keeps_serving_the_others():
         await server.wait_closed()
         return dropped, received, sent * len(chunk) + len(b"HELLO,PRICE,s1\n")
 
-    dropped, received, expected = asyncio.run(scenario())
+    dropped, received, expected = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert dropped
     assert received == expected
 

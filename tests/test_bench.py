@@ -9,6 +9,7 @@ The fast PRICE decoding path it relies on must decode exactly as the line-by-lin
 import json
 import mmap
 import os
+import subprocess
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,18 +30,11 @@ def percentile_dicts(results):
 
 
 def my_children():
-    """Pids of live processes whose parent is this test process (Linux /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] != "Z":
-                out.append(int(entry))
-    return out
+    """Pids of live (not zombie) processes whose parent is this test process (ps: Linux and macOS)."""
+    ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat="], stdout=subprocess.PIPE, text=True)
+    rows = ps.communicate()[0]
+    return [int(pid) for pid, ppid, stat in (r.split()[:3] for r in rows.splitlines() if len(r.split()) >= 3)
+            if int(ppid) == os.getpid() and not stat.startswith("Z") and int(pid) != ps.pid]
 
 
 def test_quick_bench_json(tmp_path, capsys):

@@ -39,6 +39,10 @@ def test_a_bad_flag_value_is_one_sentence():
     assert out.returncode == 2
     assert "short_window must be at least 1 and less than long_window" in out.stderr
     assert "Traceback" not in out.stderr
+    for command in ("orderbook", "strategy", "status", "clean"):
+        out = hftlab(command, "--shm-name", "bad/name")
+        assert out.returncode == 2 and "bad book name 'bad/name'" in out.stderr, command
+        assert "Traceback" not in out.stderr
 
 
 def test_status_shows_the_running_lab_and_its_book(lab):

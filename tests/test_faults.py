@@ -75,7 +75,7 @@ def test_orderbook_killed_strategy_waits_and_resumes_on_the_new_book(lab):
 
 
 def test_strategy_killed_a_new_one_attaches_and_trades(lab):
-    rows = journal_grows(lab, 0)
+    journal_grows(lab, 0)
     untouched = others(lab, "strategy")
     lab.kill("strategy")
     wait_for(lambda: "disconnected" in lab.log("order_manager", 200), 10, "the order manager to see it go")

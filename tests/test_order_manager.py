@@ -9,7 +9,8 @@ from conftest import Client
 from hftlab import protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher
-from hftlab.order_manager import check_order, read_journal
+from hftlab.book import SharedPriceBook
+from hftlab.order_manager import JOURNAL_COLUMNS, check_order, read_journal
 
 TS = 1764087000123456789
 
@@ -119,3 +120,40 @@ def test_a_taken_port_is_one_clear_sentence(om):
     assert "exited with status 2" in text
     assert f"port {om.config.order_port} on 127.0.0.1 is already in use" in text
     assert "Traceback" not in text
+
+
+def test_a_book_with_other_symbols_does_not_upset_the_band_check():
+    config = Config(symbols=("AAPL", "MSFT"))
+    with Launcher(config, free_ports=True, names=["order_manager"]) as om, \
+            SharedPriceBook(["MSFT"], om.config.shm_name) as book:
+        book.update("MSFT", 400.0)
+        with Client(om.config.order_port) as c:
+            c.send(order("b1", symbol="AAPL"), order("b2", symbol="MSFT", price=999.0),
+                   order("b3", symbol="MSFT", price=401.0))
+            a, b, ok = c.receive(3)
+    assert a == protocol.Ack("b1", 1)                  # no AAPL in that book: no band check
+    assert isinstance(b, protocol.Reject) and "away from the book's 400.00" in b.reason
+    assert ok == protocol.Ack("b3", 2)
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: d.mkdir(), "cannot use the journal"),
+    (lambda d: d.write_text(JOURNAL_COLUMNS + "\n1,2\n"), "line 2 of the journal"),
+])
+def test_an_unusable_journal_is_one_sentence(tmp_path, make, says):
+    path = tmp_path / "orders.csv"
+    make(path)
+    with pytest.raises(LaunchError) as info:
+        Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]).start()
+    assert "exited with status 2" in str(info.value) and says in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_a_row_cut_short_by_a_crash_is_dropped_not_glued(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text(JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53\n2,6,c,a-2,1,BU")
+    with Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]) as om:
+        with Client(om.config.order_port) as c:
+            c.send(order("a-2"))
+            assert c.receive(1) == [protocol.Ack("a-2", 2)]
+    assert [r["order_id"] for r in read_journal(str(path))] == ["a-1", "a-2"]

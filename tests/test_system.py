@@ -1,12 +1,15 @@
 """End to end: the four real processes trade, then stop and leave nothing behind."""
 
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -84,39 +87,66 @@ def test_children_do_not_outlive_a_killed_launcher():
     shutil.rmtree(run_dir)  # its logs: the one thing a SIGKILLed launcher cannot remove
 
 
-def test_ctrl_c_in_a_terminal_stops_hftlab_run_cleanly(tmp_path):
+class Output:
+    """A child's stdout, read by a thread, so the test can wait for lines with a deadline."""
+
+    def __init__(self, popen):
+        self.lines = queue.Queue()
+        self.text = ""
+        threading.Thread(target=lambda: [self.lines.put(l) for l in popen.stdout] + [self.lines.put(None)],
+                         daemon=True).start()
+
+    def until(self, done, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not done(self.text):
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                pytest.fail(f"no {what} within {timeout} s; the output was:\n{self.text}")
+            self.text += line
+
+
+EVERYTHING = [
+    ("orderbook     | ", "book: AAPL "),                       # prices
+    ("news: sentiment ",),                                     # news
+    ("strategy      | ", re.compile(r" as [0-9a-f]{4}-1: short MA ")),  # an order sent
+    ("Received Order 1: ",),                                   # its confirmation at the broker
+    (re.compile(r"ACK [0-9a-f]{4}-1 is order 1"),),            # and at the strategy
+]
+
+
+def shows_everything(text):
+    return all(all(p.search(text) if isinstance(p, re.Pattern) else p in text for p in group)
+               for group in EVERYTHING)
+
+
+def test_hftlab_run_shows_prices_news_orders_confirmations_and_stops_on_ctrl_c(tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports",
                             "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    lines = []
+    out = Output(run)
     try:
-        for line in run.stdout:
-            lines.append(line)
-            if "Received Order 1:" in line:
-                break
+        out.until(shows_everything, 30, "prices, news, an order and its confirmation")
         run.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        lines += run.stdout.readlines()
+        out.until(lambda text: "hftlab: stopped." in text, 20, "a clean stop")
         assert run.wait(15) == 0
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
-    text = "".join(lines)
     for name in ("gateway", "order_manager", "orderbook", "strategy"):
-        assert f"{name:<13} | " in text and "stopped" in text
-    assert "hftlab: stopped." in text
-    assert "Traceback" not in text
+        assert re.search(rf"^{name} +\| \S+ stopped$", out.text, re.M), name
+    assert "Traceback" not in out.text
+    assert len(read_journal(str(tmp_path / "orders.csv"))) >= 1
 
 
-def test_hftlab_run_duration_shows_prices_news_orders_confirmations(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hftlab", "run", "--fast", "--duration", "3",
+def test_hftlab_run_duration_stops_by_itself(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "hftlab", "run", "--fast", "--duration", "2",
                           "--free-ports", "--run-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    text = out.stdout
-    assert "orderbook     | " in text and "book: AAPL " in text    # prices
-    assert "news: sentiment " in text                               # news
-    assert "strategy      | " in text and re.search(r" as [0-9a-f]{4}-1: short MA ", text)  # an order sent
-    assert "Received Order 1: " in text                             # its confirmation
-    assert re.search(r"ACK [0-9a-f]{4}-1 is order 1", text)
-    assert "3 s are up; stopping." in text and "Traceback" not in text
-    assert len(read_journal(str(tmp_path / "orders.csv"))) >= 1
+    assert "2 s are up; stopping." in out.stdout and "hftlab: stopped." in out.stdout
+    for name in ("gateway", "order_manager", "orderbook", "strategy"):
+        assert re.search(rf"^{name} +\| \S+ stopped$", out.stdout, re.M), name
+    assert "Traceback" not in out.stdout + out.stderr

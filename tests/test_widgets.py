@@ -8,6 +8,7 @@ the gateway's seeded price walk, the shared memory itself, the process table.
 
 import html
 import os
+import subprocess
 import signal
 import threading
 
@@ -26,9 +27,11 @@ def headless(monkeypatch):
 
 
 def mapped(name):
-    """Is the shared-memory segment `name` mapped into this process?"""
-    with open("/proc/self/maps") as f:
-        return f"/dev/shm/{name}" in f.read()
+    """Is the shared-memory segment `name` mapped into this process? (Linux: /proc; macOS: lsof)"""
+    if os.path.exists("/proc/self/maps"):
+        with open("/proc/self/maps") as f:
+            return f"/dev/shm/{name}" in f.read()
+    return name in subprocess.run(["lsof", "-p", str(os.getpid())], capture_output=True, text=True).stdout
 
 
 def alive(pid):
