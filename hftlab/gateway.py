@@ -101,8 +101,11 @@ class Feed:
         return self.seq
 
 
-async def serve_feed(feed: Feed, host: str, port: int, flag: str):
+async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=None):
+    connections = connections if connections is not None else process.Connections()
+
     async def on_connect(reader, writer):
+        connections.add(writer)
         process.no_delay(writer.get_extra_info("socket"))
         feed.subscribe(writer)
         feed.log.info(f"{feed.kind.lower()} feed: subscriber {process.peer(writer)} connected "
@@ -115,6 +118,7 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str):
             pass
         finally:
             feed.subscribers.discard(writer)
+            connections.remove()
             writer.close()
 
     try:
@@ -201,8 +205,9 @@ async def serve(config, log) -> None:
         log.info(f"news: sentiment {sentiment}")
         return protocol.encode(protocol.News(news.next_seq(), time.time_ns(), sentiment))
 
-    price_server = await serve_feed(prices, config.host, config.price_port, "--price-port")
-    news_server = await serve_feed(news, config.host, config.news_port, "--news-port")
+    connections = process.Connections()
+    price_server = await serve_feed(prices, config.host, config.price_port, "--price-port", connections)
+    news_server = await serve_feed(news, config.host, config.news_port, "--news-port", connections)
     process.warn_if_exposed(log, config.host)
     price_port = price_server.sockets[0].getsockname()[1]
     news_port = news_server.sockets[0].getsockname()[1]
@@ -219,11 +224,17 @@ async def serve(config, log) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, on_sigusr1)
     process.ready(log, price=process.address(config.host, price_port),
                   news=process.address(config.host, news_port), session=session)
-    async with price_server, news_server:
-        await asyncio.gather(
+    try:
+        await process.until_stopped(
             pace(prices, config.tick_interval, config.heartbeat_interval, make_prices,
                  random.Random(config.seed + 2) if config.bench_ticks else None),
             pace(news, config.news_interval, config.heartbeat_interval, make_news))
+    finally:
+        for task in bursts if config.bench_ticks else ():
+            task.cancel()
+        for server in (price_server, news_server):
+            server.close()
+        await connections.hang_up()
 
 
 def run(config, args, log) -> None:

@@ -138,6 +138,7 @@ class OrderManager:
         self.journal = Journal(config.journal)
         self.prices = BookWatcher(config, log)
         self.clients = 0
+        self.connections = process.Connections()
 
     def handle(self, msg, client: str, recv_ns: int = 0) -> protocol.Message:
         """The reply to one decoded message (or protocol error) from `client`.
@@ -167,6 +168,7 @@ class OrderManager:
         return protocol.Ack(msg.order_id, order_no)
 
     async def on_connect(self, reader, writer) -> None:
+        self.connections.add(writer)
         process.no_delay(writer.get_extra_info("socket"))
         client = process.peer(writer)
         self.clients += 1
@@ -193,6 +195,7 @@ class OrderManager:
             pass
         finally:
             self.clients -= 1
+            self.connections.remove()
             self.log.info(f"client {client} disconnected")
             writer.close()
 
@@ -209,9 +212,10 @@ async def serve(config, log) -> None:
         log.info(f"journal {config.journal} has {manager.journal.last_no} orders; numbering continues")
     process.ready(log, orders=process.address(config.host, port), journal=config.journal)
     try:
-        async with server:
-            await server.serve_forever()
+        await process.until_stopped()
     finally:
+        server.close()
+        await manager.connections.hang_up()
         manager.journal.close()
         manager.prices.close()
 

@@ -9,6 +9,7 @@ turns a `Fatal` error into one sentence and exit status 2 instead of a traceback
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import logging
@@ -147,13 +148,13 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     watch_lifeline()
     try:
-        run(config, args, log)
+        run(config, args, log)  # returns on its own only when an asyncio server was stopped
     except KeyboardInterrupt:
-        log.info("stopped")
-        return 0
+        pass
     except Fatal as exc:
         log.error(f"cannot run: {exc}")
         return EXIT_FATAL
+    log.info("stopped")
     return 0
 
 
@@ -171,3 +172,50 @@ def wait_for(condition, timeout: float = 10.0, what: str = "the condition", inte
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+# -- asyncio servers (the gateway, the order manager) ------------------------------------
+
+async def until_stopped(*work) -> None:
+    """Run the `work` coroutines until Ctrl-C or SIGTERM (or until one of them fails).
+
+    An asyncio server waits here rather than being interrupted by KeyboardInterrupt, so
+    that it can hang up on its clients itself: connection tasks cancelled under it are
+    reported by asyncio with a traceback in the log.
+    """
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    tasks = [asyncio.ensure_future(stopped.wait()), *map(asyncio.ensure_future, work)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a failure of the work is raised here, not lost
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class Connections:
+    """The open connections of an asyncio server, so that it can close them at shutdown."""
+
+    def __init__(self):
+        self.tasks = {}  # the task serving a connection -> its StreamWriter
+
+    def add(self, writer) -> None:
+        self.tasks[asyncio.current_task()] = writer
+
+    def remove(self) -> None:
+        self.tasks.pop(asyncio.current_task(), None)
+
+    async def hang_up(self, timeout: float = 2.0) -> None:
+        """Close every connection and let its task finish by itself."""
+        for writer in self.tasks.values():
+            writer.close()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
