@@ -885,6 +885,10 @@ class ProcessPanel:
         return out
 
     def refresh(self) -> None:
+        # Now and then send the state even if unchanged: a change that reached the page out
+        # of order (see do()) would otherwise stay wrong there for good, because ipywidgets
+        # sends a value only when it differs from the kernel's copy.
+        resend = self.live is not None and self.live.running and self.live.frames % 8 == 0
         for name, state, pid in self.rows():
             running = state == "running"
             color = "green" if running else "crimson"
@@ -893,6 +897,10 @@ class ProcessPanel:
             self.buttons[name]["start"].disabled = running
             self.buttons[name]["stop"].disabled = not running
             self.buttons[name]["kill"].disabled = not running
+            if resend:
+                self.labels[name].send_state("value")
+                for button in self.buttons[name].values():
+                    button.send_state("disabled")
 
     def text(self) -> str:
         return _plain_table(("process", "state", "pid"), self.rows())

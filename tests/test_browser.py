@@ -247,7 +247,10 @@ def check_page(page, seen: dict) -> None:
     orders = wait_for(lambda: (lambda t: "ACK" in t and t)(dashboard.locator(".hftlab-orders").text_content()),
                         CHANGE_TIMEOUT, "an ACKed order on the page")
     assert re.search(r"(BUY|SELL)", orders)
-    procs = dashboard.locator(".hftlab-proc").all_text_contents()
+    # The notebook killed and restarted the orderbook: wait for the page to show it back.
+    procs = wait_for(lambda: (lambda rows: len(rows) == 4 and all(" running " in f" {r} " for r in rows)
+                              and rows)(dashboard.locator(".hftlab-proc").all_text_contents()),
+                     CHANGE_TIMEOUT, "all four processes shown running")
     seen["pids"] = {}
     for line in procs:
         m = re.search(r"(\w+)\s+running\s+pid (\d+)", line)
