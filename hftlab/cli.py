@@ -14,12 +14,12 @@ import argparse
 import importlib
 import os
 import re
-import socket
 import sys
 import time
 
 from hftlab import book as _book
 from hftlab import config as _config
+from hftlab import process
 from hftlab.launcher import NAMES, LaunchError, Launcher
 
 # Commands that live in their own module and parse their own flags.
@@ -135,8 +135,8 @@ def _show(lines) -> None:
 
 def _answers(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
+        process.dial(host, port, timeout=0.5).close()
+        return True
     except OSError:
         return False
 

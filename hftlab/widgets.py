@@ -749,7 +749,7 @@ class NewsReader:
                 return
             self._next_try = time.monotonic() + 1.0
             try:
-                self.sock = socket.create_connection((self.host, self.port), timeout=0.5)
+                self.sock = process.dial(self.host, self.port, timeout=0.5)
             except OSError:
                 return
             self.sock.setblocking(False)

@@ -43,6 +43,14 @@ def exists(name):
     return True
 
 
+def make_segment(name, kind):
+    """Leave a segment `name` behind in another process: a dead writer's book ("stale")
+    or something that is not a book ("badmagic")."""
+    made = subprocess.run([sys.executable, str(PROCS / "make_segment.py"), name, kind],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert made.returncode == 0 and made.stdout.strip() == "made", made.stderr
+
+
 def wait_until(cond, timeout=TIMEOUT, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -416,10 +424,7 @@ def test_sigkilled_owner_leaves_its_book_to_the_next_owner(name, spawn):
 
 
 def test_take_over_a_dead_writers_book(name):
-    made = subprocess.run(
-        [sys.executable, str(PROCS / "make_segment.py"), name, "stale"],
-        capture_output=True, text=True, timeout=TIMEOUT)
-    assert made.returncode == 0, made.stderr
+    make_segment(name, "stale")
     old = SharedPriceBook.attach(name)
     try:
         dead = old.header()["writer_pid"]
@@ -435,10 +440,7 @@ def test_take_over_a_dead_writers_book(name):
 
 
 def test_take_over_a_segment_that_is_not_a_book(name):
-    made = subprocess.run(
-        [sys.executable, str(PROCS / "make_segment.py"), name, "badmagic"],
-        capture_output=True, text=True, timeout=TIMEOUT)
-    assert made.returncode == 0, made.stderr
+    make_segment(name, "badmagic")
     with SharedPriceBook(SYMBOLS, name) as book:
         assert book.took_over_from == 0
         reader = SharedPriceBook.attach(name, SYMBOLS)    # a book now
@@ -449,10 +451,7 @@ def test_take_over_a_segment_that_is_not_a_book(name):
 def test_remove_stale(name):
     assert remove_stale(name) is None                 # nothing there
     for kind, expect_dead_pid in (("stale", True), ("badmagic", False)):
-        made = subprocess.run(
-            [sys.executable, str(PROCS / "make_segment.py"), name, kind],
-            capture_output=True, text=True, timeout=TIMEOUT)
-        assert made.returncode == 0, made.stderr
+        make_segment(name, kind)
         assert exists(name)
         removed = remove_stale(name)
         assert (removed > 0) if expect_dead_pid else (removed == 0)
@@ -464,9 +463,7 @@ def test_remove_stale(name):
 
 
 def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
-    made = subprocess.run([sys.executable, str(PROCS / "make_segment.py"), name, "stale"],
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert made.returncode == 0, made.stderr
+    make_segment(name, "stale")
     follower = bookmod.Follower(name, interval=0)
     try:
         assert follower.book() is None          # there, but its writer is dead: not attached
