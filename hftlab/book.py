@@ -134,6 +134,7 @@ MAX_RETRIES = 10_000
 _SPIN = 100
 _BACKOFF_S = 20e-6
 _INF = float("inf")
+_U64_MAX = 2**64 - 1
 
 HEADER_DTYPE = np.dtype([
     ("magic", "S8"),
@@ -624,7 +625,9 @@ class SharedPriceBook:
         self._check_writer()
         if n < 0:
             raise ValueError(f"cannot add {n} gaps")
-        self._gaps += int(n)
+        # Saturates rather than overflow the 64-bit field: a feed may claim
+        # (HB last_seq up to 2**64 - 1) more lost messages than it fits.
+        self._gaps = min(self._gaps + int(n), _U64_MAX)
         self._u64[_W_GAPS] = self._gaps
 
     def heartbeat(self, ts_ns=None) -> None:
