@@ -490,6 +490,9 @@ class SharedPriceBook:
         except FileNotFoundError:
             raise BookNotFound(f"no book named {name!r} in shared memory: "
                                "is the orderbook running?") from None
+        except OSError as exc:      # e.g. another user's segment of that name
+            raise BookError(f"cannot open shared memory {name!r}: {exc.strerror or exc}; "
+                            "choose another --shm-name") from None
         try:
             found = cls._validate(shm, name)
             if symbols is not None and tuple(symbols) != found:

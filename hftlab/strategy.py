@@ -141,7 +141,7 @@ class BookReader:
         had, attaches = self.book, self.follower.attaches
         try:
             self.book = self.follower.book()
-        except _book.LayoutMismatch as exc:
+        except _book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
         if had is not None and self.book is not had:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
