@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -112,7 +113,7 @@ def test_strategy_waits_out_an_orderbook_stopped_mid_write_and_resumes(lab):
     orderbook = lab.pid("orderbook")
     w = version_word(book, lab.config.symbols[0])
     try:
-        os.kill(orderbook, signal.SIGSTOP)
+        stop(orderbook)
         book._u64[w] += 1                       # odd: stopped in mid-write
         wait_for(lambda: "the book has been unreadable" in lab.log("strategy", 200), 15,
                  "the strategy to say it waits for the book")
@@ -126,7 +127,7 @@ def test_strategy_waits_out_an_orderbook_stopped_mid_write_and_resumes(lab):
         n = len(read_journal(lab.config.journal))
         wait_for(lambda: len(read_journal(lab.config.journal)) > n, 20, "the strategy to trade again")
 
-        os.kill(orderbook, signal.SIGSTOP)      # stopped in mid-write again, and then it dies
+        stop(orderbook)                         # stopped in mid-write again, and then it dies
         book._u64[w] += 1
         lab.kill("orderbook")
         lab.start_one("orderbook")              # replaced by a new orderbook and book
@@ -142,6 +143,21 @@ def test_strategy_waits_out_an_orderbook_stopped_mid_write_and_resumes(lab):
     log = lab.log("strategy", 1000)
     assert log.count("ready:") == 1 and "Traceback" not in log
     assert "Traceback" not in lab.log("order_manager", 1000)
+
+
+def stop(pid):
+    """SIGSTOP `pid` and wait until it is stopped (kill() returns before it is), so that it
+    cannot write once more over what the test then writes in its book."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def state():
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:     # Linux
+                return f.read().rsplit(")", 1)[1].split()[0]
+        return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)],  # macOS
+                              capture_output=True, text=True).stdout.strip()[:1]
+
+    wait_for(lambda: state() == "T", 10, f"process {pid} to stop")
 
 
 # -- 2. a segment under the book's name that is not a book we can read ----------------------
