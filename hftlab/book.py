@@ -33,8 +33,21 @@ and reads the version again; if it changed, the copy may be torn and the
 reader retries.  Readers never block the writer, nobody makes a system call,
 and the writer does not even know how many readers there are.  A writer that
 dies in mid-write leaves an odd version for ever, so readers give up after
-MAX_RETRIES and raise BookError rather than hang.  snapshot() does the same
-over all records at once, so its copy is consistent across symbols too.
+MAX_RETRIES (about a second) and raise BookBusy rather than hang.  snapshot()
+does the same over all records at once, so its copy is consistent across
+symbols too.
+
+A writer that is stopped in mid-write (SIGSTOP, a debugger) looks the same
+as a dead one until it runs again.  A reader that must not wait that second
+(an event loop serving other clients) passes ``wait=False``: it then spins
+_SPIN times at most (tens of microseconds, no sleep) and raises BookBusy,
+and tries again later; BookBusy says whether the writer is still running.
+
+Prices come from shared memory that any process of the same user can write,
+so the read path trusts no price: a price that is not a finite number above
+0 reads as "no price" (read() gives None, snapshot() a NaN price), whoever
+wrote it.  Every reader goes through read() or snapshot(), so this one check
+covers them all.
 
 Each version change must be one 8-byte store, and each version read one
 8-byte load: they go through a memoryview cast to "Q".  struct.pack_into
@@ -100,7 +113,7 @@ import numpy as np
 __all__ = [
     "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN",
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_RETRIES",
-    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch",
+    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
     "Quote", "new_name", "check_name", "layout_nbytes", "SharedPriceBook", "remove_stale",
     "Follower",
 ]
@@ -120,6 +133,8 @@ FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
 MAX_RETRIES = 10_000
 _SPIN = 100
 _BACKOFF_S = 20e-6
+_INF = float("inf")
+_U64_MAX = 2**64 - 1
 
 HEADER_DTYPE = np.dtype([
     ("magic", "S8"),
@@ -170,7 +185,9 @@ def _off(dtype, field):
 # Measured with timeit (x86-64 Linux, CPython 3.11, numpy 2.4, no reader
 # running): update_index 0.36 us, update 0.48 us, read 0.50 us, snapshot
 # 0.9 us with 4 symbols and 3.0 us with 64, header 1.4 us.  The same update
-# with numpy scalar setitem per field costs 3.3 us.
+# with numpy scalar setitem per field costs 3.3 us.  (The price check that
+# snapshot() does since is lost in the noise with 4 symbols: on a loaded 2-core
+# machine, best of 9 timeit runs, 1.9-3.3 us with it, 2.3-2.5 us without.)
 assert sys.byteorder == "little"      # the cast views are native-endian
 _DATA = struct.Struct("<dQqqQ")       # price, seq, ts_ns, written_ns, updates
 _HEADER = struct.Struct("<8s4I4q16s3Q")  # all of HEADER_DTYPE, for header()
@@ -212,6 +229,15 @@ class BookInUse(BookError):
 
 class LayoutMismatch(BookError):
     """The segment is not a book of the layout (or symbols) expected."""
+
+
+class BookBusy(BookError):
+    """A record stayed in mid-write for the whole read: its writer is stopped,
+    stalled or dead in the middle of an update.  ``writer_alive`` says which."""
+
+    def __init__(self, message, writer_alive):
+        super().__init__(message)
+        self.writer_alive = writer_alive
 
 
 class Quote(NamedTuple):
@@ -272,7 +298,7 @@ def _pid_alive(pid):
         return True         # os.kill(pid, 0) would terminate it on Windows
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):   # no such pid (a damaged header's)
         return False
     except PermissionError:
         return True         # alive, but another user's
@@ -464,6 +490,9 @@ class SharedPriceBook:
         except FileNotFoundError:
             raise BookNotFound(f"no book named {name!r} in shared memory: "
                                "is the orderbook running?") from None
+        except OSError as exc:      # e.g. another user's segment of that name
+            raise BookError(f"cannot open shared memory {name!r}: {exc.strerror or exc}; "
+                            "choose another --shm-name") from None
         try:
             found = cls._validate(shm, name)
             if symbols is not None and tuple(symbols) != found:
@@ -532,6 +561,8 @@ class SharedPriceBook:
         self._records = np.ndarray((len(symbols),), RECORD_DTYPE,
                                    buffer=shm.buf, offset=hsize)
         self._block = (hsize, self.nbytes)
+        # the price of every record, from a snapshot's bytes
+        self._prices = struct.Struct("<" + f"{_R_DATA}xd{rsize - _R_DATA - 8}x" * len(symbols))
         self._writable = owner
         self._closed = False
         self._unlinked = False
@@ -601,7 +632,9 @@ class SharedPriceBook:
         self._check_writer()
         if n < 0:
             raise ValueError(f"cannot add {n} gaps")
-        self._gaps += int(n)
+        # Saturates rather than overflow the 64-bit field: a feed may claim
+        # (HB last_seq up to 2**64 - 1) more lost messages than it fits.
+        self._gaps = min(self._gaps + int(n), _U64_MAX)
         self._u64[_W_GAPS] = self._gaps
 
     def heartbeat(self, ts_ns=None) -> None:
@@ -618,19 +651,25 @@ class SharedPriceBook:
             raise KeyError(f"unknown symbol {symbol!r}: book {self.name!r} "
                            f"has {', '.join(self.symbols)}") from None
 
-    def _retry(self, tries, what):
+    def _retry(self, tries, what, wait):
         self.retries += 1
-        if tries >= MAX_RETRIES:
-            raise BookError(
-                f"{what} of book {self.name!r} stayed inconsistent over "
-                f"{MAX_RETRIES} tries: its writer (pid "
-                f"{self.header()['writer_pid']}) probably died in mid-write; "
-                "restart the orderbook")
+        if tries >= (MAX_RETRIES if wait else _SPIN):
+            pid = self.header()["writer_pid"]
+            alive = _pid_alive(pid)
+            state = ("is stopped or stalled in mid-write; retry later" if alive else
+                     "died in mid-write; restart the orderbook")
+            raise BookBusy(f"{what} of book {self.name!r} stayed in mid-write "
+                           f"over {tries} tries: its writer (pid {pid}) {state}", alive)
         if tries > _SPIN:
             time.sleep(_BACKOFF_S)
 
-    def read(self, symbol) -> Quote | None:
-        """`symbol`'s latest quote, or None if it has no price yet."""
+    def read(self, symbol, wait=True) -> Quote | None:
+        """`symbol`'s latest quote, or None if it has no usable price.
+
+        No usable price: none written yet, or one that is not a finite number
+        above 0 (see the module docstring).  A record in mid-write is retried
+        for about a second, or only a few microseconds with ``wait=False``,
+        then BookBusy is raised."""
         i = self.index(symbol)
         if self._closed:
             raise BookError(f"book {self.name!r} is closed")
@@ -645,14 +684,17 @@ class SharedPriceBook:
                 if u64[w] == v1:
                     break
             tries += 1
-            self._retry(tries, f"record {symbol!r}")
-        if seq == 0:
+            self._retry(tries, f"record {symbol!r}", wait)
+        if seq == 0 or not 0.0 < price < _INF:     # False for NaN too
             return None
         return Quote(self.symbols[i], price, seq, ts_ns, written_ns, updates)
 
-    def snapshot(self) -> np.ndarray:
+    def snapshot(self, wait=True) -> np.ndarray:
         """A copy of all records, taken while no record was being written,
-        so it is consistent across symbols too."""
+        so it is consistent across symbols too.
+
+        A price that is not usable (see read()) is NaN in the copy.  `wait`
+        as for read()."""
         if self._closed:
             raise BookError(f"book {self.name!r} is closed")
         buf = self._buf
@@ -666,17 +708,24 @@ class SharedPriceBook:
             before = versions()
             raw = bytes(buf[start:end])
             if versions() == before and not any(v & 1 for v in before):
-                return np.frombuffer(bytearray(raw), RECORD_DTYPE)
+                records = np.frombuffer(bytearray(raw), RECORD_DTYPE)
+                # Plain floats and a comprehension: about 0.3 us for a few
+                # symbols, where numpy's comparisons would cost 5 us.
+                bad = [i for i, p in enumerate(self._prices.unpack(raw))
+                       if not 0.0 < p < _INF]      # NaN fails too
+                if bad:
+                    records["price"][bad] = np.nan
+                return records
             tries += 1
-            self._retry(tries, "snapshot")
+            self._retry(tries, "snapshot", wait)
 
-    def quotes(self) -> dict:
-        """symbol -> Quote, or None for no price yet; from one snapshot."""
+    def quotes(self, wait=True) -> dict:
+        """symbol -> Quote, or None for no usable price; from one snapshot."""
         out = {}
         for s, (_, _, price, seq, ts_ns, written_ns, updates) in zip(
-                self.symbols, self.snapshot().tolist()):
-            out[s] = None if seq == 0 else Quote(s, price, seq, ts_ns,
-                                                 written_ns, updates)
+                self.symbols, self.snapshot(wait).tolist()):
+            out[s] = None if seq == 0 or price != price else Quote(
+                s, price, seq, ts_ns, written_ns, updates)
         return out
 
     def header(self) -> dict:
@@ -753,8 +802,9 @@ class Follower:
     no segment yet, one still being created, or one whose writer has died (a stale
     book is not attached: a restarted orderbook will replace it).  It looks again at
     most every `interval` seconds, so it is cheap to call in a polling loop.  A reader
-    whose read fails (BookError: the writer died in mid-write) calls `lost()`, and the
-    next `book()` tries again.  `attaches` counts the books attached so far, so a
+    whose read fails because the writer died in mid-write (BookBusy with writer_alive
+    false) may call `lost()`, and the next `book()` tries again; it need not: the next
+    look notices the dead writer by itself.  `attaches` counts the books attached so far, so a
     caller can tell a new book from the old one.  LayoutMismatch (a book with other
     symbols) is not waited out: it is raised.
     """

@@ -112,20 +112,38 @@ def check_order(order: protocol.Order, config, last_price: float | None = None) 
 
 
 class BookWatcher:
-    """The book's last prices for the price-band check, if a live book is there to read."""
+    """The book's last prices for the price-band check, if a live book is there to read.
+
+    It never blocks the event loop, which serves every client: the read is a bounded
+    seqlock read (``wait=False``: a few microseconds of spinning, no sleep). A record that
+    stays in mid-write (the orderbook stopped or stalled in an update) raises
+    `hftlab.book.BookBusy`, and the order manager REJECTs that order, since its price
+    cannot be checked. No book, a symbol without a usable price yet, or a segment under
+    the book's name that is not a book we can read: the order is checked without the band,
+    and the last case is logged once (one sentence), not on every order."""
 
     def __init__(self, config, log):
+        self.log = log
         self.follower = _book.Follower(config.shm_name, interval=1.0)
+        self.said = None  # the last complaint about the segment, so it is logged once
 
     def last_price(self, symbol: str) -> float | None:
-        book = self.follower.book()
+        try:
+            book = self.follower.book()
+        except _book.BookError as exc:  # another layout or version, a damaged header
+            if str(exc) != self.said:
+                self.said = str(exc)
+                self.log.warning(f"orders are checked without the price band: {exc}")
+            return None
         if book is None or symbol not in book.symbols:
             return None
+        self.said = None
         try:
-            quote = book.read(symbol)
-        except _book.BookError:  # its writer died in mid-write: no band check this time
-            self.follower.lost()
-            return None
+            quote = book.read(symbol, wait=False)
+        except _book.BookBusy as exc:
+            if not exc.writer_alive:
+                self.follower.lost()  # a restarted orderbook will make a new book
+            raise
         return quote.price if quote else None
 
     def close(self) -> None:
@@ -158,8 +176,12 @@ class OrderManager:
             self.log.info(f"Order {msg.order_id} from {client} is order {order_no} again "
                           "(a re-send): confirmed again, not booked twice")
             return protocol.Ack(msg.order_id, order_no)
-        reason = check_order(msg, self.config, self.prices.last_price(msg.symbol)
-                             if msg.symbol in self.config.symbols else None)
+        try:
+            last_price = self.prices.last_price(msg.symbol) if msg.symbol in self.config.symbols else None
+        except _book.BookBusy:
+            return protocol.Reject(msg.order_id, f"cannot check the price: the book's {msg.symbol} "
+                                   "record is stuck in mid-write (orderbook stalled); retry later")
+        reason = check_order(msg, self.config, last_price)
         if reason:
             self.log.info(f"Rejected {msg.order_id} from {client}: {reason}")
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))

@@ -10,7 +10,10 @@ gateway's byte stream into book updates:
   ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
   not a gap;
 - while the gateway is unreachable the book's feed state says DOWN, so readers can see
-  the prices are stale; it reconnects with back-off.
+  the prices are stale; it reconnects with back-off;
+- a line that is not valid, or valid but not storable (a PRICE whose price is not above 0
+  or whose seq is 0: the protocol's syntax allows them, the book does not), is counted in
+  ``errors``, logged, and skipped; nothing a gateway sends stops the process.
 
 Run alone: ``python -m hftlab.orderbook`` (or ``hftlab orderbook``).
 """
@@ -49,11 +52,13 @@ class FeedHandler:
         for msg in self.decoder.feed(data):
             kind = type(msg)
             if kind is protocol.Price:
-                # This runs for every tick, so the usual case (the next seq, a known symbol)
-                # is inlined; anything else goes through _price, which checks and reports.
+                # This runs for every tick, so the usual case (the next seq, a known symbol,
+                # a price above 0) is inlined; anything else goes through _price, which
+                # checks and reports. The decoder has checked that every field fits the book.
                 seq, ts_ns, symbol, price = msg
                 i = index.get(symbol)
-                if i is not None and self.last_seq is not None and seq == self.last_seq + 1:
+                if (i is not None and self.last_seq is not None and seq == self.last_seq + 1
+                        and price > 0.0):
                     self.last_seq = seq
                     update(i, price, seq, ts_ns)
                 else:
@@ -65,12 +70,22 @@ class FeedHandler:
             elif kind is protocol.Hello:
                 self._hello(msg)
             elif kind is protocol.ProtocolError:
-                self.errors += 1
-                self.log.warning(f"bad line from the gateway: {msg.reason}")
+                self.error(msg.reason)
+
+    def error(self, reason: str) -> None:
+        """Count and log one line from the gateway that is skipped."""
+        self.errors += 1
+        self.log.warning(f"bad line from the gateway, skipped: {reason}")
 
     def _price(self, msg: protocol.Price) -> None:
+        if msg.seq == 0:  # the book's "no price yet"; a feed counts from 1
+            self.error(f"PRICE {msg.symbol} has seq 0; a feed's seq starts at 1")
+            return
         self._check_seq(msg.seq)
         self.last_seq = msg.seq
+        if not msg.price > 0.0:
+            self.error(f"PRICE {msg.symbol} seq {msg.seq} has price {msg.price}; a price is above 0")
+            return
         i = self.index.get(msg.symbol)
         if i is None:
             if msg.symbol not in self.unknown:

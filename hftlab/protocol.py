@@ -32,7 +32,7 @@ from itertools import repeat
 from typing import NamedTuple, Union
 
 __all__ = [
-    'MAX_LINE', 'ProtocolError',
+    'MAX_LINE', 'UINT_MAX', 'NS_MAX', 'ProtocolError',
     'Hello', 'Price', 'News', 'Heartbeat', 'Order', 'Ack', 'Reject', 'Error',
     'Message', 'MESSAGE_TYPES', 'wire_type', 'encode', 'decode',
     'clean_reason', 'LineFramer', 'Decoder',
@@ -172,30 +172,53 @@ def wire_type(msg: Message) -> str:
 # directions, so encode() and decode() cannot disagree about a message.
 
 _TOKEN_RE = re.compile(r'[A-Za-z0-9_-]{1,32}')
+_SESSION_RE = re.compile(r'[A-Za-z0-9_-]{1,16}')    # the book stores 16 bytes
 _SYMBOL_RE = re.compile(r'[A-Z][A-Z0-9.]{0,7}')
 _TOKEN_RE_B = re.compile(_TOKEN_RE.pattern.encode())
+_SESSION_RE_B = re.compile(_SESSION_RE.pattern.encode())
 _SYMBOL_RE_B = re.compile(_SYMBOL_RE.pattern.encode())
 # The same rules in words (no commas: they end up in a reason field).
 _TOKEN_RULE = 'must be 1-32 of A-Z a-z 0-9 _ -'
+_SESSION_RULE = 'must be 1-16 of A-Z a-z 0-9 _ -'
+
+# Every integer field fits the 64-bit fields that hold it (the book, numpy, C):
+# a uint is at most 2**64 - 1, a timestamp in ns (time.time_ns(), a signed 64-bit
+# value in the book) at most 2**63 - 1, which is in the year 2262.
+UINT_MAX = 2**64 - 1
+NS_MAX = 2**63 - 1
 _SYMBOL_RULE = 'must be A-Z then up to 7 of A-Z 0-9 .'
 
 
-def _dec_uint(raw, name):
+def _dec_uint(raw, name, most=UINT_MAX):
     # isdigit() accepts only ASCII digits on bytes, so no sign, space or
     # underscore gets through to int(), which would allow them.
     if raw.isdigit():
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:      # more digits than int() converts
             pass
+        else:
+            if value <= most:
+                return value
+            raise ProtocolError(f'{name} is above {most}: {_show(raw)}')
     raise ProtocolError(f'{name} is not a non-negative integer: {_show(raw)}')
 
 
-def _enc_uint(value, name):
+def _enc_uint(value, name, most=UINT_MAX):
     n = _enc_int(value, name)
     if n[0] == '-':
         raise ProtocolError(f'{name} must be non-negative; got {n}')
+    if int(n) > most:
+        raise ProtocolError(f'{name} must be at most {most}; got {n}')
     return n
+
+
+def _dec_ns(raw, name):
+    return _dec_uint(raw, name, NS_MAX)
+
+
+def _enc_ns(value, name):
+    return _enc_uint(value, name, NS_MAX)
 
 
 def _dec_int(raw, name):
@@ -292,6 +315,18 @@ def _enc_token(value, name):
     return value
 
 
+def _dec_session(raw, name):
+    if not _SESSION_RE_B.fullmatch(raw):
+        raise ProtocolError(f'{name} {_SESSION_RULE}; got {_show(raw)}')
+    return raw.decode('ascii')
+
+
+def _enc_session(value, name):
+    if not (isinstance(value, str) and _SESSION_RE.fullmatch(value)):
+        raise ProtocolError(f'{name} {_SESSION_RULE}; got {_show(value)}')
+    return value
+
+
 def _choice(*allowed):
     # A field that is one of a few fixed words (feed name, order side).
     by_bytes = {word.encode('ascii'): word for word in allowed}
@@ -334,6 +369,8 @@ def _enc_reason(value, name):
 
 
 _UINT = (_dec_uint, _enc_uint)
+_NS = (_dec_ns, _enc_ns)
+_SESSION = (_dec_session, _enc_session)
 _INT = (_dec_int, _enc_int)
 _PRICE = (_dec_price, _enc_price)
 _SENTIMENT = (_dec_sentiment, _enc_sentiment)
@@ -344,11 +381,11 @@ _SIDE = _choice('BUY', 'SELL')
 _REASON = (_dec_reason, _enc_reason)
 
 _FIELDS = {
-    Hello: (_FEED, _TOKEN),
-    Price: (_UINT, _UINT, _SYMBOL, _PRICE),
-    News: (_UINT, _UINT, _SENTIMENT),
-    Heartbeat: (_UINT, _UINT),
-    Order: (_TOKEN, _UINT, _SIDE, _INT, _SYMBOL, _PRICE),
+    Hello: (_FEED, _SESSION),
+    Price: (_UINT, _NS, _SYMBOL, _PRICE),
+    News: (_UINT, _NS, _SENTIMENT),
+    Heartbeat: (_UINT, _NS),
+    Order: (_TOKEN, _NS, _SIDE, _INT, _SYMBOL, _PRICE),
     Ack: (_TOKEN, _UINT),
     Reject: (_TOKEN, _REASON),
     Error: (_REASON,),
@@ -407,9 +444,9 @@ def _parse_price(parts):
         raise ProtocolError(f'PRICE needs 5 fields; got {len(parts)}')
     _, seq, ts_ns, symbol, price = parts
     try:
-        return _new_tuple(Price, (
+        msg = _new_tuple(Price, (
             int(seq) if seq.isdigit() else _dec_uint(seq, 'seq'),
-            int(ts_ns) if ts_ns.isdigit() else _dec_uint(ts_ns, 'ts_ns'),
+            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, 'ts_ns'),
             _symbols.get(symbol) or _dec_symbol(symbol, 'symbol'),
             _dec_price(price, 'price')))
     except ProtocolError:
@@ -418,6 +455,9 @@ def _parse_price(parts):
         # int() refuses thousands of digits (sys.set_int_max_str_digits);
         # only possible with a huge max_line.  The careful path says so.
         return _parse_price_slowly(parts)
+    if msg[0] > UINT_MAX or msg[1] > NS_MAX:
+        return _parse_price_slowly(parts)     # which says which is too big
+    return msg
 
 
 _parsers[b'PRICE'] = _parse_price
@@ -457,6 +497,8 @@ def _parse_prices(lines):
     try:
         seqs, stamps = list(map(int, seqs)), list(map(int, stamps))
     except ValueError:                  # thousands of digits: see _parse_price
+        return None
+    if max(seqs) > UINT_MAX or max(stamps) > NS_MAX:
         return None
     values = list(map(float, prices))
     if _INF in values or -_INF in values:

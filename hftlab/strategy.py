@@ -119,7 +119,14 @@ class Link:
 
 
 class BookReader:
-    """Follows the book by name (`hftlab.book.Follower`) and says when it comes and goes."""
+    """Follows the book by name (`hftlab.book.Follower`) and says when it comes and goes.
+
+    It never waits on the book: a record in mid-write (a writer stopped or stalled there,
+    or one that died there) makes a look come back empty at once, and the next look tries
+    again, so the sockets keep being served. A book that stays busy for `BUSY_SAY`
+    seconds is logged once, and logged again when it reads again."""
+
+    BUSY_SAY = 1.0
 
     def __init__(self, name: str, symbols, log):
         self.name, self.symbols, self.log = name, tuple(symbols), log
@@ -127,12 +134,14 @@ class BookReader:
         self.book = None
         self.seen = None
         self.said_waiting = False
+        self.busy_since = None
+        self.said_busy = False
 
     def ensure(self) -> None:
         had, attaches = self.book, self.follower.attaches
         try:
             self.book = self.follower.book()
-        except _book.LayoutMismatch as exc:
+        except _book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
         if had is not None and self.book is not had:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
@@ -142,29 +151,46 @@ class BookReader:
                 self.said_waiting = True
         elif self.follower.attaches != attaches:
             self.said_waiting = False
-            self.seen = self.book.snapshot()["updates"].copy()
+            self.seen = None  # the first look at this book only learns what is in it
             self.log.info(f"attached to the book {self.name!r} ({self.book.nbytes} bytes)")
 
     def new_prices(self):
         """Yield (symbol, price, ts_ns, missed) for each symbol updated since the last look.
 
-        The look's copy of the records stays in ``self.snap`` and its time in ``self.seen_ns``."""
+        The look's copy of the records stays in ``self.snap`` and its time in ``self.seen_ns``.
+        A symbol without a usable price (see `hftlab.book.SharedPriceBook.read`) is skipped."""
         if self.book is None:
             return
         try:
-            snap = self.snap = self.book.snapshot()
-        except _book.BookError as exc:  # its writer died in mid-write
-            self.log.warning(f"cannot read the book: {exc}")
-            self.follower.lost()
-            self.book = None
+            snap = self.book.snapshot(wait=False)
+        except _book.BookBusy as exc:
+            self._busy(exc)
             return
+        if self.said_busy:
+            self.log.info(f"the book {self.name!r} reads again; carrying on")
+        self.busy_since, self.said_busy = None, False
+        self.snap = snap
         self.seen_ns = time.time_ns()
         updates = snap["updates"]
+        if self.seen is None:
+            self.seen = updates.copy()
+            return
         for i in np.flatnonzero(updates != self.seen):
             missed = int(updates[i] - self.seen[i]) - 1
             self.seen[i] = updates[i]
             rec = snap[i]
-            yield self.symbols[i], float(rec["price"]), int(rec["ts_ns"]), max(missed, 0)
+            price = float(rec["price"])
+            if price == price:  # not NaN: a usable price
+                yield self.symbols[i], price, int(rec["ts_ns"]), max(missed, 0)
+
+    def _busy(self, exc: _book.BookBusy) -> None:
+        """A look found a record in mid-write: wait it out (the follower notices a dead writer)."""
+        now = time.monotonic()
+        if self.busy_since is None:
+            self.busy_since = now
+        elif not self.said_busy and now - self.busy_since >= self.BUSY_SAY:
+            self.said_busy = True
+            self.log.warning(f"waiting: the book has been unreadable for {self.BUSY_SAY:.0f} s ({exc})")
 
     def close(self) -> None:
         self.follower.close()

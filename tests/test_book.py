@@ -160,13 +160,13 @@ def test_create_update_read(name):
         assert book.took_over_from is None
         assert "owner" in repr(book) and name in repr(book)
 
-        # "no price yet" is None, unlike any price (even 0.0)
+        # "no price yet" is None
         assert book.read("AAPL") is None
         before = time.time_ns()
-        book.update("AAPL", 0.0, seq=7, ts_ns=123)
+        book.update("AAPL", 0.25, seq=7, ts_ns=123)
         after = time.time_ns()
         q = book.read("AAPL")
-        assert q == Quote("AAPL", 0.0, 7, 123, q.written_ns, 1)
+        assert q == Quote("AAPL", 0.25, 7, 123, q.written_ns, 1)
         assert before <= q.written_ns <= after
 
         book.update("MSFT", 101.25)                  # seq defaults to 8
@@ -275,6 +275,44 @@ def test_attach_errors(name):
     with SharedPriceBook(SYMBOLS, name):
         with pytest.raises(LayoutMismatch, match="expected"):
             SharedPriceBook.attach(name, ["AAPL", "MSFT"])
+
+
+@pytest.mark.parametrize("bad", [0.0, -5.0, -0.0, math.nan, math.inf, -math.inf])
+def test_a_price_that_is_not_a_finite_number_above_zero_reads_as_no_price(name, bad):
+    with SharedPriceBook(SYMBOLS, name) as book:
+        book.update("MSFT", 101.25)
+        book.update("AAPL", bad)
+        reader = SharedPriceBook.attach(name)
+        try:
+            for b in (book, reader):
+                assert b.read("AAPL") is None
+                assert b.quotes()["AAPL"] is None and b.quotes()["MSFT"].price == 101.25
+                snap = b.snapshot()
+                assert math.isnan(snap["price"][0]) and snap["seq"][0] == 2
+                assert snap["price"][1] == 101.25
+        finally:
+            reader.close()
+
+
+def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(name):
+    with SharedPriceBook(SYMBOLS, name) as book:
+        book.update("AAPL", 1.0)
+        book.update("MSFT", 2.0)
+        w = HEADER_DTYPE.itemsize // 8
+        book._u64[w] += 1                             # odd: this (live) writer is in mid-write
+        reader = SharedPriceBook.attach(name)
+        try:
+            for read in (lambda: reader.read("AAPL", wait=False),
+                         lambda: reader.snapshot(wait=False), lambda: reader.quotes(wait=False)):
+                with pytest.raises(bookmod.BookBusy, match="stopped or stalled in mid-write") as e:
+                    read()
+                assert e.value.writer_alive
+            assert reader.retries == 3 * bookmod._SPIN     # spun a little, never slept long
+            assert reader.read("MSFT", wait=False).price == 2.0
+            book._u64[w] += 1                         # even: the write is done
+            assert reader.read("AAPL", wait=False).price == 1.0
+        finally:
+            reader.close()
 
 
 def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):

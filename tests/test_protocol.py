@@ -1,6 +1,7 @@
 """Tests for hftlab.protocol: the wire format, framing and error reasons."""
 
 import math
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -119,8 +120,8 @@ BAD_LINES = [
     (b'ORDER,a1,1,HOLD,10,AAPL,1.00', "side must be BUY or SELL; got 'HOLD'"),
     (b'ORDER,a1,1,buy,10,AAPL,1.00', "side must be BUY or SELL; got 'buy'"),
     (b'HELLO,FOO,s1', "feed must be PRICE or NEWS; got 'FOO'"),
-    (b'HELLO,PRICE,', "session must be 1-32 of A-Z a-z 0-9 _ -; got ''"),
-    (b'HELLO,PRICE,a b', "session must be 1-32 of A-Z a-z 0-9 _ -; got 'a b'"),
+    (b'HELLO,PRICE,', "session must be 1-16 of A-Z a-z 0-9 _ -; got ''"),
+    (b'HELLO,PRICE,a b', "session must be 1-16 of A-Z a-z 0-9 _ -; got 'a b'"),
     (b'ACK,' + b'a' * 33 + b',1',
      "order_id must be 1-32 of A-Z a-z 0-9 _ -; got '%s'" % ('a' * 33)),
     (b'ERROR,', 'reason is empty'),
@@ -214,7 +215,7 @@ BAD_MESSAGES = [
     (Price(1, 2, 'aapl', 1.0),
      "symbol must be A-Z then up to 7 of A-Z 0-9 .; got 'aapl'"),
     (Hello('PRICE', 's\n1'),
-     "session must be 1-32 of A-Z a-z 0-9 _ -; got 's\\n1'"),
+     "session must be 1-16 of A-Z a-z 0-9 _ -; got 's\\n1'"),
     (Hello('TRADES', 's1'), "feed must be PRICE or NEWS; got 'TRADES'"),
     (Order('a,1', 1, 'BUY', 1, 'A', 1.0),
      "order_id must be 1-32 of A-Z a-z 0-9 _ -; got 'a\\x2c1'"),
@@ -380,6 +381,51 @@ def test_huge_integers_with_a_huge_max_line():
     assert out[0].reason.startswith('seq is not a non-negative integer')
 
 
+# The exact bytes at the edges of the integer ranges (docs/protocol.md).
+U64 = b'18446744073709551615'       # 2**64 - 1, the largest uint
+NS = b'9223372036854775807'         # 2**63 - 1, the largest ts_ns
+
+
+def test_integer_ranges_exact_edges():
+    assert decode(b'PRICE,' + U64 + b',' + NS + b',A,1.00') == Price(2**64 - 1, 2**63 - 1, 'A', 1.0)
+    assert decode(b'HB,' + U64 + b',' + NS) == Heartbeat(2**64 - 1, 2**63 - 1)
+    assert decode(b'PRICE,000' + U64 + b',0,A,1') == Price(2**64 - 1, 0, 'A', 1.0)  # leading zeros
+    assert encode(Ack('a', 2**64 - 1)) == b'ACK,a,' + U64 + b'\n'
+
+
+OUT_OF_RANGE = [
+    (b'PRICE,18446744073709551616,1,A,1.00', 'seq is above 18446744073709551615: '),
+    (b'PRICE,1,9223372036854775808,A,1.00', 'ts_ns is above 9223372036854775807: '),
+    (b'HB,18446744073709551616,1', 'last_seq is above 18446744073709551615: '),
+    (b'HB,1,99999999999999999999', 'ts_ns is above 9223372036854775807: '),
+    (b'NEWS,18446744073709551616,1,50', 'seq is above 18446744073709551615: '),
+    (b'ORDER,a1,9223372036854775808,BUY,1,A,1', 'tick_ts_ns is above 9223372036854775807: '),
+    (b'ACK,a1,18446744073709551616', 'order_no is above 18446744073709551615: '),
+    (b'HELLO,PRICE,' + b's' * 17, 'session must be 1-16 of A-Z a-z 0-9 _ -; got '),
+]
+
+
+@pytest.mark.parametrize('line,reason', OUT_OF_RANGE)
+def test_out_of_range_integers_and_long_sessions_are_errors(line, reason):
+    with pytest.raises(ProtocolError, match='^' + re.escape(reason)):
+        decode(line)
+    # the same in a stream, alone and among PRICE lines (the batch fast path)
+    good = b'PRICE,1,2,A,1.00\n'
+    for stream in (line + b'\n', good + line + b'\n' + good):
+        out = Decoder().feed(stream)
+        errors = [x for x in out if isinstance(x, ProtocolError)]
+        assert len(errors) == 1 and errors[0].reason.startswith(reason)
+        assert len(out) == stream.count(b'\n')
+
+
+@pytest.mark.parametrize('msg', [
+    Price(2**64, 1, 'A', 1.0), Price(1, 2**63, 'A', 1.0), Heartbeat(2**64, 1),
+    Hello('PRICE', 's' * 17), Ack('a', 2**64)])
+def test_encode_refuses_what_decode_would(msg):
+    with pytest.raises(ProtocolError):
+        encode(msg)
+
+
 def test_bytearray_and_memoryview_input():
     dec = Decoder()
     assert dec.feed(bytearray(b'HB,1,2\n')) == [Heartbeat(1, 2)]
@@ -389,19 +435,21 @@ def test_bytearray_and_memoryview_input():
 
 # -- properties ------------------------------------------------------------
 
-uints = st.integers(0, 2**64)
+uints = st.integers(0, 2**64 - 1)
+stamps = st.integers(0, 2**63 - 1)
 tokens = st.from_regex(r'[A-Za-z0-9_-]{1,32}', fullmatch=True)
+sessions = st.from_regex(r'[A-Za-z0-9_-]{1,16}', fullmatch=True)
 symbols = st.from_regex(r'[A-Z][A-Z0-9.]{0,7}', fullmatch=True)
 prices = st.integers(-10**11, 10**11).map(lambda cents: cents / 100)
 reasons = st.text(''.join(chr(c) for c in range(32, 127) if chr(c) != ','),
                   min_size=1, max_size=200)
 
 messages = st.one_of(
-    st.builds(Hello, st.sampled_from(['PRICE', 'NEWS']), tokens),
-    st.builds(Price, uints, uints, symbols, prices),
-    st.builds(News, uints, uints, st.integers(0, 100)),
-    st.builds(Heartbeat, uints, uints),
-    st.builds(Order, tokens, uints, st.sampled_from(['BUY', 'SELL']),
+    st.builds(Hello, st.sampled_from(['PRICE', 'NEWS']), sessions),
+    st.builds(Price, uints, stamps, symbols, prices),
+    st.builds(News, uints, stamps, st.integers(0, 100)),
+    st.builds(Heartbeat, uints, stamps),
+    st.builds(Order, tokens, stamps, st.sampled_from(['BUY', 'SELL']),
               st.integers(-10**9, 10**9), symbols, prices),
     st.builds(Ack, tokens, uints),
     st.builds(Reject, tokens, reasons),
