@@ -277,12 +277,13 @@ class Launcher:
             watch.due = None
             try:
                 child = self.start_one(name)
-            except LaunchError as exc:
+            except LaunchError:
                 failed = self.children[name]
                 failed.cut_lifeline()
                 watch.seen_dead = failed.pid
                 events.append(self._died(name, watch, time.monotonic(),
-                                         "failed to restart", str(exc), failed.pid))
+                                         f"{_how(failed.popen.wait())} before it was ready",
+                                         tail(failed.log_path, 10), failed.pid))
                 continue
             recent = len(watch.deaths)
             events.append(Event("restarted", name, child.pid,
