@@ -12,12 +12,14 @@ Signals in ``hftlab run``: Ctrl-C (SIGINT) and SIGTERM both stop all four proces
 order and exit with status 0. SIGINT works even when ``hftlab run`` inherited it
 ignored (a background job of a shell script inherits SIGINT and SIGQUIT ignored): a
 command that says "Ctrl-C stops" must stop on Ctrl-C. SIGCHLD is set back to its default
-so that the launcher can reap its children and read their exit status.
+so that the launcher can reap its children and read their exit status. When its output
+pipe is closed (``hftlab run | head``) it stops everything as on Ctrl-C, with no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
@@ -144,13 +146,21 @@ def cmd_run(config, args) -> int:
     except _Stop:
         print("hftlab: SIGTERM; stopping.", flush=True)
         return 0
+    except BrokenPipeError:
+        # `hftlab run | head`: nobody reads our output any more. Python ignores SIGPIPE, so
+        # we learn it here; stop as on Ctrl-C, and write nothing more to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            print("hftlab: the output pipe was closed; stopping.", file=sys.stderr, flush=True)
+        return 0
     finally:
         # A second Ctrl-C or SIGTERM must not cut the orderly stop short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         launcher.stop()
-        _show(_new_lines(launcher, tails))
-        print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            _show(_new_lines(launcher, tails))
+            print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 

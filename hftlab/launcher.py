@@ -31,7 +31,9 @@ and the clients' addresses.
 Signals: the launcher leaves its own process's signal handlers alone (it may live in a
 notebook kernel). Children start in their own session, so a Ctrl-C typed in a terminal
 reaches only the launcher, which stops them in order with SIGTERM. What a child does
-with an inherited SIGINT disposition is decided in `hftlab.process.main`.
+with an inherited SIGINT disposition is decided in `hftlab.process.main`. A launcher in
+a process that ignores SIGCHLD cannot read its children's exit status (the kernel reaps
+them at once and it reads 0); ``hftlab run`` therefore sets SIGCHLD back to its default.
 """
 
 from __future__ import annotations

@@ -98,3 +98,29 @@ def test_a_process_stops_on_sigterm_whatever_sigint_it_inherited(tmp_path):
         if popen.poll() is None:
             popen.kill()
             popen.wait()
+
+
+def test_hftlab_run_stops_cleanly_when_its_output_pipe_is_closed(tmp_path):
+    """`hftlab run | head`: Python ignores SIGPIPE, so the closed pipe is a BrokenPipeError;
+    hftlab run stops everything as on Ctrl-C, without a traceback."""
+    run = subprocess.Popen([sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports",
+                            "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        for line in run.stdout:
+            if line.startswith("hftlab: running ("):
+                break
+        pids = [int(item.split()[1]) for item in line[len("hftlab: running ("):].split(")")[0].split(", ")]
+        assert len(pids) == 4
+        run.stdout.close()                   # what head does once it has its lines
+        assert run.wait(30) == 0
+        err = run.stderr.read()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert "hftlab: the output pipe was closed; stopping." in err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    for pid in pids:                         # hftlab run stopped and reaped them before exiting
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
