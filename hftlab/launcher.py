@@ -15,7 +15,12 @@ write end only the launcher holds (see `hftlab.process.watch_lifeline`). If the 
 pipe and every child exits cleanly, removing the shared-memory book on its way out.
 
 Supervision: `Launcher.supervise` looks once at every process and restarts the dead
-ones, leaving the others alone (same pids). Call it now and then (``hftlab run`` calls
+ones, leaving the others alone (same pids)::
+
+    for event in lab.supervise():               # call it now and then
+        print(event.message)
+
+Call it now and then (``hftlab run`` calls
 it ten times a second; a notebook can call it from a loop or a widget callback: no
 thread is needed). A dead process is restarted after a back-off (RESTART_DELAY,
 doubling with each death in the last `restart_window` seconds); a process that dies
@@ -78,7 +83,8 @@ class GaveUp(LaunchError):
 
 @dataclass(frozen=True)
 class Event:
-    """What `Launcher.supervise` did: a process "died", was "restarted", or was "given up"."""
+    """What `Launcher.supervise` did: a process "died" or was "restarted".
+    (Giving up is not an event: `supervise` raises `GaveUp`.)"""
     kind: str
     name: str
     pid: int        # the dead process's pid, or the restarted one's new pid
@@ -140,6 +146,13 @@ def _stop_all_at_exit() -> None:
 
 
 class Launcher:
+    """The processes of one lab: `start`, `supervise`, `kill`, `restart`, `stop`, `close`.
+
+    `free_ports` takes any free ports and a fresh book name; `run_dir` holds the logs and
+    the journal (a temporary folder by default); `max_restarts` and `restart_window` are
+    the supervision limit (``max_restarts=0``: give up at the first death).
+    """
+
     def __init__(self, config: Config | None = None, *, free_ports: bool = False,
                  run_dir: str | None = None, keep_run_dir: bool = False, names=NAMES,
                  ready_timeout: float = READY_TIMEOUT, max_restarts: int = MAX_RESTARTS,
