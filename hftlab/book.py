@@ -85,7 +85,20 @@ milliseconds later, and by then that name may belong to the fresh book of a
 restarted orderbook.  A segment left behind by a writer that died is instead
 detected through ``writer_pid`` and replaced by the next owner, or removed by
 ``remove_stale()`` (``hftlab clean``; the launcher does it when it reaps an
-orderbook it had to kill).  Readers that
+orderbook it had to kill).
+
+Removing a stale book must never remove a live one, and two races make that
+hard.  (1) A creator makes the segment (empty), sizes it (all zeros) and only
+then writes its pid: for those microseconds a segment being born looks like
+one whose creator died.  A segment that is still unclaimed (empty, or zero
+magic and zero pid) is therefore left alone until it is CREATION_GRACE seconds
+old (by its inode's change time).  (2) Unlinking goes by name: a remover that
+examined a stale book, then unlinked the name after a new orderbook had
+replaced that book, would remove the new one.  So every remover (``remove_stale``
+and a creator taking a name over) holds an exclusive ``flock`` on the segment
+it examined while it checks that the name still refers to that very segment
+and unlinks it; removers of one segment take turns, and the name can change
+under a remover only by the hands of the segment's live owner.  Readers that
 are still mapped keep the old, unlinked segment: when ``writer_alive()``
 turns false they should close() and attach() again.
 
@@ -96,6 +109,7 @@ allows 31 including the leading slash.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import mmap
 import os
 import re
@@ -122,6 +136,9 @@ MAGIC = b"HFTBOOK1"
 LAYOUT_VERSION = 1
 MAX_SYMBOLS = 64
 MAX_NAME_LEN = 30
+# A segment nobody has claimed yet (empty, or no pid in its header) is taken for
+# one being created, and never removed, until it is this many seconds old.
+CREATION_GRACE = 10.0
 FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
 
 # A reader gives up after this many failed attempts at one consistent copy.
@@ -367,15 +384,8 @@ def _header_of(shm):
                          HEADER_DTYPE)[0]
 
 
-def _claimed_by(shm):
-    """(writer pid or 0, is a valid book) for a segment found in the way.
-
-    A creator writes its pid first and the magic last, so a segment that is
-    still being initialised (zero magic, live pid) counts as in use.
-    """
-    h = _header_of(shm)
-    if h is None:
-        return 0, False
+def _claimed(h):
+    """(writer pid or 0, is a valid book) for a segment's header record."""
     valid = h["magic"] == MAGIC and h["layout_version"] == LAYOUT_VERSION
     if valid or h["magic"] == b"":
         return int(h["writer_pid"]), valid
@@ -386,29 +396,72 @@ def remove_stale(name) -> int | None:
     """Remove the segment `name` if its writer is dead or it is not a book.
 
     Returns the dead writer's pid (0 if the segment was not a valid book),
-    or None if nothing was removed: no such segment, or its writer is alive.
+    or None if nothing was removed: no such segment, its writer is alive, or
+    it is younger than CREATION_GRACE and not claimed yet (being created).
     """
-    try:
-        shm = _open_untracked(check_name(name))
-    except FileNotFoundError:
+    outcome, pid, valid = _remove_unless_live(check_name(name))
+    if outcome != "removed":
         return None
-    except BookEmpty:
-        # Sized within microseconds of its creation, so one that is still empty
-        # when we look was almost surely left by a creator that died.
-        with contextlib.suppress(FileNotFoundError):
-            _unlink_name(name)
-        return 0
+    return pid if valid else 0
+
+
+def _remove_unless_live(name, mine_is_stale=False):
+    """Unlink segment `name` unless a live process claims it or it may still be
+    being created.  Returns (outcome, pid, valid): outcome "absent", "alive"
+    (pid claims it), "young" (unclaimed and younger than CREATION_GRACE) or
+    "removed" (pid: its dead writer, valid: whether it was a book).
+    `mine_is_stale`: a segment claimed by this very process counts as stale.
+    """
+    from multiprocessing import shared_memory
     try:
-        pid, valid = _claimed_by(shm)
-        if _pid_alive(pid):
-            return None
+        fd = shared_memory._posixshmem.shm_open("/" + name, os.O_RDWR, 0o600)
+    except FileNotFoundError:
+        return "absent", 0, False
+    try:
+        # Removers take turns on this segment (see the module docstring).
+        # Where flock is not supported on shared memory, the race is narrower
+        # but not closed.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        st = os.fstat(fd)
+        if not _still_named(name, st):
+            return "absent", 0, False   # removed or replaced meanwhile
+        header = None
+        if st.st_size >= HEADER_DTYPE.itemsize:
+            with mmap.mmap(fd, HEADER_DTYPE.itemsize, prot=mmap.PROT_READ) as m:
+                header = np.frombuffer(m[:HEADER_DTYPE.itemsize], HEADER_DTYPE)[0]
+        if header is None and st.st_size > 0:
+            pid, valid = 0, False       # too small to be a book
+        elif header is None or (header["magic"] == b"" and int(header["writer_pid"]) == 0):
+            # Unclaimed: being created, or left by a creator that died right there.
+            if time.time() - st.st_ctime < CREATION_GRACE:
+                return "young", 0, False
+            pid, valid = 0, False
+        else:
+            pid, valid = _claimed(header)
+        if _pid_alive(pid) and not (mine_is_stale and pid == os.getpid()):
+            return "alive", pid, valid
         try:
-            _unlink_untracked(shm)
+            _unlink_name(name)
         except FileNotFoundError:
-            return None     # someone else removed it meanwhile
-        return pid if valid else 0
+            return "absent", 0, False
+        return "removed", pid, valid
     finally:
-        shm.close()
+        os.close(fd)                    # releases the flock
+
+
+def _still_named(name, st) -> bool:
+    """Does `name` still refer to the segment whose fstat is `st`?"""
+    from multiprocessing import shared_memory
+    try:
+        fd = shared_memory._posixshmem.shm_open("/" + name, os.O_RDONLY, 0o600)
+    except FileNotFoundError:
+        return False
+    try:
+        now = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
 class SharedPriceBook:
@@ -424,7 +477,9 @@ class SharedPriceBook:
         name = new_name() if name is None else check_name(name)
         nbytes = layout_nbytes(len(symbols))
         self.took_over_from = None
-        for _ in range(5):
+        tries = 0
+        give_up = time.monotonic() + CREATION_GRACE + 5.0
+        while True:
             try:
                 shm = _create_untracked(name, nbytes)
                 # Claim it at once: until our pid is in the header, a rival
@@ -433,27 +488,22 @@ class SharedPriceBook:
                 break
             except FileExistsError:
                 pass
-            try:
-                old = _open_untracked(name)
-            except FileNotFoundError:
-                continue    # vanished meanwhile: try creating again
-            except BookEmpty:
-                remove_stale(name)
-                continue
-            try:
-                pid, valid = _claimed_by(old)
-                if pid != os.getpid() and _pid_alive(pid):
-                    raise BookInUse(
-                        f"book {name!r} is owned by running process {pid}: "
-                        "stop it or choose another --shm-name")
-                with contextlib.suppress(FileNotFoundError):
-                    _unlink_untracked(old)
+            outcome, pid, valid = _remove_unless_live(name, mine_is_stale=True)
+            if outcome == "alive":
+                raise BookInUse(
+                    f"book {name!r} is owned by running process {pid}: "
+                    "stop it or choose another --shm-name")
+            if outcome == "removed":
                 self.took_over_from = pid if valid else 0
-            finally:
-                old.close()
-        else:
-            raise BookError(f"could not create book {name!r}: the name keeps "
-                            "being re-created by another process")
+            if outcome == "young":
+                # Another creator is between creating and claiming it (or died
+                # there): it claims it within microseconds, or it grows old.
+                time.sleep(0.01)
+            else:
+                tries += 1
+            if tries >= 5 or time.monotonic() > give_up:
+                raise BookError(f"could not create book {name!r}: the name keeps "
+                                "being re-created by another process")
 
         self._setup(shm, symbols, owner=True)
         # Fill everything, then the magic last: a reader that sees the magic

@@ -1,26 +1,36 @@
 """The ``hftlab`` command.
 
-    hftlab run [--duration S] [--fast]   all four processes in one terminal
+    hftlab run [--duration S] [--fast]   all four processes in one terminal, restarting
+                                         one that dies (--no-restart: stop them all)
     hftlab status                        what is running, and the book
     hftlab clean                         remove what a crashed run left behind
     hftlab gateway | orderbook | strategy | order-manager    one process, as in four terminals
 
 Every command takes the same configuration flags (``--help`` lists them).
+
+Signals in ``hftlab run``: Ctrl-C (SIGINT) and SIGTERM both stop all four processes in
+order and exit with status 0. SIGINT works even when ``hftlab run`` inherited it
+ignored (a background job of a shell script inherits SIGINT and SIGQUIT ignored): a
+command that says "Ctrl-C stops" must stop on Ctrl-C. SIGCHLD is set back to its default
+so that the launcher can reap its children and read their exit status. When its output
+pipe is closed (``hftlab run | head``) it stops everything as on Ctrl-C, with no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
+import signal
 import sys
 import time
 
 from hftlab import book as _book
 from hftlab import config as _config
 from hftlab import process
-from hftlab.launcher import NAMES, LaunchError, Launcher
+from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
 
 # Commands that live in their own module and parse their own flags.
 MODULE_COMMANDS = {"bench": "bench"}
@@ -42,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                      help="take any free ports and a fresh book name (runs beside another lab)")
     run.add_argument("--run-dir", default="hftlab-run",
                      help="where the logs and the journal go (default: ./hftlab-run)")
+    run.add_argument("--no-restart", action="store_true",
+                     help="when a process dies, stop them all (default: restart it, at most "
+                          "3 times a minute)")
     _config.add_arguments(run)
     status = sub.add_parser("status", help="show which processes answer and what the book holds")
     _config.add_arguments(status)
@@ -73,7 +86,21 @@ def main(argv=None) -> int:
     return {"run": cmd_run, "status": cmd_status, "clean": cmd_clean}[args.command](config, args)
 
 
+class _Stop(Exception):
+    """SIGTERM reached `hftlab run`: stop like Ctrl-C."""
+
+
+def _stop_on_sigterm(signum, frame):
+    raise _Stop()
+
+
 def cmd_run(config, args) -> int:
+    # Ctrl-C stops us even when SIGINT was inherited ignored; SIGTERM takes the same path
+    # (see the module docstring); children we start must be reapable.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if args.fast:
         # Flags given explicitly still win over the fast preset.
         config = config.replace(**{k: v for k, v in _config.FAST.items() if getattr(args, k) is None})
@@ -85,30 +112,57 @@ def cmd_run(config, args) -> int:
             launcher.start_one(name)
             _show(_new_lines(launcher, tails))
         c = launcher.config
-        print(f"hftlab: running. prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
+        pids = ", ".join(f"{name} {child.pid}" for name, child in launcher.children.items())
+        print(f"hftlab: running ({pids}). prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
               f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
         end = time.monotonic() + args.duration if args.duration is not None else float("inf")
         while time.monotonic() < end:
             _show(_new_lines(launcher, tails))
-            dead = launcher.dead()
-            if dead:
-                for name, code, log in dead:
-                    print(f"hftlab: {name} stopped unexpectedly with status {code}; "
-                          f"the end of its log:\n{log}", file=sys.stderr)
-                return 1
+            if args.no_restart:
+                dead = launcher.dead()
+                if dead:
+                    for name, code, log in dead:
+                        print(f"hftlab: {name} stopped unexpectedly with status {code}; "
+                              f"the end of its log:\n{log}", file=sys.stderr)
+                    print("hftlab: --no-restart: stopping everything.", file=sys.stderr, flush=True)
+                    return 1
+            else:
+                for event in launcher.supervise():
+                    _show(_new_lines(launcher, tails))
+                    print(f"hftlab: {event.message}", file=sys.stderr if event.kind == "died" else sys.stdout,
+                          flush=True)
             time.sleep(0.05)  # pacing the terminal output, not waiting for a condition
         print(f"hftlab: {args.duration:g} s are up; stopping.", flush=True)
         return 0
+    except GaveUp as exc:
+        print(f"hftlab: {exc}", file=sys.stderr, flush=True)
+        return 1
     except LaunchError as exc:
         print(f"hftlab: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nhftlab: stopping.", flush=True)
         return 0
+    except _Stop:
+        print("hftlab: SIGTERM; stopping.", flush=True)
+        return 0
+    except BrokenPipeError:
+        # `hftlab run | head`: nobody reads our output any more. Python ignores SIGPIPE, so
+        # we learn it here; stop as on Ctrl-C, and write nothing more to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            print("hftlab: the output pipe was closed; stopping.", file=sys.stderr, flush=True)
+        return 0
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the orderly stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         launcher.stop()
-        _show(_new_lines(launcher, tails))
-        print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            _show(_new_lines(launcher, tails))
+            print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _new_lines(launcher, tails) -> list:

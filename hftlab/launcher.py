@@ -13,6 +13,32 @@ Children never outlive the launcher: each gets the read end of a *lifeline* pipe
 write end only the launcher holds (see `hftlab.process.watch_lifeline`). If the launcher
 (a notebook kernel, a test, ``hftlab run``) dies, even by SIGKILL, the kernel closes the
 pipe and every child exits cleanly, removing the shared-memory book on its way out.
+
+Supervision: `Launcher.supervise` looks once at every process and restarts the dead
+ones, leaving the others alone (same pids)::
+
+    for event in lab.supervise():               # call it now and then
+        print(event.message)
+
+Call it now and then (``hftlab run`` calls
+it ten times a second; a notebook can call it from a loop or a widget callback: no
+thread is needed). A dead process is restarted after a back-off (RESTART_DELAY,
+doubling with each death in the last `restart_window` seconds); a process that dies
+more than `max_restarts` times within `restart_window` seconds is given up on: the
+launcher stops everything and `supervise` raises `GaveUp`. A restart that fails before
+its ready line counts as one more death. Each death and restart is returned as an
+`Event` whose message quotes the end of the process's log.
+
+Files: the run directory is made user-only (0700) when the launcher creates it, and
+each log is user-only (0600) like the order manager's journal: they repeat the orders
+and the clients' addresses.
+
+Signals: the launcher leaves its own process's signal handlers alone (it may live in a
+notebook kernel). Children start in their own session, so a Ctrl-C typed in a terminal
+reaches only the launcher, which stops them in order with SIGTERM. What a child does
+with an inherited SIGINT disposition is decided in `hftlab.process.main`. A launcher in
+a process that ignores SIGCHLD cannot read its children's exit status (the kernel reaps
+them at once and it reads 0); ``hftlab run`` therefore sets SIGCHLD back to its default.
 """
 
 from __future__ import annotations
@@ -27,7 +53,7 @@ import tempfile
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import hftlab
 from hftlab import book as _book
@@ -38,10 +64,39 @@ from hftlab.config import Config
 NAMES = ("gateway", "order_manager", "orderbook", "strategy")
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
+# Supervision: at most MAX_RESTARTS restarts of one process within RESTART_WINDOW s;
+# the first after RESTART_DELAY s, then twice as long for each further recent death.
+MAX_RESTARTS = 3
+RESTART_WINDOW = 60.0
+RESTART_DELAY = 0.5
+LOG_MODE = 0o600   # logs and the run directory are the user's alone, like the journal
+DIR_MODE = 0o700
 
 
 class LaunchError(RuntimeError):
     """A process did not start; the message names it and quotes the end of its log."""
+
+
+class GaveUp(LaunchError):
+    """A process died too often to restart it again; the launcher stopped everything."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What `Launcher.supervise` did: a process "died" or was "restarted".
+    (Giving up is not an event: `supervise` raises `GaveUp`.)"""
+    kind: str
+    name: str
+    pid: int        # the dead process's pid, or the restarted one's new pid
+    message: str    # one sentence for a person (deaths also quote the end of the log)
+
+
+@dataclass
+class _Watch:
+    """Supervision state of one process name."""
+    deaths: deque = field(default_factory=deque)  # monotonic times of recent deaths
+    due: float | None = None                      # when its restart is due
+    seen_dead: int | None = None                  # pid whose death was reported
 
 
 @dataclass
@@ -91,9 +146,17 @@ def _stop_all_at_exit() -> None:
 
 
 class Launcher:
+    """The processes of one lab: `start`, `supervise`, `kill`, `restart`, `stop`, `close`.
+
+    `free_ports` takes any free ports and a fresh book name; `run_dir` holds the logs and
+    the journal (a temporary folder by default); `max_restarts` and `restart_window` are
+    the supervision limit (``max_restarts=0``: give up at the first death).
+    """
+
     def __init__(self, config: Config | None = None, *, free_ports: bool = False,
                  run_dir: str | None = None, keep_run_dir: bool = False, names=NAMES,
-                 ready_timeout: float = READY_TIMEOUT):
+                 ready_timeout: float = READY_TIMEOUT, max_restarts: int = MAX_RESTARTS,
+                 restart_window: float = RESTART_WINDOW):
         config = config or Config()
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
@@ -103,12 +166,18 @@ class Launcher:
             # Ours to remove: at close(), or when this Python exits. Not at stop(), so the
             # logs and the journal can still be read after the processes have stopped.
             _temp_run_dirs.add(self.run_dir)
-        os.makedirs(self.run_dir, exist_ok=True)
+        if not os.path.isdir(self.run_dir):
+            # Not the user's umask: the logs repeat orders and client addresses.
+            os.makedirs(self.run_dir, mode=DIR_MODE)
+            os.chmod(self.run_dir, DIR_MODE)
         if config.journal == Config.journal:
             config = config.replace(journal=os.path.join(self.run_dir, "orders.csv"))
         self.config = config
         self.names = tuple(names)
         self.ready_timeout = ready_timeout
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self._watch = {}  # name -> _Watch, for supervise()
         self.children = {}
         self.facts = {}  # name -> what its ready line said
 
@@ -144,8 +213,10 @@ class Launcher:
         read_end, write_end = os.pipe()
         env = dict(os.environ, **{process.LIFELINE_ENV: str(read_end)})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
-        with open(log_path, "ab") as log:
-            start = log.tell()
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+        os.fchmod(fd, LOG_MODE)  # also a log left by an older run
+        with open(fd, "ab") as log:
+            start = log.seek(0, os.SEEK_END)
             popen = subprocess.Popen(
                 [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -197,6 +268,60 @@ class Launcher:
         return [(name, c.popen.returncode, tail(c.log_path, 10))
                 for name, c in self.children.items() if not c.running()]
 
+    def supervise(self) -> list:
+        """Look once at every process: report deaths, restart the dead ones when due.
+
+        Returns the `Event`s of this call (often none). Does not wait for back-offs:
+        call it again later. The processes that did not die are not touched. Raises
+        `GaveUp` (after stopping everything) when one died more than `max_restarts`
+        times within `restart_window` seconds.
+        """
+        events = []
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            watch = self._watch.setdefault(name, _Watch())
+            if child.running() or watch.seen_dead == child.pid:
+                continue
+            child.cut_lifeline()
+            watch.seen_dead = child.pid
+            events.append(self._died(name, watch, now, _how(child.popen.returncode),
+                                     tail(child.log_path, 10), child.pid))
+        for name, watch in self._watch.items():
+            if watch.due is None or now < watch.due:
+                continue
+            watch.due = None
+            try:
+                child = self.start_one(name)
+            except LaunchError:
+                failed = self.children[name]
+                failed.cut_lifeline()
+                watch.seen_dead = failed.pid
+                events.append(self._died(name, watch, time.monotonic(),
+                                         f"{_how(failed.popen.wait())} before it was ready",
+                                         tail(failed.log_path, 10), failed.pid))
+                continue
+            recent = len(watch.deaths)
+            events.append(Event("restarted", name, child.pid,
+                                f"restarted {name} as pid {child.pid} (restart {recent} of "
+                                f"{self.max_restarts} allowed within {self.restart_window:g} s)"))
+        return events
+
+    def _died(self, name, watch, now, how, log, pid) -> Event:
+        """Count a death; schedule the restart, or give up and stop everything."""
+        watch.deaths.append(now)
+        while watch.deaths and watch.deaths[0] < now - self.restart_window:
+            watch.deaths.popleft()
+        recent = len(watch.deaths)
+        if recent > self.max_restarts:
+            self.stop()
+            raise GaveUp(f"{name} died {recent} times within {self.restart_window:g} s "
+                         f"(last: {how}); gave up on it and stopped everything. "
+                         f"The end of its log ({self.children[name].log_path}):\n{log}")
+        delay = RESTART_DELAY * 2 ** (recent - 1)
+        watch.due = now + delay
+        return Event("died", name, pid, f"{name} (pid {pid}) {how}; restarting it in "
+                                        f"{delay:g} s. The end of its log:\n{log}")
+
     def log(self, name: str, lines: int = 20) -> str:
         return tail(self.children[name].log_path, lines)
 
@@ -227,6 +352,8 @@ class Launcher:
             child = self.children.get(name)
             if child is not None:
                 self._terminate(child, timeout)
+                # Stopped on purpose: not a death for supervise(), and no restart pending.
+                self._watch[name] = _Watch(seen_dead=child.pid)
         _live.discard(self)
 
     def close(self) -> None:
@@ -258,6 +385,16 @@ class Launcher:
     def __repr__(self) -> str:
         running = [n for n, c in self.children.items() if c.running()]
         return f"<Launcher {self.run_dir} running: {', '.join(running) or 'nothing'}>"
+
+
+def _how(returncode: int) -> str:
+    """'exited with status 2', 'was killed by SIGKILL'."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 def launch(config: Config | None = None, **kw) -> Launcher:

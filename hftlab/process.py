@@ -4,6 +4,20 @@ Each process module defines ``run(config, args, log)`` and calls `main`. `main` 
 the shared `Config` flags, logs with the process's name, turns SIGTERM into the same
 clean exit as Ctrl-C, watches the launcher's *lifeline* (see `watch_lifeline`) and
 turns a `Fatal` error into one sentence and exit status 2 instead of a traceback.
+
+Signal dispositions, decided here rather than inherited by accident:
+
+- SIGINT (Ctrl-C) and SIGTERM always stop the process cleanly (exit status 0, the book
+  removed), even when they were inherited ignored. A background job of a shell script
+  starts with SIGINT and SIGQUIT ignored (POSIX), and Python keeps an inherited ignored
+  SIGINT; a lab process that then ignored Ctrl-C and the tests' SIGINT would go on
+  trading. To keep a process out of reach of a terminal's Ctrl-C, start it in its own
+  session (``setsid``), as the launcher does, rather than by ignoring SIGINT.
+- SIGHUP and SIGQUIT are left as inherited, so ``nohup`` keeps working.
+- SIGPIPE is ignored (Python does that at start-up, whatever was inherited): a write to
+  a peer that has gone raises BrokenPipeError / ConnectionResetError, which the servers
+  handle per connection, instead of killing the process.
+- SIGCHLD is not used: the processes start no children.
 """
 
 from __future__ import annotations
@@ -144,8 +158,10 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
     except ValueError as exc:
         parser.error(str(exc))
     log = setup_logging(name)
-    # SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C.
+    # SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C, and Ctrl-C
+    # works even if SIGINT was inherited ignored (see the module docstring).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     watch_lifeline()
     try:
         run(config, args, log)  # returns on its own only when an asyncio server was stopped

@@ -1,5 +1,8 @@
 """Shared test fixtures: a whole system on free ports, and a condition waiter."""
 
+import queue
+import sys
+import threading
 import time
 
 import pytest
@@ -65,3 +68,38 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Output:
+    """A child's stdout, read by a thread, so the test can wait for lines with a deadline."""
+
+    def __init__(self, popen):
+        self.lines = queue.Queue()
+        self.text = ""
+        threading.Thread(target=lambda: [self.lines.put(l) for l in popen.stdout] + [self.lines.put(None)],
+                         daemon=True).start()
+
+    def until(self, done, timeout, what):
+        """Read lines until done(all the text so far) is truthy; fail after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not (found := done(self.text)):
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                pytest.fail(f"no {what} within {timeout} s; the output was:\n{self.text}")
+            self.text += line
+        return found
+
+
+def with_sigint(disposition, command):
+    """`command`, started with SIGINT at its default disposition or ignored.
+
+    A background job of a non-interactive shell inherits SIGINT ignored, and exec keeps
+    an ignored signal ignored; a small Python wrapper sets the disposition and execs the
+    command, so "default" holds even when this test run itself inherited SIGINT ignored.
+    """
+    how = {"default": "SIG_DFL", "inherited ignored": "SIG_IGN"}[disposition]
+    wrapper = f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{how}); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", wrapper, *command]

@@ -1,14 +1,17 @@
 """Faults: kill any one process with SIGKILL while the others run, start it again, and
 check that the others carried on by themselves and nothing was lost or booked twice."""
 
+import contextlib
+import queue
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import Output, wait_for
 from hftlab import book as _book
 from hftlab.order_manager import read_journal
 
@@ -137,3 +140,36 @@ def test_hftlab_clean_removes_a_stale_book_and_says_so():
     again = subprocess.run([sys.executable, "-m", "hftlab", "clean", "--shm-name", name],
                            capture_output=True, text=True, timeout=30)
     assert "nothing to clean" in again.stdout
+
+
+@pytest.mark.parametrize("before", ["nothing", "a stale book"])
+def test_cleaning_raced_against_an_orderbook_creating_its_book_never_removes_the_live_book(before):
+    """`hftlab clean` (remove_stale, called as fast as it goes) while an orderbook creates its
+    book, or takes over a stale one: the orderbook's live book survives every time."""
+    for attempt in range(15):
+        name = _book.new_name()
+        if before == "a stale book":
+            subprocess.run([sys.executable, str(MAKE_SEGMENT), name, "stale"], check=True, timeout=30,
+                           capture_output=True)
+        orderbook = subprocess.Popen([sys.executable, "-m", "hftlab.orderbook", "--shm-name", name,
+                                      "--price-port", "1"],   # no gateway: it creates the book and waits
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = Output(orderbook)
+        removed = []
+        try:
+            # Clean as fast as it goes until the orderbook says it is ready (its book complete).
+            deadline = time.monotonic() + 30
+            while "ready:" not in out.text:
+                removed.append(_book.remove_stale(name))
+                with contextlib.suppress(queue.Empty):
+                    out.text += out.lines.get_nowait() or ""
+                assert orderbook.poll() is None and time.monotonic() < deadline, out.text
+            with _book.SharedPriceBook.attach(name) as book:           # its book is there...
+                assert book.header()["writer_pid"] == orderbook.pid      # ...and it is its own
+            assert orderbook.pid not in removed
+            assert _book.remove_stale(name) is None                    # and clean leaves it alone
+        finally:
+            orderbook.terminate()
+            orderbook.wait(30)
+            _book.remove_stale(name)
+        assert orderbook.returncode == 0, (attempt, out.text)

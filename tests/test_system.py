@@ -1,19 +1,16 @@
 """End to end: the four real processes trade, then stop and leave nothing behind."""
 
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import Output, wait_for, with_sigint
 from hftlab import book as _book
 from hftlab.order_manager import read_journal
 
@@ -87,27 +84,6 @@ def test_children_do_not_outlive_a_killed_launcher():
     shutil.rmtree(run_dir)  # its logs: the one thing a SIGKILLed launcher cannot remove
 
 
-class Output:
-    """A child's stdout, read by a thread, so the test can wait for lines with a deadline."""
-
-    def __init__(self, popen):
-        self.lines = queue.Queue()
-        self.text = ""
-        threading.Thread(target=lambda: [self.lines.put(l) for l in popen.stdout] + [self.lines.put(None)],
-                         daemon=True).start()
-
-    def until(self, done, timeout, what):
-        deadline = time.monotonic() + timeout
-        while not done(self.text):
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                pytest.fail(f"no {what} within {timeout} s; the output was:\n{self.text}")
-            self.text += line
-
-
 EVERYTHING = [
     ("orderbook     | ", "book: AAPL "),                       # prices
     ("news: sentiment ",),                                     # news
@@ -122,9 +98,12 @@ def shows_everything(text):
                for group in EVERYTHING)
 
 
-def test_hftlab_run_shows_prices_news_orders_confirmations_and_stops_on_ctrl_c(tmp_path):
-    run = subprocess.Popen([sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports",
-                            "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+# However the suite is started, SIGINT reaches hftlab run at its default disposition or
+# ignored (a background job of a shell script inherits it ignored): Ctrl-C stops it both ways.
+@pytest.mark.parametrize("sigint", ["default", "inherited ignored"])
+def test_hftlab_run_shows_prices_news_orders_confirmations_and_stops_on_ctrl_c(tmp_path, sigint):
+    command = [sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports", "--run-dir", str(tmp_path)]
+    run = subprocess.Popen(with_sigint(sigint, command), stdout=subprocess.PIPE, text=True)
     out = Output(run)
     try:
         out.until(shows_everything, 30, "prices, news, an order and its confirmation")
