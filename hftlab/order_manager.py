@@ -370,7 +370,8 @@ async def serve(config, log) -> None:
     port = server.sockets[0].getsockname()[1]
     if manager.journal.last_no:
         log.info(f"journal {config.journal} has {manager.journal.last_no} orders; numbering continues")
-    process.ready(log, orders=process.address(config.host, port), journal=config.journal)
+    process.ready(log, orders=process.address(config.host, port), journal=config.journal,
+                  fsync="on" if config.fsync else "off")
     try:
         await process.until_stopped()
     finally:
