@@ -100,6 +100,7 @@ class Journal:
             raise process.Fatal(f"cannot use the journal {path}: {exc.strerror or exc} "
                                 "(choose another with --journal)") from None
         self.size = len(data)  # the file's length up to its last whole row
+        self.torn = False  # a failed row could not be cut off yet
         lines = data.decode("ascii", "replace").split("\n")[:-1]
         self.last_no = 0
         # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
@@ -136,6 +137,9 @@ class Journal:
         o, order_no = order, self.last_no + 1
         row = (f"{order_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
                f"{o.qty},{o.symbol},{o.price:.2f},{strategy}\n").encode()
+        if self.torn and not self._cut_back():
+            raise JournalFull("journal unwritable (a partial row could not be removed): order not "
+                              "booked; send it again later")
         try:
             written = os.write(self.fd, row)  # unbuffered: in the OS before the ACK
             while written < len(row):  # a short write: only a full disk (or a limit) does that
@@ -155,13 +159,19 @@ class Journal:
         self._count(strategy, o.symbol, o.side, o.qty)
         return order_no
 
-    def _cut_back(self) -> None:
-        # Remove whatever part of the row reached the file, so the next row starts on a
-        # line of its own. Shrinking a file needs no space, so this works on a full disk.
+    def _cut_back(self) -> bool:
+        """Remove whatever part of a failed row reached the file; False if that failed too.
+
+        The next row must start on a line of its own. Shrinking a file needs no space, so
+        this works on a full disk; if it fails anyway, nothing more is written until it
+        succeeds (`append` tries again first)."""
         try:
             os.ftruncate(self.fd, self.size)
         except OSError:
-            pass  # the next append writes after the partial row; startup drops such a tail
+            self.torn = True
+            return False
+        self.torn = False
+        return True
 
     def close(self) -> None:
         os.close(self.fd)

@@ -288,8 +288,9 @@ class Strategy:
             self.log.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
         elif kind is protocol.Position:
             if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
-                self.log.info(f"the journal holds {signals.position_name(msg.qty)} {abs(msg.qty)} "
-                              f"{msg.symbol} for strategy {msg.strategy}; trading {msg.symbol}")
+                held = f"{signals.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
+                self.log.info(f"the journal holds {msg.symbol} {held} for strategy {msg.strategy}; "
+                              f"trading {msg.symbol}")
         elif kind is protocol.Error:
             self.log.warning(f"the order manager says ERROR: {msg.reason}")
         elif kind is protocol.ProtocolError:
