@@ -80,6 +80,8 @@ class Config:
                 yield f"symbol {s!r} must be 1-8 capital letters or digits, starting with a letter"
         if len(set(self.symbols)) != len(self.symbols):
             yield "symbols must be unique"
+        if len(self.symbols) > book.MAX_SYMBOLS:
+            yield f"the book holds at most {book.MAX_SYMBOLS} symbols; got {len(self.symbols)}"
         for name in ("price_port", "news_port", "order_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 yield f"{name} must be 0..65535"

@@ -2,8 +2,14 @@
 
 Each order is validated (`check_order`), appended to the journal, and only then ACKed:
 the journal is written with one unbuffered ``os.write`` before the reply, so an order
-that was ACKed is on disk even if this process is killed the next instant. Order numbers
-count 1, 2, 3... across all clients and continue from the journal after a restart.
+that was ACKed is in the operating system even if this process is killed the next
+instant (with ``--fsync``, on the disk even if the power goes). A row that cannot be
+written whole (a full disk) is cut off again and the order REJECTed, never ACKed. Order
+numbers count 1, 2, 3... over booked orders across all clients and continue from the
+largest number in the journal after a restart.
+
+The journal also records which strategy sent each order (named by its ``POSQUERY``), so
+that a restarted strategy can ask for the position it holds per symbol before it trades.
 
 Orders are idempotent by ``order_id``: a strategy that lost its connection before the
 ACK arrived re-sends the same order with the same id, and gets the same ACK (the same

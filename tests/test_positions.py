@@ -78,6 +78,7 @@ def test_a_rejecting_order_manager_gets_a_bounded_number_of_orders():
     (["--order-qty", "600"], "max_qty (1000) must be at least twice order_qty (600)"),
     (["--price-port", "9100", "--news-port", "9100"], "price_port, news_port and order_port must differ"),
     (["--strategy-id", "a,b"], "strategy_id 'a,b' must be 1-32 of"),
+    (["--symbols", ",".join(f"S{i}" for i in range(65))], "the book holds at most 64 symbols; got 65"),
 ])
 def test_a_configuration_that_cannot_work_is_refused_at_start(flags, says, tmp_path):
     for name in ("strategy", "order_manager"):
