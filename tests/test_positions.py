@@ -1,6 +1,7 @@
 """Positions survive restarts, REJECTs back off, and configurations that cannot work are refused."""
 
 import math
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +27,13 @@ def net_positions_over_time(rows):
     return path
 
 
+def own_log(child):
+    """What this run of a child wrote to its log (the file collects every restart's)."""
+    with open(child.log_path) as f:
+        f.seek(child.log_start)
+        return f.read()
+
+
 def test_booked_exposure_stays_within_order_qty_across_restarts(lab):
     qty = lab.config.order_qty
     for restart in range(6):
@@ -35,10 +43,14 @@ def test_booked_exposure_stays_within_order_qty_across_restarts(lab):
         if restart % 2:
             lab.kill("order_manager")                         # and the order manager too
             lab.start_one("order_manager")
-        lab.start_one("strategy")
-        # Before trading, the new strategy learns every position from the journal.
-        wait_for(lambda: lab.log("strategy", 300).count("the journal holds") >= 4 * (restart + 1), 20,
-                 "the restarted strategy to learn its positions")
+        child = lab.start_one("strategy")
+        # Before trading a symbol, the new strategy learns its position from the journal.
+        said = wait_for(lambda: (t := own_log(child)).count("the journal holds") >= len(lab.config.symbols)
+                        and t, 20, "the restarted strategy to learn its positions")
+        for symbol in lab.config.symbols:
+            learnt = said.index(f"the journal holds {symbol} ")
+            first_order = re.search(rf"(BUY|SELL) \d+ {symbol} @", said)
+            assert first_order is None or first_order.start() > learnt
     n = len(read_journal(lab.config.journal))
     wait_for(lambda: len(read_journal(lab.config.journal)) >= n + 2, 30, "the last strategy to trade")
     lab.stop()
