@@ -338,7 +338,7 @@ class OrderManager:
                                   f"ask about {query.strategy} on a connection of its own")
         if not session.strategy:
             session.strategy = query.strategy
-            self.log.info(f"client {session.client} is strategy {query.strategy}")
+            self.log.info(f"client {session.client} trades as {query.strategy!r}")
         return protocol.Position(query.strategy, query.symbol,
                                  self.journal.position(query.strategy, query.symbol))
 
@@ -384,8 +384,11 @@ async def serve(config, log) -> None:
         raise process.listen_error(exc, config.host, config.order_port, "--order-port") from None
     process.warn_if_exposed(log, config.host)
     port = server.sockets[0].getsockname()[1]
-    if manager.journal.last_no:
-        log.info(f"journal {config.journal} has {manager.journal.last_no} orders; numbering continues")
+    journal = manager.journal
+    if journal.last_no:
+        rows = len(journal.booked)
+        log.info(f"journal {config.journal} has {rows} orders; numbering continues"
+                 + (f" from {journal.last_no + 1}" if rows != journal.last_no else ""))
     process.ready(log, orders=process.address(config.host, port), journal=config.journal,
                   fsync="on" if config.fsync else "off")
     try:

@@ -289,7 +289,7 @@ class Strategy:
         elif kind is protocol.Position:
             if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
                 held = f"{signals.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
-                self.log.info(f"the journal holds {msg.symbol} {held} for strategy {msg.strategy}; "
+                self.log.info(f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; "
                               f"trading {msg.symbol}")
         elif kind is protocol.Error:
             self.log.warning(f"the order manager says ERROR: {msg.reason}")

@@ -180,6 +180,7 @@ def test_numbering_continues_from_the_largest_number_not_the_row_count(tmp_path)
         with Client(om.config.order_port) as c:
             c.send(order("new"), order("a-3", price=172.53))
             assert c.receive(2) == [protocol.Ack("new", 4), protocol.Ack("a-3", 3)]
+        assert "has 2 orders; numbering continues from 4" in om.log("order_manager")
     assert [r["order_no"] for r in read_journal(str(path))] == ["1", "3", "4"]
 
 
