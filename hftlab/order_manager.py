@@ -300,8 +300,8 @@ class OrderManager:
         if isinstance(msg, protocol.PositionQuery):
             return self.position(msg, session)
         if not isinstance(msg, protocol.Order):
-            return protocol.Error("the order port takes ORDER lines (and POSQUERY); "
-                                  f"got {protocol.wire_type(msg)}")
+            # (The same words as before POSQUERY existed: lesson 02 shows this reply.)
+            return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
         client = session.client
         booked = self.journal.booked.get(msg.order_id)
         if booked is not None:
