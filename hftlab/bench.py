@@ -669,6 +669,52 @@ def plot(r: dict, path: str | None = None):
     return fig
 
 
+def measure_journal_cost(orders: int, directory: str) -> dict:
+    """The order round trip (ORDER sent to ACK read) with the journal fsynced or not.
+
+    One order manager per setting, its journal in `directory` (the disk to judge), one
+    client sending `orders` orders one at a time. Returns {"off": percentiles, "on": ...}
+    and the same in "per_order_us": the p50 difference is what an fsync costs an order."""
+    from hftlab import protocol
+    out = {}
+    for fsync in (False, True):
+        path = os.path.join(directory, f"journal-cost-{secrets.token_hex(4)}.csv")
+        config = Config(journal=path, fsync=fsync)
+        try:
+            with Launcher(config, free_ports=True, names=["order_manager"]) as lab:
+                sock = process.dial(lab.config.host, lab.config.order_port, timeout=WAIT_S)
+                decoder, times = protocol.Decoder(), []
+                with sock:
+                    for i in range(orders):
+                        line = protocol.encode(protocol.Order(f"j{i}", 0, "BUY", 1, config.symbols[0], 100.0))
+                        t0 = time.perf_counter_ns()
+                        sock.sendall(line)
+                        replies = []
+                        while not replies:
+                            data = sock.recv(4096)
+                            if not data:
+                                raise BenchError("the order manager closed the connection")
+                            replies = decoder.feed(data)
+                        times.append(time.perf_counter_ns() - t0)
+                        if not isinstance(replies[0], protocol.Ack):
+                            raise BenchError(f"order {i} was not ACKed: {replies[0]}")
+        finally:
+            if os.path.exists(path):
+                os.remove(path)
+        out["on" if fsync else "off"] = percentiles(times)
+    return out
+
+
+def report_journal_cost(r: dict, directory: str) -> str:
+    lines = [f"order round trip (ORDER to ACK), journal in {directory}, microseconds:"]
+    for key in ("off", "on"):
+        p = r[key]
+        lines.append(f"  fsync {key:<3}  p50 {p['p50']:>9,.1f}  p90 {p['p90']:>9,.1f}  p99 {p['p99']:>9,.1f}"
+                     f"  max {p['max']:>9,.1f}  ({p['n']} orders)")
+    lines.append(f"  an fsync costs an order about {r['on']['p50'] - r['off']['p50']:,.0f} us (p50 difference)")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="hftlab bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -681,6 +727,10 @@ def main(argv=None) -> int:
                    help="the strategy's (and the baseline poller's) poll interval in seconds")
     p.add_argument("--json", metavar="PATH", help="write the results to this JSON file")
     p.add_argument("--plot", metavar="PATH", help="save histograms of every hop to this PNG file")
+    p.add_argument("--journal-cost", metavar="DIR", nargs="?", const=".",
+                   help="instead: measure what fsyncing the journal costs an order, with the journal "
+                        "in DIR (default: the current folder)")
+    p.add_argument("--orders", type=int, default=500, help="orders per setting for --journal-cost")
     # The baseline's processes run this module with --role; not for users.
     p.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     for name, kind in (("port", int), ("n", int), ("shm", str), ("out", str), ("interval", float),
@@ -698,6 +748,14 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
+    if args.journal_cost is not None:
+        try:
+            print(report_journal_cost(measure_journal_cost(args.orders, args.journal_cost),
+                                      os.path.abspath(args.journal_cost)), flush=True)
+        except (BenchError, LaunchError, OSError) as exc:
+            print(f"hftlab bench: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         results = bench(args.quick, args.ticks, args.duration, args.tick_interval, args.poll_interval)
     except (BenchError, LaunchError, _book.BookError, OSError) as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from hftlab import book
 
 SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9.]{0,7}\Z")  # fits the book's 8-byte field
+STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")  # a protocol token (POSQUERY, journal)
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN")
 # A cadence for demos and tests: a tick every 50 ms and short windows, so the strategy
 # trades within a second instead of after the default 20 one-second ticks.
@@ -50,6 +51,10 @@ class Config:
     max_qty: int = _knob(1000, "order manager rejects orders above this quantity")
     price_band: float = _knob(0.10, "order manager rejects prices this fraction away from the book")
     journal: str = _knob("hftlab-run/orders.csv", "order manager's journal file")
+    fsync: bool = _knob(False, "order manager forces each journal row to the disk (fsync) before "
+                               "its ACK: survives a power loss, not only a crash, at a cost per order")
+    strategy_id: str = _knob("strategy", "the strategy's name; a restarted strategy with the same "
+                                         "name asks the order manager for its positions")
     poll_interval: float = _knob(0.001, "strategy's pause between looks at the book, in seconds")
     bench_ticks: int = _knob(0, "gateway benchmark mode: each SIGUSR1 sends a burst of this many "
                                 "price ticks as fast as subscribers take them (0 = off)")
@@ -75,6 +80,8 @@ class Config:
                 yield f"symbol {s!r} must be 1-8 capital letters or digits, starting with a letter"
         if len(set(self.symbols)) != len(self.symbols):
             yield "symbols must be unique"
+        if len(self.symbols) > book.MAX_SYMBOLS:
+            yield f"the book holds at most {book.MAX_SYMBOLS} symbols; got {len(self.symbols)}"
         for name in ("price_port", "news_port", "order_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 yield f"{name} must be 0..65535"
@@ -87,6 +94,16 @@ class Config:
             yield "thresholds must satisfy 0 <= bearish <= bullish <= 100"
         if not 1 <= self.order_qty <= self.max_qty:
             yield "order_qty must be at least 1 and at most max_qty"
+        elif self.max_qty < 2 * self.order_qty:
+            # Turning long into short is one order of twice order_qty: every one would be rejected.
+            yield (f"max_qty ({self.max_qty}) must be at least twice order_qty ({self.order_qty}), "
+                   "since the strategy turns a long position short with one order of 2 x order_qty; "
+                   "raise --max-qty or lower --order-qty")
+        ports = [getattr(self, name) for name in ("price_port", "news_port", "order_port")]
+        if len(set(p for p in ports if p)) < len([p for p in ports if p]):
+            yield "price_port, news_port and order_port must differ (one port serves one thing; 0 = any free port)"
+        if not STRATEGY_ID_RE.match(self.strategy_id):
+            yield f"strategy_id {self.strategy_id!r} must be 1-32 of A-Z a-z 0-9 _ -"
         if not self.price_band > 0:
             yield "price_band must be positive"
         try:
@@ -106,7 +123,10 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                out += [flag(f.name), format_value(value)]
+                if isinstance(value, bool):
+                    out.append(flag(f.name) if value else "--no-" + flag(f.name)[2:])
+                else:
+                    out += [flag(f.name), format_value(value)]
         return out
 
 
@@ -126,6 +146,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per Config field; unset flags keep the Config default."""
     group = parser.add_argument_group("system configuration (shared by every process)")
     for f in fields(Config):
+        if f.type == "bool":  # --fsync / --no-fsync
+            group.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{f.metadata['help']} (default: {'on' if f.default else 'off'})")
+            continue
         kind = parse_symbols if f.type == "tuple" else {"int": int, "float": float}.get(f.type, str)
         group.add_argument(flag(f.name), dest=f.name, type=kind, default=None,
                            metavar=f.name.split("_")[-1].upper(),

@@ -2,8 +2,14 @@
 
 Each order is validated (`check_order`), appended to the journal, and only then ACKed:
 the journal is written with one unbuffered ``os.write`` before the reply, so an order
-that was ACKed is on disk even if this process is killed the next instant. Order numbers
-count 1, 2, 3... across all clients and continue from the journal after a restart.
+that was ACKed is in the operating system even if this process is killed the next
+instant (with ``--fsync``, on the disk even if the power goes). A row that cannot be
+written whole (a full disk) is cut off again and the order REJECTed, never ACKed. Order
+numbers count 1, 2, 3... over booked orders across all clients and continue from the
+largest number in the journal after a restart.
+
+The journal also records which strategy sent each order (named by its ``POSQUERY``), so
+that a restarted strategy can ask for the position it holds per symbol before it trades.
 
 Orders are idempotent by ``order_id``: a strategy that lost its connection before the
 ACK arrived re-sends the same order with the same id, and gets the same ACK (the same
@@ -22,76 +28,206 @@ Run alone: ``python -m hftlab.order_manager`` (or ``hftlab order-manager``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
+import signal
+import stat
 import time
 
 from hftlab import book as _book
 from hftlab import process, protocol
 
-JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price"
+JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
+# The header of journals written before orders carried a strategy's name: still readable
+# by `read_journal`, but the order manager does not append to one (see `Journal`).
+OLD_JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price"
 MAX_BAD_LINES = 20
 
 
-class Journal:
-    """Append-only CSV of booked orders, readable and writable by the user only."""
+class JournalFull(Exception):
+    """An order could not be written whole to the journal; it is not booked."""
 
-    def __init__(self, path: str):
-        self.path = path
+
+class Journal:
+    """Append-only CSV of booked orders, readable and writable by the user only.
+
+    A row counts as booked only once it is whole in the file: `append` either writes the
+    complete row or leaves the file as it was (a short write is cut off again) and raises
+    `JournalFull`, so an order number is used only by a complete row and the next row is
+    never glued onto a partial one. With ``fsync=True`` each row is also forced to the
+    disk before `append` returns (survives a power loss, not only a crash of this process).
+    """
+
+    def __init__(self, path: str, fsync: bool = False):
+        self.path, self.fsync = path, fsync
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            rows = read_journal(path)
-            with open(path, "rb") as f:
-                data = f.read()
+            if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+                raise process.Fatal(f"the journal {path} is {file_kind(os.stat(path).st_mode)}, not a "
+                                    "regular file; pass --journal with the path of a file")
+            created = not os.path.exists(path)
+            # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+            mode = os.fstat(self.fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(self.fd)
+                raise process.Fatal(f"the journal {path} is {file_kind(mode)}, not a regular file; "
+                                    "pass --journal with the path of a file")
+            data = read_all(self.fd)
+            header = (JOURNAL_COLUMNS + "\n").encode()
+            if data and header.startswith(data):
+                data = b""  # a header cut short by a crash while the file was new
+                os.ftruncate(self.fd, 0)
+            elif data.startswith((OLD_JOURNAL_COLUMNS + "\n").encode()):
+                raise process.Fatal(f"the journal {path} was written by an older hftlab (it has no "
+                                    "strategy column); move it away (its orders stay readable) or "
+                                    "pass another --journal")
+            elif data and not data.startswith(header):
+                # Checked before anything is cut off: this may be someone else's file.
+                raise process.Fatal(f"the journal {path} does not start with the header line "
+                                    f"{JOURNAL_COLUMNS!r}, so it is not an hftlab journal or is damaged; "
+                                    "move it away or pass another --journal")
             if data and not data.endswith(b"\n"):
                 # A row cut short by a crash mid-write: never ACKed (the ACK follows the
                 # write), so the strategy will re-send it. Drop it, or the next row would
                 # be glued onto it.
-                os.truncate(path, data.rfind(b"\n") + 1)
+                data = data[:data.rfind(b"\n") + 1]
+                os.ftruncate(self.fd, len(data))
+            if not data:
+                if os.write(self.fd, header) != len(header):
+                    raise OSError(errno.ENOSPC, "the header did not fit")
+                data = header
+                if fsync:
+                    os.fsync(self.fd)
+                    if created:
+                        sync_directory(path)
         except OSError as exc:
             raise process.Fatal(f"cannot use the journal {path}: {exc.strerror or exc} "
                                 "(choose another with --journal)") from None
-        self.last_no = len(rows)
+        self.size = len(data)  # the file's length up to its last whole row
+        self.torn = False  # a failed row could not be cut off yet
+        lines = data.decode("ascii", "replace").split("\n")[:-1]
+        self.last_no = 0
         # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
         self.booked = {}
-        for line_no, r in enumerate(rows, start=2):
+        # (strategy, symbol) -> net booked quantity: what a restarted strategy asks for
+        self.positions = {}
+        names = JOURNAL_COLUMNS.split(",")
+        for line_no, line in enumerate(lines[1:], start=2):
+            parts = line.split(",")
+            r = dict(zip(names, parts))
             try:
-                self.booked[r["order_id"]] = (int(r["order_no"]), (r["side"], int(r["qty"]), r["symbol"],
-                                                                   f"{float(r['price']):.2f}"))
-            except (KeyError, TypeError, ValueError):
+                no, qty, price = int(r["order_no"]), int(r["qty"]), float(r["price"])
+                if len(parts) != len(names) or r["side"] not in ("BUY", "SELL") or no <= 0:
+                    raise ValueError
+            except (KeyError, ValueError):
                 raise process.Fatal(f"line {line_no} of the journal {path} is damaged; move the file "
                                     "away (its orders stay readable) or pass another --journal") from None
-        if os.fstat(self.fd).st_size == 0:
-            os.write(self.fd, (JOURNAL_COLUMNS + "\n").encode())
+            # The largest number, not the count of rows: a row deleted by hand must not
+            # make the next order reuse a number.
+            self.last_no = max(self.last_no, no)
+            self.booked[r["order_id"]] = (no, (r["side"], qty, r["symbol"], price))
+            self._count(r["strategy"], r["symbol"], r["side"], qty)
 
-    def append(self, order: protocol.Order, client: str, recv_ns: int) -> int:
-        self.last_no += 1
-        o = order
-        row = (f"{self.last_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
-               f"{o.qty},{o.symbol},{o.price:.2f}\n")
-        os.write(self.fd, row.encode())  # one unbuffered write: in the OS before the ACK
-        self.booked[o.order_id] = (self.last_no, terms(o))
-        return self.last_no
+    def _count(self, strategy: str, symbol: str, side: str, qty: int) -> None:
+        key = (strategy, symbol)
+        self.positions[key] = self.positions.get(key, 0) + (qty if side == "BUY" else -qty)
+
+    def position(self, strategy: str, symbol: str) -> int:
+        """The net quantity booked for `strategy` in `symbol` (BUYs minus SELLs)."""
+        return self.positions.get((strategy, symbol), 0)
+
+    def append(self, order: protocol.Order, client: str, recv_ns: int, strategy: str = "") -> int:
+        """Write the order as one whole row and return its number; raises `JournalFull`."""
+        o, order_no = order, self.last_no + 1
+        row = (f"{order_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
+               f"{o.qty},{o.symbol},{o.price:.2f},{strategy}\n").encode()
+        if self.torn and not self._cut_back():
+            raise JournalFull("journal unwritable (a partial row could not be removed): order not "
+                              "booked; send it again later")
+        try:
+            written = os.write(self.fd, row)  # unbuffered: in the OS before the ACK
+            while written < len(row):  # a short write: only a full disk (or a limit) does that
+                more = os.write(self.fd, row[written:])
+                if more == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += more
+            if self.fsync:
+                os.fsync(self.fd)
+        except OSError as exc:
+            self._cut_back()
+            raise JournalFull(f"journal unwritable ({exc.strerror or exc}): order not booked; "
+                              "send it again later") from None
+        self.size += len(row)
+        self.last_no = order_no
+        self.booked[o.order_id] = (order_no, terms(o))
+        self._count(strategy, o.symbol, o.side, o.qty)
+        return order_no
+
+    def _cut_back(self) -> bool:
+        """Remove whatever part of a failed row reached the file; False if that failed too.
+
+        The next row must start on a line of its own. Shrinking a file needs no space, so
+        this works on a full disk; if it fails anyway, nothing more is written until it
+        succeeds (`append` tries again first)."""
+        try:
+            os.ftruncate(self.fd, self.size)
+        except OSError:
+            self.torn = True
+            return False
+        self.torn = False
+        return True
 
     def close(self) -> None:
         os.close(self.fd)
 
 
+def read_all(fd: int) -> bytes:
+    """Everything in the file open as `fd`, from its start."""
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def sync_directory(path: str) -> None:
+    """fsync the directory holding `path`, so a new file's name survives a power loss too."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    """'a directory', 'a FIFO'...: what a path that is not a regular file is."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def terms(order: protocol.Order) -> tuple:
-    """What an order asks for, as compared when its id comes again."""
-    return (order.side, order.qty, order.symbol, f"{order.price:.2f}")
+    """What an order asks for, as compared when its id comes again: the exact values."""
+    return (order.side, order.qty, order.symbol, order.price)
 
 
 def read_journal(path: str) -> list:
-    """The journal's rows as dicts (empty if there is no journal yet)."""
+    """The journal's rows as dicts of strings (empty if there is no journal yet).
+
+    The column names come from the file's own header line, so journals written before
+    the ``strategy`` column was added read as well."""
     try:
         with open(path) as f:
             lines = f.read().split("\n")
     except FileNotFoundError:
         return []
+    names = lines[0].split(",")
     # What follows the last newline is a row still being written (or nothing).
-    names = JOURNAL_COLUMNS.split(",")
     return [dict(zip(names, line.split(","))) for line in lines[1:-1] if line]
 
 
@@ -105,6 +241,9 @@ def check_order(order: protocol.Order, config, last_price: float | None = None) 
         return f"quantity {order.qty} is above the maximum {config.max_qty}"
     if not (math.isfinite(order.price) and order.price > 0):
         return f"price must be a positive number; got {order.price}"
+    if float(f"{order.price:.2f}") != order.price:
+        # The journal books prices in cents; 0.001 must not become 0.00 there.
+        return f"price {order.price!r} has more than two decimals; prices are in cents"
     if last_price and abs(order.price / last_price - 1) > config.price_band:
         return (f"price {order.price:.2f} is more than {config.price_band:.0%} away "
                 f"from the book's {last_price:.2f}")
@@ -150,23 +289,38 @@ class BookWatcher:
         self.follower.close()
 
 
+class Session:
+    """What the order manager knows about one connection."""
+
+    def __init__(self, client: str):
+        self.client = client    # host:port, for the log and the journal
+        self.strategy = ""      # named by its first POSQUERY; "" for orders sent by hand
+
+
 class OrderManager:
     def __init__(self, config, log):
         self.config, self.log = config, log
-        self.journal = Journal(config.journal)
+        self.journal = Journal(config.journal, fsync=config.fsync)
         self.prices = BookWatcher(config, log)
         self.clients = 0
         self.connections = process.Connections()
+        self.journal_failing = None  # the reason, while the journal cannot be written
 
-    def handle(self, msg, client: str, recv_ns: int = 0) -> protocol.Message:
+    def handle(self, msg, client, recv_ns: int = 0) -> protocol.Message:
         """The reply to one decoded message (or protocol error) from `client`.
 
-        `recv_ns` is when its bytes were read: the journal's receive time, so that the
-        order hop's latency does not include the checks made here."""
+        `client` is the connection's `Session` (or just its address). `recv_ns` is when
+        its bytes were read: the journal's receive time, so that the order hop's latency
+        does not include the checks made here."""
+        session = client if isinstance(client, Session) else Session(client)
         if isinstance(msg, protocol.ProtocolError):
             return protocol.Error(msg.reason)
+        if isinstance(msg, protocol.PositionQuery):
+            return self.position(msg, session)
         if not isinstance(msg, protocol.Order):
+            # (The same words as before POSQUERY existed: lesson 02 shows this reply.)
             return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
+        client = session.client
         booked = self.journal.booked.get(msg.order_id)
         if booked is not None:
             order_no, booked_terms = booked
@@ -185,14 +339,36 @@ class OrderManager:
         if reason:
             self.log.info(f"Rejected {msg.order_id} from {client}: {reason}")
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
-        order_no = self.journal.append(msg, client, recv_ns or time.time_ns())
+        try:
+            order_no = self.journal.append(msg, client, recv_ns or time.time_ns(), session.strategy)
+        except JournalFull as exc:
+            if self.journal_failing is None:  # once, not once per order while it lasts
+                self.log.error(f"cannot write the journal {self.journal.path}: {exc}; rejecting "
+                               "orders until it can be written again (free some disk space)")
+            self.journal_failing = str(exc)
+            return protocol.Reject(msg.order_id, protocol.clean_reason(str(exc)))
+        if self.journal_failing is not None:
+            self.log.info(f"the journal {self.journal.path} can be written again; booking orders")
+            self.journal_failing = None
         self.log.info(f"Received Order {order_no}: {msg.side} {msg.qty} {msg.symbol} @ {msg.price:.2f}")
         return protocol.Ack(msg.order_id, order_no)
+
+    def position(self, query: protocol.PositionQuery, session: Session) -> protocol.Message:
+        """Answer a POSQUERY from the journal; the first one names the connection's strategy."""
+        if session.strategy and session.strategy != query.strategy:
+            return protocol.Error(f"this connection is strategy {session.strategy}; "
+                                  f"ask about {query.strategy} on a connection of its own")
+        if not session.strategy:
+            session.strategy = query.strategy
+            self.log.info(f"client {session.client} trades as {query.strategy!r}")
+        return protocol.Position(query.strategy, query.symbol,
+                                 self.journal.position(query.strategy, query.symbol))
 
     async def on_connect(self, reader, writer) -> None:
         self.connections.add(writer)
         process.no_delay(writer.get_extra_info("socket"))
         client = process.peer(writer)
+        session = Session(client)
         self.clients += 1
         self.log.info(f"client {client} connected ({self.clients} now)")
         decoder, bad = protocol.Decoder(), 0
@@ -201,7 +377,7 @@ class OrderManager:
                 recv_ns = time.time_ns()
                 replies = []
                 for msg in decoder.feed(data):
-                    reply = self.handle(msg, client, recv_ns)
+                    reply = self.handle(msg, session, recv_ns)
                     bad = bad + 1 if isinstance(reply, protocol.Error) else 0
                     replies.append(protocol.encode(reply))
                     if bad >= MAX_BAD_LINES:
@@ -230,9 +406,13 @@ async def serve(config, log) -> None:
         raise process.listen_error(exc, config.host, config.order_port, "--order-port") from None
     process.warn_if_exposed(log, config.host)
     port = server.sockets[0].getsockname()[1]
-    if manager.journal.last_no:
-        log.info(f"journal {config.journal} has {manager.journal.last_no} orders; numbering continues")
-    process.ready(log, orders=process.address(config.host, port), journal=config.journal)
+    journal = manager.journal
+    if journal.last_no:
+        rows = len(journal.booked)
+        log.info(f"journal {config.journal} has {rows} orders; numbering continues"
+                 + (f" from {journal.last_no + 1}" if rows != journal.last_no else ""))
+    process.ready(log, orders=process.address(config.host, port), journal=config.journal,
+                  fsync="on" if config.fsync else "off")
     try:
         await process.until_stopped()
     finally:
@@ -243,6 +423,10 @@ async def serve(config, log) -> None:
 
 
 def run(config, args, log) -> None:
+    # A file-size limit (ulimit -f) would kill us with SIGXFSZ on a write past it; ignored,
+    # the write fails with EFBIG instead, and that is handled like a full disk.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     asyncio.run(serve(config, log))
 
 

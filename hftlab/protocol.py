@@ -34,6 +34,7 @@ from typing import NamedTuple, Union
 __all__ = [
     'MAX_LINE', 'UINT_MAX', 'NS_MAX', 'ProtocolError',
     'Hello', 'Price', 'News', 'Heartbeat', 'Order', 'Ack', 'Reject', 'Error',
+    'PositionQuery', 'Position',
     'Message', 'MESSAGE_TYPES', 'wire_type', 'encode', 'decode',
     'clean_reason', 'LineFramer', 'Decoder',
 ]
@@ -135,7 +136,23 @@ class Error(NamedTuple):
     reason: str
 
 
-Message = Union[Hello, Price, News, Heartbeat, Order, Ack, Reject, Error]
+class PositionQuery(NamedTuple):
+    # Client to order manager: "I am `strategy`; what is my position in `symbol`?"
+    # It also names the connection: ORDERs that follow on it are booked for `strategy`.
+    strategy: str
+    symbol: str
+
+
+class Position(NamedTuple):
+    # Order manager to client: the net quantity booked for `strategy` in `symbol`
+    # (BUYs minus SELLs, from the journal); negative is short.
+    strategy: str
+    symbol: str
+    qty: int
+
+
+Message = Union[Hello, Price, News, Heartbeat, Order, Ack, Reject, Error,
+                PositionQuery, Position]
 
 MESSAGE_TYPES = {
     'HELLO': Hello,
@@ -146,6 +163,8 @@ MESSAGE_TYPES = {
     'ACK': Ack,
     'REJECT': Reject,
     'ERROR': Error,
+    'POSQUERY': PositionQuery,
+    'POSITION': Position,
 }
 
 _WIRE_TYPES = {cls: name for name, cls in MESSAGE_TYPES.items()}
@@ -389,6 +408,8 @@ _FIELDS = {
     Ack: (_TOKEN, _UINT),
     Reject: (_TOKEN, _REASON),
     Error: (_REASON,),
+    PositionQuery: (_TOKEN, _SYMBOL),
+    Position: (_TOKEN, _SYMBOL, _INT),
 }
 
 

@@ -12,6 +12,8 @@ seeded price series through exactly the logic the strategy process runs.
   short ``qty``; an order is sent only to change the position, so a signal that stays
   on never sends the same order twice, and a symbol with an order in flight sends no
   other until the reply comes. The position changes only when the order is ACKed.
+- A symbol whose position is not known (a restarted strategy that has not yet heard
+  from the order manager, see `Trader.forget`) sends no order until `Trader.learn`.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Trader:
         self.history = {s: deque(maxlen=long) for s in symbols}
         self.position = {s: 0 for s in symbols}
         self.pending = {}  # order_id -> Decision, at most one per symbol
+        self.unknown = set()  # symbols whose position is not known yet: no orders for them
         self.sentiment = None
 
     @classmethod
@@ -104,13 +107,27 @@ class Trader:
         history.append(price)
         side = combine(price_signal(history, self.short, self.long),
                        news_signal(self.sentiment, self.bullish, self.bearish))
-        if side is None or any(d.symbol == symbol for d in self.pending.values()):
+        if side is None or symbol in self.unknown or any(d.symbol == symbol for d in self.pending.values()):
             return None
         order = order_for(self.position[symbol], side, self.qty)
         if order is None:
             return None
         return Decision(symbol, order[0], order[1], price, moving_average(history, self.short),
                         moving_average(history, self.long), self.sentiment)
+
+    def forget(self, symbols) -> None:
+        """Stop trading `symbols` until their positions are learnt (`learn`)."""
+        self.unknown.update(s for s in symbols if s in self.position)
+
+    def learn(self, symbol: str, position: int) -> bool:
+        """Take `position` (from the order manager's journal) for a symbol we had forgotten.
+
+        False, and nothing changes, if the symbol's position was known already."""
+        if symbol not in self.unknown:
+            return False
+        self.unknown.discard(symbol)
+        self.position[symbol] = position
+        return True
 
     def sent(self, order_id: str, decision: Decision) -> None:
         self.pending[order_id] = decision

@@ -18,6 +18,12 @@ the same ``order_id`` when the order manager is back. Ids are a random tag per s
 process plus a counter, so they are unique across strategies and runs, and the order
 manager confirms a re-sent id again instead of booking it twice.
 
+Positions survive a restart: the strategy has a stable name (``--strategy-id``, by default
+"strategy"), and each time it connects to the order manager it asks, per symbol, for the
+position the journal holds under that name (``POSQUERY`` / ``POSITION``) and sends no
+order for a symbol before the answer came. A REJECT silences the symbol for a while
+(0.5 s, doubling up to 30 s, reset by an ACK) instead of repeating the order every tick.
+
 Run alone: ``python -m hftlab.strategy`` (or ``hftlab strategy``).
 """
 
@@ -32,6 +38,11 @@ import numpy as np
 from hftlab import book as _book
 from hftlab import process, protocol, signals
 
+# After a REJECT, no order for that symbol for this long, doubling with each further
+# REJECT up to the cap; an ACK resets it. The same order again at once would only be
+# rejected again (a full journal, a limit), every tick.
+REJECT_BACKOFF = 0.5
+REJECT_BACKOFF_CAP = 30.0
 
 
 class Link:
@@ -233,6 +244,7 @@ class Strategy:
         self.orders = Link("order manager", config.host, config.order_port, log)
         self.book = BookReader(config.shm_name, config.symbols, log)
         self.tag = secrets.token_hex(2)
+        self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
         self.unanswered = {}  # order_id -> the encoded order, until its ACK or REJECT
         self.missed = 0
@@ -251,9 +263,8 @@ class Strategy:
             for msg in msgs:
                 self.on_message(msg)
         self.news.ensure(self.selector)
-        if self.orders.ensure(self.selector) and self.unanswered:
-            self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
-            self.orders.send(b"".join(self.unanswered.values()), self.selector)
+        if self.orders.ensure(self.selector):
+            self.on_orders_connected()
         self.book.ensure()
         for symbol, price, ts_ns, missed in self.book.new_prices():
             self.missed += missed
@@ -265,6 +276,20 @@ class Strategy:
             if self.latency is not None:
                 self.latency.add(self.book, symbol, decided_ns, order_id, missed)
 
+    def on_orders_connected(self) -> None:
+        """Ask for our positions, then re-send what was not confirmed, in that order.
+
+        A symbol with an order in flight keeps the position we hold: the journal's may or
+        may not include that order yet, and its ACK (a re-send is confirmed again) will
+        count it. Every other symbol trades again only once the journal's answer came."""
+        busy = {d.symbol for d in self.trader.pending.values()}
+        ask = [s for s in self.config.symbols if s not in busy]
+        self.trader.forget(ask)
+        lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in ask]
+        if self.unanswered:
+            self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
+        self.orders.send(b"".join(lines + list(self.unanswered.values())), self.selector)
+
     def on_message(self, msg) -> None:
         kind = type(msg)
         if kind is protocol.News:
@@ -273,13 +298,25 @@ class Strategy:
             self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_ack(msg.order_id)
             if d is not None:
+                self.quiet.pop(d.symbol, None)
                 pos = self.trader.position[d.symbol]
                 self.log.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
                               f"{signals.position_name(pos)} {abs(pos)} {d.symbol}")
         elif kind is protocol.Reject:
             self.unanswered.pop(msg.order_id, None)
-            self.trader.on_reject(msg.order_id)
-            self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
+            d = self.trader.on_reject(msg.order_id)
+            if d is None:
+                self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
+                return
+            _, backoff = self.quiet.get(d.symbol) or (0.0, process.Backoff(REJECT_BACKOFF, REJECT_BACKOFF_CAP))
+            delay = backoff.next()
+            self.quiet[d.symbol] = (time.monotonic() + delay, backoff)
+            self.log.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
+        elif kind is protocol.Position:
+            if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
+                held = f"{signals.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
+                self.log.info(f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; "
+                              f"trading {msg.symbol}")
         elif kind is protocol.Error:
             self.log.warning(f"the order manager says ERROR: {msg.reason}")
         elif kind is protocol.ProtocolError:
@@ -290,6 +327,8 @@ class Strategy:
         if not self.orders.up:
             self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
             return ""
+        if time.monotonic() < self.quiet.get(d.symbol, (0.0,))[0]:
+            return ""  # backing off after a REJECT
         order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
         line = protocol.encode(protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price))
@@ -317,7 +356,8 @@ def run(config, args, log) -> None:
             if strategy.book.book is None:
                 time.sleep(0.1)  # waiting for the orderbook to create the book
         strategy.news.ensure(strategy.selector)
-        strategy.orders.ensure(strategy.selector)
+        if strategy.orders.ensure(strategy.selector):
+            strategy.on_orders_connected()
         process.ready(log, book=config.shm_name,
                       news=process.address(config.host, config.news_port),
                       orders=process.address(config.host, config.order_port))

@@ -10,7 +10,7 @@ from hftlab import protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher
 from hftlab.book import SharedPriceBook
-from hftlab.order_manager import JOURNAL_COLUMNS, check_order, read_journal
+from hftlab.order_manager import JOURNAL_COLUMNS, OLD_JOURNAL_COLUMNS, check_order, read_journal
 
 TS = 1764087000123456789
 
@@ -136,22 +136,57 @@ def test_a_book_with_other_symbols_does_not_upset_the_band_check():
     assert ok == protocol.Ack("b3", 2)
 
 
+ROW = "1,5,c,a-1,1,BUY,10,AAPL,172.53,strategy\n"
+
+
 @pytest.mark.parametrize("make, says", [
-    (lambda d: d.mkdir(), "cannot use the journal"),
+    (lambda d: d.mkdir(), "is a directory, not a regular file"),
+    (lambda d: os.mkfifo(d), "is a FIFO, not a regular file"),   # opening it used to block forever
+    (lambda d: d.symlink_to("/dev/full"), "is a character device, not a regular file"),  # read forever
     (lambda d: d.write_text(JOURNAL_COLUMNS + "\n1,2\n"), "line 2 of the journal"),
+    (lambda d: d.write_text(JOURNAL_COLUMNS + "\n" + ROW.replace("BUY", "HOLD")), "line 2 of the journal"),
+    (lambda d: d.write_text(ROW), "does not start with the header line"),         # header missing
+    (lambda d: d.write_text("order_no,when,who\n" + ROW), "does not start with the header line"),
+    (lambda d: d.write_text("my notes, not a journal"), "does not start with the header line"),
+    (lambda d: d.write_text(OLD_JOURNAL_COLUMNS + "\n" + ROW.rsplit(",", 1)[0] + "\n"),
+     "written by an older hftlab"),
 ])
 def test_an_unusable_journal_is_one_sentence(tmp_path, make, says):
     path = tmp_path / "orders.csv"
     make(path)
+    before = path.read_bytes() if path.is_file() else None
     with pytest.raises(LaunchError) as info:
-        Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]).start()
+        Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"],
+                 ready_timeout=20).start()
     assert "exited with status 2" in str(info.value) and says in str(info.value)
     assert "Traceback" not in str(info.value)
+    if before is not None:
+        assert path.read_bytes() == before      # a refused file is left exactly as it was
+
+
+def test_an_old_journal_stays_readable(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text(OLD_JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53\n")
+    assert read_journal(str(path)) == [dict(order_no="1", recv_ns="5", client="c", order_id="a-1",
+                                            tick_ts_ns="1", side="BUY", qty="10", symbol="AAPL",
+                                            price="172.53")]
+
+
+def test_numbering_continues_from_the_largest_number_not_the_row_count(tmp_path):
+    path = tmp_path / "orders.csv"
+    rows = [ROW.replace("1,5,c,a-1", f"{n},5,c,a-{n}") for n in (1, 2, 3)]
+    path.write_text(JOURNAL_COLUMNS + "\n" + rows[0] + rows[2])     # row 2 deleted by hand
+    with Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]) as om:
+        with Client(om.config.order_port) as c:
+            c.send(order("new"), order("a-3", price=172.53))
+            assert c.receive(2) == [protocol.Ack("new", 4), protocol.Ack("a-3", 3)]
+        assert "has 2 orders; numbering continues from 4" in om.log("order_manager")
+    assert [r["order_no"] for r in read_journal(str(path))] == ["1", "3", "4"]
 
 
 def test_a_row_cut_short_by_a_crash_is_dropped_not_glued(tmp_path):
     path = tmp_path / "orders.csv"
-    path.write_text(JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53\n2,6,c,a-2,1,BU")
+    path.write_text(JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53,\n2,6,c,a-2,1,BU")
     with Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]) as om:
         with Client(om.config.order_port) as c:
             c.send(order("a-2"))

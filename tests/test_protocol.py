@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from hftlab.protocol import (
     MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Heartbeat, Hello,
-    LineFramer, News, Order, Price, ProtocolError, Reject, clean_reason,
-    decode, encode, wire_type,
+    LineFramer, News, Order, Position, PositionQuery, Price, ProtocolError,
+    Reject, clean_reason, decode, encode, wire_type,
 )
 
 TS = 1764087000123456789
@@ -31,6 +31,8 @@ KNOWN = [
     (Reject('a1', 'qty must be positive; got 0'),
      b'REJECT,a1,qty must be positive; got 0\n'),
     (Error('unknown message type'), b'ERROR,unknown message type\n'),
+    (PositionQuery('strategy', 'AAPL'), b'POSQUERY,strategy,AAPL\n'),
+    (Position('strategy', 'AAPL', -10), b'POSITION,strategy,AAPL,-10\n'),
 ]
 
 
@@ -44,7 +46,8 @@ def norm(items):
 
 def test_message_types_table():
     assert list(MESSAGE_TYPES) == [
-        'HELLO', 'PRICE', 'NEWS', 'HB', 'ORDER', 'ACK', 'REJECT', 'ERROR']
+        'HELLO', 'PRICE', 'NEWS', 'HB', 'ORDER', 'ACK', 'REJECT', 'ERROR',
+        'POSQUERY', 'POSITION']
     assert MESSAGE_TYPES['HB'] is Heartbeat
     for name, cls in MESSAGE_TYPES.items():
         sample = next(m for m, _ in KNOWN if type(m) is cls)
@@ -127,6 +130,9 @@ BAD_LINES = [
     (b'ERROR,', 'reason is empty'),
     (b'REJECT,a1,tab\there', "reason is not printable ASCII: 'tab\\there'"),
     (b'ERROR,cr\rhere', "reason is not printable ASCII: 'cr\\rhere'"),
+    (b'POSQUERY,strategy', 'POSQUERY needs 3 fields; got 2'),
+    (b'POSQUERY,a b,AAPL', "strategy must be 1-32 of A-Z a-z 0-9 _ -; got 'a b'"),
+    (b'POSITION,s,AAPL,1.5', "qty is not an integer: '1.5'"),
 ]
 
 BAD_SYMBOLS = [
@@ -454,6 +460,8 @@ messages = st.one_of(
     st.builds(Ack, tokens, uints),
     st.builds(Reject, tokens, reasons),
     st.builds(Error, reasons),
+    st.builds(PositionQuery, tokens, symbols),
+    st.builds(Position, tokens, symbols, st.integers(-10**9, 10**9)),
 )
 
 fast = settings(max_examples=150, deadline=None)
