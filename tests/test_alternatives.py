@@ -141,6 +141,11 @@ def test_tables_show_every_row():
     assert "3 (3.0%)" in books.book_table([b]) and "2 (20%)" in books.book_table([b])
     report = alternatives.report({"feed": feed, "latency": [], "book": [b]})
     assert report.count("transport") == 2 and "BOOK" in report
+    runs = [{"feed": feed, "latency": [], "book": [b]},
+            {"feed": [feeds.FeedResult("tcp", 100, 100, 0, 0, 0.25), feed[1]], "latency": [],
+             "book": [b]}]
+    text = alternatives.summary(runs)
+    assert "feed tcp: ticks/s" in text and "200.00      300.00      400.00" in text
 
 
 def test_command_line_prints_the_three_tables():

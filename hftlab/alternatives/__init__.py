@@ -25,7 +25,7 @@ from hftlab.alternatives.feeds import (TRANSPORTS, FeedResult, LatencyResult, fe
 
 __all__ = ["AlternativesError", "TRANSPORTS", "STORES", "FeedResult", "LatencyResult",
            "BookResult", "measure_feed", "measure_latency", "measure_book", "run_all",
-           "feed_table", "latency_table", "book_table", "report"]
+           "feed_table", "latency_table", "book_table", "report", "summary"]
 
 LATENCY_TRANSPORTS = ("tcp", "zmq", "queue")
 
@@ -60,3 +60,36 @@ def report(results: dict) -> str:
         "BOOK  cost per access (microseconds), torn copies, time until a reader sees a new price",
         book_table(results["book"]),
     ])
+
+
+def _figures(results: dict) -> dict:
+    """The headline figures of one run_all, by name (for summary)."""
+    out = {}
+    tcp = results["feed"][0].ticks_per_s if results["feed"] else 0
+    for r in results["feed"]:
+        out[f"feed {r.transport}: ticks/s"] = r.ticks_per_s
+        out[f"feed {r.transport}: x tcp"] = r.ticks_per_s / tcp if tcp else 0.0
+        out[f"feed {r.transport}: delivered %"] = 100 * r.delivered / r.sent
+    for r in results["latency"]:
+        out[f"latency {r.transport}: p50 us"] = r.p50_us
+        out[f"latency {r.transport}: p99 us"] = r.p99_us
+    for r in results["book"]:
+        out[f"book {r.store}: write us"] = r.write_us
+        out[f"book {r.store}: read us"] = r.read_us
+        out[f"book {r.store}: torn reads %"] = 100 * r.torn_read_share
+        out[f"book {r.store}: torn snapshots %"] = 100 * r.torn_snapshot_share
+        out[f"book {r.store}: seen p50 us"] = r.visible_p50_us
+    return out
+
+
+def summary(runs: list) -> str:
+    """min / median / max of every headline figure over several run_all results."""
+    import statistics
+    per_run = [_figures(r) for r in runs]
+    rows = [f"{'figure':<40}{'min':>12}{'median':>12}{'max':>12}"]
+    for name in per_run[0]:
+        values = [f[name] for f in per_run if f.get(name) is not None]
+        if values:
+            rows.append(f"{name:<40}{min(values):>12,.2f}{statistics.median(values):>12,.2f}"
+                        f"{max(values):>12,.2f}")
+    return "\n".join(rows)

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from hftlab.alternatives import report, run_all
+from hftlab.alternatives import report, run_all, summary
 
 
 def main(argv=None) -> int:
@@ -15,13 +15,17 @@ def main(argv=None) -> int:
                         help="longest reading (and snapshotting) phase per book store")
     parser.add_argument("--runs", type=int, default=1, help="repeat everything this many times")
     args = parser.parse_args(argv)
+    runs = []
     for run in range(1, args.runs + 1):
         if args.runs > 1:
             print(f"== run {run} of {args.runs}", flush=True)
-        results = run_all(args.ticks, args.latency_ticks, book_seconds=args.book_seconds,
-                          say=lambda line: print(line, file=sys.stderr, flush=True))
-        print(report(results), flush=True)
+        runs.append(run_all(args.ticks, args.latency_ticks, book_seconds=args.book_seconds,
+                            say=lambda line: print(line, file=sys.stderr, flush=True)))
+        print(report(runs[-1]), flush=True)
         print(flush=True)
+    if len(runs) > 1:
+        print(f"== min / median / max over {len(runs)} runs", flush=True)
+        print(summary(runs))
     return 0
 
 
