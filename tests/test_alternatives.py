@@ -18,6 +18,18 @@ from hftlab.alternatives import books, feeds
 from hftlab.alternatives._child import AlternativesError, Child
 
 
+def live_children():
+    """Live (not zombie) processes whose parent is this test process, as ps sees them.
+
+    Stricter than multiprocessing.active_children(), which does not list helpers such as
+    multiprocessing's resource tracker (that the spawn start method would leave running).
+    """
+    ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat="], stdout=subprocess.PIPE, text=True)
+    rows = [r.split()[:3] for r in ps.communicate()[0].splitlines()]
+    return [int(pid) for pid, ppid, stat in rows
+            if int(ppid) == os.getpid() and int(pid) != ps.pid and not stat.startswith("Z")]
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(monkeypatch):
     """Every store name a test makes is gone afterwards, and no child process is left."""
@@ -31,6 +43,7 @@ def nothing_left_behind(monkeypatch):
     monkeypatch.setattr(book, "new_name", recording)
     yield
     assert multiprocessing.active_children() == []
+    assert live_children() == []
     for name in made:
         assert not os.path.exists(f"/dev/shm/{name}"), f"{name} was left in /dev/shm"
 
@@ -87,13 +100,15 @@ def test_seqlocked_book_never_tears():
                            paced=50)
     assert r.torn_reads == 0 and r.torn_snapshots == 0
     assert r.writes > 0 and r.reads > 0 and r.snapshots > 0
-    assert r.visible_n == 50 and 0 < r.visible_p50_us <= r.visible_p99_us
+    # A reader preempted for longer than the 1 ms between two paced prices sees only the
+    # later one (the book keeps the latest value): some may be missed, none seen twice.
+    assert 0 < r.visible_n <= 50 and 0 < r.visible_p50_us <= r.visible_p99_us
 
 
 def test_manager_dict_never_tears():
     r = books.measure_book("manager", reads=2_000, snapshots=500, seconds=0.3, paced=20)
     assert r.torn_reads == 0 and r.torn_snapshots == 0
-    assert r.writes > 0 and r.reads > 0 and r.visible_n > 0
+    assert r.writes > 0 and r.reads > 0 and 0 < r.visible_n <= 20
 
 
 def test_unlocked_mmap_tears():

@@ -1,10 +1,16 @@
 """One helper process of a comparison, and the pipe the measuring process talks to it by.
 
-Every comparison runs its writer (or sender) in a process of its own, started with
-``spawn`` so that it shares nothing with the caller but what is passed to it: the same
-situation as the lab's processes, started from different terminals. The pipe carries
+Every comparison runs its writer (or sender) in a process of its own. The pipe carries
 small control messages and the child's own figures back (pickled: it links two of our
 own processes and never crosses the lab's network protocol).
+
+On Linux the child is forked: the ``spawn`` and ``forkserver`` start methods first start
+multiprocessing's resource tracker, a helper process that then lives as long as the
+caller does (a notebook kernel, a whole test run), and a measurement must leave no
+process behind. A forked child only runs code of this package, which touches nothing it
+inherited but its pipe and what is passed to it. Elsewhere (macOS, where forking a
+process that has used system frameworks is unsafe) the child is spawned, and the
+tracker stays until the caller exits.
 
 `Child` always ends its process: on leaving a ``with`` block it waits for it to exit,
 then terminates it, then kills it, so a failed or interrupted measurement leaves no
@@ -14,9 +20,11 @@ process behind.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import traceback
+import warnings
 
-_CTX = multiprocessing.get_context("spawn")
+_CTX = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 class AlternativesError(RuntimeError):
@@ -45,7 +53,12 @@ class Child:
         self.conn, theirs = _CTX.Pipe()
         self.proc = _CTX.Process(target=_run, args=(target, theirs, args), name=name,
                                  daemon=True)
-        self.proc.start()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a process with threads (a notebook kernel
+            # has some) may deadlock the child if it takes a lock a thread held; the
+            # child here takes none of theirs (see the module docstring).
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            self.proc.start()
         theirs.close()
 
     def recv(self, timeout: float, what: str):

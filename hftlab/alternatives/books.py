@@ -64,7 +64,7 @@ class BookResult:
     snapshots: int
     snapshot_us: float
     torn_snapshots: int
-    visible_n: int               # paced prices the reader saw
+    visible_n: int               # paced prices the reader saw (not those overwritten unseen)
     visible_p50_us: float | None
     visible_p99_us: float | None
 
@@ -261,9 +261,12 @@ def measure_book(store: str, reads: int = 200_000, snapshots: int = 50_000,
             child.send("stop")
             _, writes, t_writes = child.recv(START_S, "stop writing")
             child.send("pace")
-            last, seen = writes, []
+            last, seen, polls = writes, [], 0
             final = writes + paced
             while last < final and time.monotonic() < deadline:
+                polls += 1
+                if not polls & 4095:              # now and then: is the writer still there?
+                    child.check_alive("write the paced prices")
                 price, seq, ts_ns = s.read(0)
                 # A new price counts once it is whole (the mmap store may show the new
                 # seq before its timestamp): what a careful reader would wait for.

@@ -239,7 +239,11 @@ def _receive_tcp(listener, child, n, tally, deadline):
         decoder = protocol.Decoder()
         conn.settimeout(max(0.1, deadline - time.monotonic()))
         while True:
-            data = conn.recv(1 << 16)
+            try:
+                data = conn.recv(1 << 16)
+            except TimeoutError:
+                raise AlternativesError("the TCP stream did not end before the run's timeout; "
+                                        "is the machine overloaded?") from None
             if not data:
                 return
             tally.add(decoder.feed(data))
@@ -265,6 +269,8 @@ def _receive_zmq(sub, child, n, tally, deadline):
             # was dropped on the way: nobody will ever say so otherwise.
             if done is None and child.poll():
                 done = child.recv(1.0, "report")
+            elif done is None:
+                child.check_alive("send every tick")
             if done is not None and not sub.poll(int(QUIET_S * 1000)):
                 return done
             if time.monotonic() > deadline:
@@ -285,6 +291,7 @@ def _receive_queue(queue, child, n, tally, deadline):
         try:
             item = get(timeout=1.0)
         except queue_module.Empty:
+            child.check_alive("send every tick")
             continue
         if item is None:
             return
