@@ -11,7 +11,7 @@ only how fast:
   plain mmap'd file with ``struct`` and no lock (cost per access, torn reads, time until
   a reader sees a new price).
 
-Every run starts real processes (writer or sender in a spawned child, reader or receiver
+Every run starts real processes (writer or sender in a child process, reader or receiver
 in the caller), is bounded in time and count, and stops and removes everything it made.
 Lesson 11 runs it; ``python -m hftlab.alternatives`` prints the tables.
 """

@@ -46,7 +46,7 @@ def _run(target, conn, args):
 
 
 class Child:
-    """A spawned process running ``target(conn, *args)``, with our end of its pipe."""
+    """A child process running ``target(conn, *args)``, with our end of its pipe."""
 
     def __init__(self, name: str, target, *args):
         self.name = name
@@ -113,7 +113,7 @@ class Child:
 
 def percentiles_us(values_ns) -> dict:
     """p50, p90, p99, max (microseconds) and n, as `hftlab bench` reports them."""
-    # Imported here, not at the top: the spawned children import this package and
+    # Imported here, not at the top: a spawned child (macOS) imports this package and
     # need none of the bench's imports.
     from hftlab.bench import percentiles
     return percentiles(values_ns)
