@@ -30,6 +30,7 @@ CHECKS = {
     "order_for": checks.check_order_for,
     "validate_order": checks.check_validate_order,
     "audit": checks.check_audit,
+    "speedup": checks.check_speedup,
 }
 
 
@@ -177,6 +178,18 @@ def audit_holes_from_row_count(journal, acks):
     return dict(found, holes=sorted(set(range(1, len(journal) + 1)) - numbers))
 
 
+def speedup_from_sent(new, base):
+    return (new.sent / new.seconds) / (base.sent / base.seconds)
+
+
+def speedup_upside_down(new, base):
+    return base.ticks_per_s / new.ticks_per_s
+
+
+def speedup_from_times(new, base):
+    return base.seconds / new.seconds
+
+
 WRONG = [
     ("footprint", footprint_no_rounding, "round `used` UP"),
     ("footprint", footprint_rounds_down, "round `used` UP"),
@@ -198,6 +211,9 @@ WRONG = [
     ("validate_order", validate_crashes_without_price, "it raised TypeError"),
     ("audit", audit_ignores_order_ids, "under that same order_id"),
     ("audit", audit_holes_from_row_count, "to the largest order_no"),
+    ("speedup", speedup_from_sent, "count the ticks DELIVERED"),
+    ("speedup", speedup_upside_down, "it is upside down"),
+    ("speedup", speedup_from_times, "compare rates (ticks per second), not times"),
 ]
 
 
@@ -256,3 +272,7 @@ def test_package_book_layout_passes_footprint():
     assert checks.check_footprint(from_book)
     with book.SharedPriceBook(["AAPL", "MSFT", "GOOGL", "AMZN"], book.new_name()) as b:
         assert solutions.footprint(4, __import__("mmap").PAGESIZE) == (b.nbytes, b.mapped_bytes)
+
+
+def test_package_feed_result_passes_speedup():
+    assert checks.check_speedup(lambda new, base: new.ticks_per_s / base.ticks_per_s)
