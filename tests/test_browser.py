@@ -24,15 +24,14 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import MARKER, cmdline, free_port, wait_until_gone
 from hftlab.process import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +44,6 @@ CHROMIUM_FLAGS = [
     "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-extensions", "--disable-default-apps",
 ]
-MARKER = "HFTLAB_BROWSER_TEST"  # in the environment of everything the server starts
 SERVER_TIMEOUT = 60.0
 CELLS_TIMEOUT = 90.0  # from Run All to a drawn dashboard (a kernel start and four processes)
 CHANGE_TIMEOUT = 15.0
@@ -68,36 +66,6 @@ def requirements():
         pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def marked_pids(token: str) -> list:
-    """Processes whose environment carries our marker: the server, its kernel, their children."""
-    needle = f"{MARKER}={token}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:  # gone meanwhile, or not ours to read
-            pass
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "(gone)"
-
-
 @contextlib.contextmanager
 def jupyter_lab(tmp: Path, token: str):
     """JupyterLab on a free loopback port over a copy of the notebooks; yields its base URL."""
@@ -111,7 +79,7 @@ def jupyter_lab(tmp: Path, token: str):
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false"}')
     env.update({
-        MARKER: token,
+        MARKER: token,  # in the environment of everything the server starts
         "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
@@ -196,21 +164,6 @@ def test_live_dashboard_in_jupyterlab(tmp_path):
     assert not os.path.exists(f"/dev/shm/{seen['book']}"), f"the book {seen['book']} is still in /dev/shm"
     for name, pid in seen["pids"].items():
         assert not os.path.exists(f"/proc/{pid}"), f"{name} (pid {pid}) is still running"
-
-
-def wait_until_gone(token: str, timeout: float = 20.0) -> list:
-    """Wait for every marked process to exit; SIGKILL the stragglers (ours only); return them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = marked_pids(token)
-        if not left:
-            return []
-        time.sleep(0.1)
-    left = marked_pids(token)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
 
 
 def check_page(page, seen: dict) -> None:
