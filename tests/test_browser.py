@@ -47,6 +47,7 @@ CHROMIUM_FLAGS = [
 SERVER_TIMEOUT = 60.0
 CELLS_TIMEOUT = 90.0  # from Run All to a drawn dashboard (a kernel start and four processes)
 CHANGE_TIMEOUT = 15.0
+VIEWPORT = {"width": 1280, "height": 1000}  # a laptop screen: JupyterLab as most learners see it
 
 
 def requirements():
@@ -121,6 +122,31 @@ def jupyter_lab(tmp: Path, token: str):
         log.close()
 
 
+# The header and first-row cells of a table that are not wholly inside the window and
+# every box around them that clips (overflow other than visible), as "text: why".
+HIDDEN_CELLS = """(root) => {
+    const cells = [...root.querySelectorAll('tr:first-child th, tr:nth-child(2) td')];
+    const out = [];
+    for (const cell of cells) {
+        const r = cell.getBoundingClientRect();
+        if (r.left < 0 || r.right > window.innerWidth) {
+            out.push(`${cell.textContent}: outside the window`);
+            continue;
+        }
+        for (let box = cell.parentElement; box && box !== document.body; box = box.parentElement) {
+            const style = getComputedStyle(box);
+            if (style.overflowX === 'visible' && style.overflowY === 'visible') continue;
+            const b = box.getBoundingClientRect();
+            if (r.left < b.left - 1 || r.right > b.right + 1) {
+                out.push(`${cell.textContent}: clipped by ${box.className || box.tagName}`);
+                break;
+            }
+        }
+    }
+    return out;
+}"""
+
+
 def run_all_cells(page) -> None:
     # The toolbar's indicator says idle before any kernel exists: also wait for a kernel name.
     page.wait_for_function(
@@ -147,7 +173,7 @@ def test_live_dashboard_in_jupyterlab(tmp_path):
         with jupyter_lab(tmp_path, token) as url, sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
                 str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100})
+                args=CHROMIUM_FLAGS, viewport=VIEWPORT)
             try:
                 page = browser.pages[0] if browser.pages else browser.new_page()
                 page.goto(f"{url}/lab/tree/{NOTEBOOK}")
@@ -200,6 +226,9 @@ def check_page(page, seen: dict) -> None:
     orders = wait_for(lambda: (lambda t: "ACK" in t and t)(dashboard.locator(".hftlab-orders").text_content()),
                         CHANGE_TIMEOUT, "an ACKed order on the page")
     assert re.search(r"(BUY|SELL)", orders)
+    # Every column of the orders table is on screen, not cut off by a box around it.
+    hidden = dashboard.locator(".hftlab-orders").evaluate(HIDDEN_CELLS)
+    assert not hidden, f"orders table cells cut off at a {VIEWPORT['width']} px wide window: {hidden}"
     # The notebook killed and restarted the orderbook: wait for the page to show it back.
     procs = wait_for(lambda: (lambda rows: len(rows) == 4 and all(" running " in f" {r} " for r in rows)
                               and rows)(dashboard.locator(".hftlab-proc").all_text_contents()),
