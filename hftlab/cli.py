@@ -4,6 +4,8 @@
                                          one that dies (--no-restart: stop them all)
     hftlab status                        what is running, and the book
     hftlab clean                         remove what a crashed run left behind
+    hftlab record --duration S --out F   write a running lab's prices and news to a CSV
+    hftlab run --replay F [--speed X]    the lab on a recorded (or your own) tick file
     hftlab gateway | orderbook | strategy | order-manager    one process, as in four terminals
 
 Every command takes the same configuration flags (``--help`` lists them).
@@ -29,11 +31,11 @@ import time
 
 from hftlab import book as _book
 from hftlab import config as _config
-from hftlab import process
+from hftlab import process, replay
 from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
 
 # Commands that live in their own module and parse their own flags.
-MODULE_COMMANDS = {"bench": "bench"}
+MODULE_COMMANDS = {"bench": "bench", "record": "record"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
                     "order-manager": "order_manager", "order_manager": "order_manager"}
 LOG_LINE = re.compile(r"^(\S+) (\w+): (.*)$")
@@ -62,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     _config.add_arguments(clean)
     sub.add_parser("bench", help="measure throughput and latency of the real processes (see hftlab bench --help)",
                    add_help=False)
+    sub.add_parser("record", help="write a running lab's prices and news to a CSV (see hftlab record --help)",
+                   add_help=False)
     for name in PROCESS_COMMANDS:
         if "_" not in name:
             sub.add_parser(name, help=f"run the {name.replace('-', ' ')} alone (see hftlab {name} --help)",
@@ -83,6 +87,11 @@ def main(argv=None) -> int:
         config = _config.from_args(args)
     except ValueError as exc:
         p.error(str(exc))
+    if config.replay:  # a bad tick file is one sentence before anything starts
+        try:
+            replay.load(config.replay, config.symbols)
+        except replay.ReplayError as exc:
+            p.error(str(exc))
     return {"run": cmd_run, "status": cmd_status, "clean": cmd_clean}[args.command](config, args)
 
 

@@ -60,6 +60,10 @@ class Config:
                                 "price ticks as fast as subscribers take them (0 = off)")
     bench_rate: float = _knob(0.0, "offered rate of a benchmark burst in ticks per second "
                                    "(0 = as fast as possible)")
+    replay: str = _knob("", "gateway replays this tick CSV (time,symbol,price; see hftlab record) "
+                            "instead of its random walk (empty = the random walk)")
+    speed: float = _knob(1.0, "pace of a replay: 1 = as recorded, 2 = twice as fast, "
+                              "0 = as fast as the subscribers take it")
     latency_log: str = _knob("", "strategy writes one CSV row per tick it sees, with every "
                                  "hop's timestamp, to this file (empty = off)")
 
@@ -112,6 +116,10 @@ class Config:
             yield str(exc)
         if self.bench_ticks < 0 or self.bench_rate < 0:
             yield "bench_ticks and bench_rate must not be negative"
+        if not self.speed >= 0:
+            yield "speed must be 0 (as fast as possible) or positive"
+        if self.replay and self.bench_ticks:
+            yield "a replay and benchmark mode (bench_ticks) cannot be combined"
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

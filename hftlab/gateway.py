@@ -20,6 +20,15 @@ bursts, the paced ticks come at random (exponential, seeded) intervals of mean
 every 1 ms keep nearly the same phase for seconds, and a latency measured then would
 be that phase, not the system.
 
+Replay mode (``--replay FILE [--speed X]``): instead of the walks, the gateway sends the
+prices and news of a tick file (`hftlab.replay`: what ``hftlab record`` wrote, or a
+learner's own ``time,symbol,price`` CSV) at the file's pace times X (0: as fast as the
+subscribers take them), with its own fresh session and sequence numbers like any other
+run. The file is checked before the gateway listens. The replay starts once every feed the
+file uses has a subscriber (in ``hftlab run`` the orderbook and the strategy), so nobody
+misses its beginning and the same file always gives the same ticks; when it ends, the feeds
+stay up and send heartbeats.
+
 Run alone: ``python -m hftlab.gateway`` (or ``hftlab gateway``).
 """
 
@@ -32,7 +41,7 @@ import secrets
 import signal
 import time
 
-from hftlab import process, protocol
+from hftlab import process, protocol, replay
 
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
@@ -149,6 +158,59 @@ async def pace(feed: Feed, interval: float, heartbeat: float, make, rng=None) ->
             feed.heartbeat()
 
 
+async def play(prices: Feed, news: Feed, events: list, speed: float, heartbeat: float,
+               source: str, log) -> None:
+    """Send a tick file's events at their pace / `speed` (0: as fast as subscribers take them).
+
+    Waits first until every feed the file uses has a subscriber; heartbeats fill any gap.
+    Every message gets the next seq of its feed and the time it is sent, as in a live run."""
+    loop = asyncio.get_running_loop()
+    feeds = {replay.PRICE: prices, replay.NEWS: news}
+    used = [feeds[kind] for kind in (replay.PRICE, replay.NEWS) if any(e.kind == kind for e in events)]
+    log.info(f"replay: {len(events)} rows of {source} at speed {speed:g}; starting when the "
+             f"{' and '.join(f.kind.lower() for f in used)} feed{'s have' if len(used) > 1 else ' has'} "
+             "a subscriber")
+
+    async def quiet_until(when: float) -> None:
+        """Sleep until loop time `when`, with heartbeats if the price feed falls silent.
+
+        (The news feed's heartbeats come from its own `pace`, as in a live run.)"""
+        while True:
+            now = loop.time()
+            hb_at = prices.last_sent + heartbeat - time.monotonic() + now
+            await asyncio.sleep(max(0.0, min(when, hb_at) - now))
+            if time.monotonic() - prices.last_sent >= heartbeat:
+                prices.heartbeat()
+            if loop.time() >= when:
+                return
+
+    while not all(feed.subscribers for feed in used):
+        await quiet_until(loop.time() + 0.01)  # polling a set: connecting gives no other event
+    start, sent = loop.time(), {replay.PRICE: 0, replay.NEWS: 0}
+    for batch in replay.batches(events):
+        if speed:
+            await quiet_until(start + batch[0].at / speed)
+        feed, ts = feeds[batch[0].kind], time.time_ns()
+        if batch[0].kind == replay.PRICE:
+            data = b"".join(protocol.encode(protocol.Price(feed.next_seq(), ts, e.symbol, e.value))
+                            for e in batch)
+        else:
+            data = b"".join(protocol.encode(protocol.News(feed.next_seq(), ts, e.value)) for e in batch)
+        feed.publish(data)
+        sent[batch[0].kind] += len(batch)
+        if not speed:
+            # As fast as possible, but never faster than the slowest subscriber takes it:
+            # publish() would drop a subscriber that fell 1 MiB behind.
+            for writer in list(feed.subscribers):
+                try:
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    feed.subscribers.discard(writer)
+    log.info(f"replay: done, {sent[replay.PRICE]} prices and {sent[replay.NEWS]} news sent in "
+             f"{loop.time() - start:.1f} s; the feeds stay up (heartbeats only)")
+    await pace(prices, float("inf"), heartbeat, bytes)  # heartbeats only, until stopped
+
+
 def bench_tails(symbols, seed: int, steps: int = BENCH_CYCLE) -> list:
     """The seeded walk's first `steps` steps as ``,SYMBOL,PRICE\\n`` line endings."""
     walk = PriceWalk(symbols, seed)
@@ -191,6 +253,12 @@ async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
 
 
 async def serve(config, log) -> None:
+    events = None
+    if config.replay:  # checked before we listen: a bad file is one sentence, not a half replay
+        try:
+            events = replay.load(config.replay, config.symbols)
+        except replay.ReplayError as exc:
+            raise process.Fatal(str(exc)) from None
     session = secrets.token_hex(4)
     prices, news = Feed("PRICE", session, log), Feed("NEWS", session, log)
     walk, mood = PriceWalk(config.symbols, config.seed), NewsWalk(config.seed)
@@ -224,11 +292,15 @@ async def serve(config, log) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, on_sigusr1)
     process.ready(log, price=process.address(config.host, price_port),
                   news=process.address(config.host, news_port), session=session)
+    if events is not None:
+        work = [play(prices, news, events, config.speed, config.heartbeat_interval, config.replay, log),
+                pace(news, float("inf"), config.heartbeat_interval, bytes)]
+    else:
+        work = [pace(prices, config.tick_interval, config.heartbeat_interval, make_prices,
+                     random.Random(config.seed + 2) if config.bench_ticks else None),
+                pace(news, config.news_interval, config.heartbeat_interval, make_news)]
     try:
-        await process.until_stopped(
-            pace(prices, config.tick_interval, config.heartbeat_interval, make_prices,
-                 random.Random(config.seed + 2) if config.bench_ticks else None),
-            pace(news, config.news_interval, config.heartbeat_interval, make_news))
+        await process.until_stopped(*work)
     finally:
         for task in bursts if config.bench_ticks else ():
             task.cancel()

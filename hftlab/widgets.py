@@ -933,14 +933,18 @@ class Dashboard(_View):
                                           layout=W.Layout(border="1px solid #ddd", padding="4px",
                                                           margin="2px"))
         # Two rows; on the left what keeps its size (tables, buttons), on the right what
-        # gives way on a narrow screen (the chart scales down, the blotter is narrow).
+        # gives way on a narrow screen: the chart scales down, and the orders table, which
+        # must show every column, moves below the processes when the two do not fit side by
+        # side (at JupyterLab's default width with the file browser open they do not).
         fixed, flexible = W.Layout(flex="0 0 auto"), W.Layout(flex="1 1 auto", min_width="320px")
+        whole = W.Layout(flex="1 1 auto", min_width="max-content")  # never narrower than its table
         top = W.HBox([W.VBox([box("Shared-memory book", self.book.table, self.book.counters),
                               box("News sentiment", self.news_bar, self.news_box)], layout=fixed),
                       W.VBox([box("Prices and the strategy's moving averages",
                                   self.chart.image, self.chart.caption)], layout=flexible)])
         bottom = W.HBox([W.VBox([box("Processes", self.procs.widget)], layout=fixed),
-                         W.VBox([box("Orders (most recent last)", self.orders_box)], layout=flexible)])
+                         W.VBox([box("Orders (most recent last)", self.orders_box)], layout=whole)],
+                        layout=W.Layout(flex_flow="row wrap"))
         self.widget = _css(W.VBox([title, self.live.box, top, bottom]), "hftlab-dashboard")
         self.refresh()
         if start:

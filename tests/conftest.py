@@ -1,6 +1,10 @@
-"""Shared test fixtures: a whole system on free ports, and a condition waiter."""
+"""Shared test fixtures: a whole system on free ports, a condition waiter, process finders."""
 
+import contextlib
+import os
 import queue
+import signal
+import socket
 import sys
 import threading
 import time
@@ -103,3 +107,49 @@ def with_sigint(disposition, command):
     how = {"default": "SIG_DFL", "inherited ignored": "SIG_IGN"}[disposition]
     wrapper = f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{how}); os.execv(sys.argv[1], sys.argv[1:])"
     return [sys.executable, "-c", wrapper, *command]
+MARKER = "HFTLAB_TEST_MARK"  # set to a token in a server's environment: its whole tree inherits it
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def marked_pids(token: str) -> list:
+    """Processes whose environment carries our marker: the server, its kernel, their children."""
+    needle = f"{MARKER}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "(gone)"
+
+
+def wait_until_gone(token: str, timeout: float = 20.0) -> list:
+    """Wait for every marked process to exit; SIGKILL the stragglers (ours only); return them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = marked_pids(token)
+        if not left:
+            return []
+        time.sleep(0.1)
+    left = marked_pids(token)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left

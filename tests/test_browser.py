@@ -24,15 +24,14 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import MARKER, cmdline, free_port, wait_until_gone
 from hftlab.process import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +44,10 @@ CHROMIUM_FLAGS = [
     "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-extensions", "--disable-default-apps",
 ]
-MARKER = "HFTLAB_BROWSER_TEST"  # in the environment of everything the server starts
 SERVER_TIMEOUT = 60.0
 CELLS_TIMEOUT = 90.0  # from Run All to a drawn dashboard (a kernel start and four processes)
 CHANGE_TIMEOUT = 15.0
+VIEWPORT = {"width": 1280, "height": 1000}  # a laptop screen: JupyterLab as most learners see it
 
 
 def requirements():
@@ -68,36 +67,6 @@ def requirements():
         pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def marked_pids(token: str) -> list:
-    """Processes whose environment carries our marker: the server, its kernel, their children."""
-    needle = f"{MARKER}={token}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:  # gone meanwhile, or not ours to read
-            pass
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "(gone)"
-
-
 @contextlib.contextmanager
 def jupyter_lab(tmp: Path, token: str):
     """JupyterLab on a free loopback port over a copy of the notebooks; yields its base URL."""
@@ -111,7 +80,7 @@ def jupyter_lab(tmp: Path, token: str):
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false"}')
     env.update({
-        MARKER: token,
+        MARKER: token,  # in the environment of everything the server starts
         "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
@@ -153,6 +122,31 @@ def jupyter_lab(tmp: Path, token: str):
         log.close()
 
 
+# The header and first-row cells of a table that are not wholly inside the window and
+# every box around them that clips (overflow other than visible), as "text: why".
+HIDDEN_CELLS = """(root) => {
+    const cells = [...root.querySelectorAll('tr:first-child th, tr:nth-child(2) td')];
+    const out = [];
+    for (const cell of cells) {
+        const r = cell.getBoundingClientRect();
+        if (r.left < 0 || r.right > window.innerWidth) {
+            out.push(`${cell.textContent}: outside the window`);
+            continue;
+        }
+        for (let box = cell.parentElement; box && box !== document.body; box = box.parentElement) {
+            const style = getComputedStyle(box);
+            if (style.overflowX === 'visible' && style.overflowY === 'visible') continue;
+            const b = box.getBoundingClientRect();
+            if (r.left < b.left - 1 || r.right > b.right + 1) {
+                out.push(`${cell.textContent}: clipped by ${box.className || box.tagName}`);
+                break;
+            }
+        }
+    }
+    return out;
+}"""
+
+
 def run_all_cells(page) -> None:
     # The toolbar's indicator says idle before any kernel exists: also wait for a kernel name.
     page.wait_for_function(
@@ -179,7 +173,7 @@ def test_live_dashboard_in_jupyterlab(tmp_path):
         with jupyter_lab(tmp_path, token) as url, sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
                 str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100})
+                args=CHROMIUM_FLAGS, viewport=VIEWPORT)
             try:
                 page = browser.pages[0] if browser.pages else browser.new_page()
                 page.goto(f"{url}/lab/tree/{NOTEBOOK}")
@@ -196,21 +190,6 @@ def test_live_dashboard_in_jupyterlab(tmp_path):
     assert not os.path.exists(f"/dev/shm/{seen['book']}"), f"the book {seen['book']} is still in /dev/shm"
     for name, pid in seen["pids"].items():
         assert not os.path.exists(f"/proc/{pid}"), f"{name} (pid {pid}) is still running"
-
-
-def wait_until_gone(token: str, timeout: float = 20.0) -> list:
-    """Wait for every marked process to exit; SIGKILL the stragglers (ours only); return them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = marked_pids(token)
-        if not left:
-            return []
-        time.sleep(0.1)
-    left = marked_pids(token)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
 
 
 def check_page(page, seen: dict) -> None:
@@ -247,6 +226,9 @@ def check_page(page, seen: dict) -> None:
     orders = wait_for(lambda: (lambda t: "ACK" in t and t)(dashboard.locator(".hftlab-orders").text_content()),
                         CHANGE_TIMEOUT, "an ACKed order on the page")
     assert re.search(r"(BUY|SELL)", orders)
+    # Every column of the orders table is on screen, not cut off by a box around it.
+    hidden = dashboard.locator(".hftlab-orders").evaluate(HIDDEN_CELLS)
+    assert not hidden, f"orders table cells cut off at a {VIEWPORT['width']} px wide window: {hidden}"
     # The notebook killed and restarted the orderbook: wait for the page to show it back.
     procs = wait_for(lambda: (lambda rows: len(rows) == 4 and all(" running " in f" {r} " for r in rows)
                               and rows)(dashboard.locator(".hftlab-proc").all_text_contents()),

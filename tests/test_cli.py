@@ -16,7 +16,7 @@ def hftlab(*args, timeout=30):
 
 
 @pytest.mark.parametrize("command", ["run", "status", "clean", "gateway", "orderbook", "strategy",
-                                     "order-manager", "bench"])
+                                     "order-manager", "bench", "record"])
 def test_help_everywhere(command):
     out = hftlab(command, "--help")
     assert out.returncode == 0, out.stderr

@@ -42,3 +42,16 @@ def test_the_python_floor_agrees():
     py = re.search(r'requires-python = ">=([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     env = re.search(r"^\s+- python>=([\d.]+)", (ROOT / "environment.yml").read_text(), re.M).group(1)
     assert py == env == "3.10"
+
+
+def test_the_sample_tick_file_is_package_data():
+    """hftlab.replay.SAMPLE must be installed with the package, not only in a clone."""
+    import fnmatch
+
+    from hftlab import replay
+
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^\[tool\.setuptools\.package-data\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M).group(1)
+    globs = re.findall(r'"([^"]+)"', re.search(r"^hftlab = \[(.*?)\]", block, re.M).group(1))
+    sample = Path(replay.SAMPLE).resolve().relative_to(ROOT / "hftlab").as_posix()
+    assert any(fnmatch.fnmatch(sample, g) for g in globs), (sample, globs)
