@@ -268,21 +268,16 @@ class BookWatcher:
 
     def last_price(self, symbol: str) -> float | None:
         try:
-            book = self.follower.book()
+            quote = self.follower.read(symbol)
+        except _book.BookBusy:
+            raise  # a live writer stuck in mid-write: the price cannot be checked
         except _book.BookError as exc:  # another layout or version, a damaged header
             if str(exc) != self.said:
                 self.said = str(exc)
                 self.log.warning(f"orders are checked without the price band: {exc}")
             return None
-        if book is None or symbol not in book.symbols:
-            return None
-        self.said = None
-        try:
-            quote = book.read(symbol, wait=False)
-        except _book.BookBusy as exc:
-            if not exc.writer_alive:
-                self.follower.lost()  # a restarted orderbook will make a new book
-            raise
+        if self.follower.current is not None:
+            self.said = None
         return quote.price if quote else None
 
     def close(self) -> None:

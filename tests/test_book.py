@@ -36,7 +36,7 @@ TIMEOUT = 10.0
 
 def exists(name):
     try:
-        shm = bookmod._open_untracked(name)
+        shm = bookmod.open_untracked(name)
     except FileNotFoundError:
         return False
     shm.close()
@@ -118,11 +118,11 @@ def name():
     n = new_name()
     yield n
     try:
-        shm = bookmod._open_untracked(n)
+        shm = bookmod.open_untracked(n)
     except FileNotFoundError:
         return
     try:
-        bookmod._unlink_untracked(shm)
+        bookmod.unlink_untracked(shm)
     finally:
         shm.close()
 
@@ -307,7 +307,7 @@ def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(na
                 with pytest.raises(bookmod.BookBusy, match="stopped or stalled in mid-write") as e:
                     read()
                 assert e.value.writer_alive
-            assert reader.retries == 3 * bookmod._SPIN     # spun a little, never slept long
+            assert reader.retries == 3 * bookmod.seqlock._SPIN     # spun a little, never slept long
             assert reader.read("MSFT", wait=False).price == 2.0
             book._u64[w] += 1                         # even: the write is done
             assert reader.read("AAPL", wait=False).price == 1.0
@@ -316,7 +316,7 @@ def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(na
 
 
 def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):
-    monkeypatch.setattr(bookmod, "MAX_RETRIES", 500)
+    monkeypatch.setattr(bookmod.seqlock, "MAX_RETRIES", 500)
     with SharedPriceBook(SYMBOLS, name) as book:
         book.update("AAPL", 1.0)
         # what a writer killed between its two version stores leaves behind
@@ -518,27 +518,25 @@ def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
 
 
 def test_an_empty_segment_is_not_a_book_and_is_cleaned_once_old(name, monkeypatch):
-    from multiprocessing import shared_memory
-    fd = shared_memory._posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fd = bookmod.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR)
     os.close(fd)                               # a creator that died before sizing it
     try:
         with pytest.raises(bookmod.BookEmpty):
             SharedPriceBook.attach(name)
         assert remove_stale(name) is None      # it may be a creator's, about to size it
         assert exists_at_all(name)
-        monkeypatch.setattr(bookmod, "CREATION_GRACE", 0.0)   # as if it were that old
+        monkeypatch.setattr(bookmod.stale, "CREATION_GRACE", 0.0)   # as if it were that old
         assert remove_stale(name) == 0
         assert not exists_at_all(name)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            shared_memory._posixshmem.shm_unlink("/" + name)
+            bookmod.shm_unlink(name)
 
 
 def exists_at_all(name):
     """Is there a segment of that name, even an empty one?"""
-    from multiprocessing import shared_memory
     try:
-        os.close(shared_memory._posixshmem.shm_open("/" + name, os.O_RDONLY, 0o600))
+        os.close(bookmod.shm_open(name, os.O_RDONLY))
     except FileNotFoundError:
         return False
     return True
