@@ -540,3 +540,90 @@ def exists_at_all(name):
     except FileNotFoundError:
         return False
     return True
+
+
+# -- the follower's read path: what every long-lived reader uses ------------------------
+
+def test_follower_reads_answer_none_without_a_book(name):
+    follower = bookmod.Follower(name, interval=0)
+    try:
+        assert follower.read("AAPL") is None
+        assert follower.snapshot() is None and follower.quotes() is None
+        assert follower.header() is None and follower.new_quotes() == []
+    finally:
+        follower.close()
+
+
+def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_missed(name):
+    follower = bookmod.Follower(name, SYMBOLS, interval=0)
+    try:
+        with SharedPriceBook(SYMBOLS, name) as book:
+            book.update("AAPL", 1.0)
+            assert follower.new_quotes() == []            # the first look only learns
+            assert follower.new_quotes() == []            # nothing new since
+            for price in (2.0, 3.0, 4.0):
+                book.update("AAPL", price)
+            book.update("MSFT", 5.0)
+            got = {q.symbol: (q.price, q.updates, missed) for q, missed in follower.new_quotes()}
+            assert got == {"AAPL": (4.0, 4, 2), "MSFT": (5.0, 1, 0)}
+            book.update("GOOG", float("nan"))             # not a usable price: left out
+            assert follower.new_quotes() == []
+            assert follower.read("AAPL").price == 4.0
+            assert follower.read("IBM") is None            # not in this book
+            assert follower.quotes()["MSFT"].price == 5.0
+            assert follower.header()["updates"] == 6
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62  # "dies"
+        with SharedPriceBook(SYMBOLS, name) as book:      # a restarted orderbook's book
+            book.update("AAPL", 9.0)
+            assert follower.new_quotes() == []            # a new book: learn it again
+            book.update("AAPL", 10.0)
+            ((quote, missed),) = follower.new_quotes()
+            assert (quote.price, missed) == (10.0, 0) and follower.attaches == 2
+    finally:
+        follower.close()
+
+
+def test_follower_raises_busy_for_a_live_writer_and_drops_a_dead_writers_book(name):
+    follower = bookmod.Follower(name, SYMBOLS, interval=3600)   # looks again only when told
+    try:
+        with SharedPriceBook(SYMBOLS, name) as book:
+            book.update("AAPL", 1.0)
+            assert follower.read("AAPL").price == 1.0
+            w = HEADER_DTYPE.itemsize // 8                       # AAPL's version word
+            book._u64[w] += 1                                    # odd: stuck in mid-write
+            with pytest.raises(bookmod.BookBusy) as busy:
+                follower.read("AAPL")
+            assert busy.value.writer_alive
+            with pytest.raises(bookmod.BookBusy):
+                follower.new_quotes()
+            assert follower.current is not None                  # a live writer's: kept
+            # the writer "dies" in mid-write: a pid that is no process
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62
+            assert follower.read("AAPL") is None                 # dropped, not raised
+            assert follower.current is None
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = os.getpid()
+            book._u64[w] += 1
+    finally:
+        follower.close()
+
+
+# -- one symbol rule ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("symbol, ok", [
+    ("AAPL", True), ("BRK.B", True), ("A", True), ("ABCDEFGH", True), ("X1", True),
+    ("aapl", False), ("1AB", False), ("ABCDEFGHI", False), ("A-B", False), ("", False),
+    ("A B", False), ("ÄPL", False), (".A", False)])
+def test_config_book_and_wire_share_one_symbol_rule(name, symbol, ok):
+    from hftlab import protocol
+    from hftlab.config import Config
+    assert protocol.is_symbol(symbol) is ok
+    if ok:
+        assert protocol.decode(protocol.encode(protocol.Price(1, 1, symbol, 1.0))[:-1]).symbol == symbol
+        Config(symbols=(symbol,))
+        SharedPriceBook([symbol], name).__exit__()
+        return
+    with pytest.raises(ValueError, match=protocol.SYMBOL_RULE.replace(".", r"\.")):
+        Config(symbols=(symbol,))
+    with pytest.raises(ValueError, match="bad symbol"):
+        SharedPriceBook([symbol], name)
+    assert not exists(name)
