@@ -18,6 +18,9 @@ from dataclasses import dataclass, field, fields
 
 from hftlab import book, protocol
 
+__all__ = ["STRATEGY_ID_RE", "DEFAULT_SYMBOLS", "FAST", "Config", "flag", "format_value",
+           "parse_symbols", "add_arguments", "from_args", "is_loopback"]
+
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")  # a protocol token (POSQUERY, journal)
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN")
 # A cadence for demos and tests: a tick every 50 ms and short windows, so the strategy

@@ -38,6 +38,10 @@ import time
 from hftlab import book as _book
 from hftlab import process, protocol
 
+__all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "JournalFull", "Journal",
+           "read_all", "sync_directory", "file_kind", "terms", "read_journal", "check_order",
+           "BookWatcher", "Session", "OrderManager", "serve", "run", "main"]
+
 JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
 # The header of journals written before orders carried a strategy's name: still readable
 # by `read_journal`, but the order manager does not append to one (see `Journal`).

@@ -36,6 +36,9 @@ import time
 from hftlab import book as _book
 from hftlab import process, protocol, signals
 
+__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "Link", "BookReader", "LatencyLog",
+           "Strategy", "run", "main"]
+
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
 # rejected again (a full journal, a limit), every tick.
