@@ -274,11 +274,11 @@ def _say(**facts) -> None:
 def _remove_segment(name: str) -> None:
     """Remove a baseline segment a crashed relay left behind (normally the relay does)."""
     try:
-        shm = _book._open_untracked(name)
+        shm = _book.open_untracked(name)
     except (FileNotFoundError, _book.BookError):
         return
     try:
-        _book._unlink_untracked(shm)
+        _book.unlink_untracked(shm)
     except FileNotFoundError:
         pass
     finally:
@@ -351,7 +351,7 @@ def role_relay(args) -> None:
 
 def role_poller(args) -> None:
     """Poll the records as the strategy polls the book; send every new one on over TCP."""
-    shm = _book._open_untracked(args.shm)
+    shm = _book.open_untracked(args.shm)
     buf = shm.buf
     sock = process.dial("127.0.0.1", args.port)
     sel = selectors.DefaultSelector()

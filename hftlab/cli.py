@@ -34,6 +34,9 @@ from hftlab import config as _config
 from hftlab import process, replay
 from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
 
+__all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "LOG_LINE", "parser", "main", "cmd_run",
+           "cmd_status", "cmd_clean"]
+
 # Commands that live in their own module and parse their own flags.
 MODULE_COMMANDS = {"bench": "bench", "record": "record"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",

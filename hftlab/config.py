@@ -16,9 +16,11 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 
-from hftlab import book
+from hftlab import book, protocol
 
-SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9.]{0,7}\Z")  # fits the book's 8-byte field
+__all__ = ["STRATEGY_ID_RE", "DEFAULT_SYMBOLS", "FAST", "Config", "flag", "format_value",
+           "parse_symbols", "add_arguments", "from_args", "is_loopback"]
+
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")  # a protocol token (POSQUERY, journal)
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN")
 # A cadence for demos and tests: a tick every 50 ms and short windows, so the strategy
@@ -80,8 +82,8 @@ class Config:
         if not self.symbols:
             yield "at least one symbol is needed"
         for s in self.symbols:
-            if not SYMBOL_RE.match(s):
-                yield f"symbol {s!r} must be 1-8 capital letters or digits, starting with a letter"
+            if not protocol.is_symbol(s):  # the wire's rule, which the book's field fits
+                yield f"symbol {s!r} {protocol.SYMBOL_RULE}"
         if len(set(self.symbols)) != len(self.symbols):
             yield "symbols must be unique"
         if len(self.symbols) > book.MAX_SYMBOLS:

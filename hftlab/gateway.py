@@ -43,6 +43,10 @@ import time
 
 from hftlab import process, protocol, replay
 
+__all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "BENCH_BATCH", "BENCH_CYCLE",
+           "BURST_QUIET", "PriceWalk", "NewsWalk", "Feed", "serve_feed", "pace", "play",
+           "bench_tails", "burst", "serve", "run", "main"]
+
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
 VOLATILITY = 0.002  # standard deviation of one tick's relative move

@@ -38,6 +38,10 @@ import time
 from hftlab import book as _book
 from hftlab import process, protocol
 
+__all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "JournalFull", "Journal",
+           "read_all", "sync_directory", "file_kind", "terms", "read_journal", "check_order",
+           "BookWatcher", "Session", "OrderManager", "serve", "run", "main"]
+
 JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
 # The header of journals written before orders carried a strategy's name: still readable
 # by `read_journal`, but the order manager does not append to one (see `Journal`).
@@ -268,21 +272,16 @@ class BookWatcher:
 
     def last_price(self, symbol: str) -> float | None:
         try:
-            book = self.follower.book()
+            quote = self.follower.read(symbol)
+        except _book.BookBusy:
+            raise  # a live writer stuck in mid-write: the price cannot be checked
         except _book.BookError as exc:  # another layout or version, a damaged header
             if str(exc) != self.said:
                 self.said = str(exc)
                 self.log.warning(f"orders are checked without the price band: {exc}")
             return None
-        if book is None or symbol not in book.symbols:
-            return None
-        self.said = None
-        try:
-            quote = book.read(symbol, wait=False)
-        except _book.BookBusy as exc:
-            if not exc.writer_alive:
-                self.follower.lost()  # a restarted orderbook will make a new book
-            raise
+        if self.follower.current is not None:
+            self.said = None
         return quote.price if quote else None
 
     def close(self) -> None:

@@ -26,6 +26,9 @@ import time
 from hftlab import book as _book
 from hftlab import process, protocol
 
+__all__ = ["SUMMARY_EVERY", "BEAT_EVERY", "FIRST_SUMMARY", "FeedHandler", "summary", "follow",
+           "run", "main"]
+
 SUMMARY_EVERY = 5.0  # seconds between the book lines in the log
 BEAT_EVERY = 0.5  # seconds between the book's heartbeat_ns updates while prices flow
 FIRST_SUMMARY = 1.5  # the first one soon after connecting, so a new run shows prices at once

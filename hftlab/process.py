@@ -36,6 +36,11 @@ import time
 
 from hftlab import config as _config
 
+__all__ = ["LIFELINE_ENV", "EXIT_FATAL", "SILENCE_HEARTBEATS", "Fatal", "setup_logging",
+           "ready", "parse_ready", "address", "peer", "no_delay", "listen_error",
+           "warn_if_exposed", "Backoff", "dial", "watch_lifeline", "main", "wait_for",
+           "until_stopped", "Connections"]
+
 LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
 EXIT_FATAL = 2
 SILENCE_HEARTBEATS = 3  # a feed silent this many heartbeat intervals is taken for dead

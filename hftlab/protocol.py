@@ -36,7 +36,7 @@ __all__ = [
     'Hello', 'Price', 'News', 'Heartbeat', 'Order', 'Ack', 'Reject', 'Error',
     'PositionQuery', 'Position',
     'Message', 'MESSAGE_TYPES', 'wire_type', 'encode', 'decode',
-    'clean_reason', 'LineFramer', 'Decoder',
+    'clean_reason', 'LineFramer', 'Decoder', 'SYMBOL_RE', 'SYMBOL_RULE', 'is_symbol',
 ]
 
 # Longest line in bytes, not counting its b'\n' nor a tolerated b'\r'.
@@ -192,10 +192,13 @@ def wire_type(msg: Message) -> str:
 
 _TOKEN_RE = re.compile(r'[A-Za-z0-9_-]{1,32}')
 _SESSION_RE = re.compile(r'[A-Za-z0-9_-]{1,16}')    # the book stores 16 bytes
-_SYMBOL_RE = re.compile(r'[A-Z][A-Z0-9.]{0,7}')
+# The one symbol rule of the lab: the configuration and the book check symbols
+# with it too, so that every symbol a book holds can travel in a PRICE line.
+# At most 8 characters: the book's symbol field is 8 bytes.
+SYMBOL_RE = re.compile(r'[A-Z][A-Z0-9.]{0,7}')
 _TOKEN_RE_B = re.compile(_TOKEN_RE.pattern.encode())
 _SESSION_RE_B = re.compile(_SESSION_RE.pattern.encode())
-_SYMBOL_RE_B = re.compile(_SYMBOL_RE.pattern.encode())
+_SYMBOL_RE_B = re.compile(SYMBOL_RE.pattern.encode())
 # The same rules in words (no commas: they end up in a reason field).
 _TOKEN_RULE = 'must be 1-32 of A-Z a-z 0-9 _ -'
 _SESSION_RULE = 'must be 1-16 of A-Z a-z 0-9 _ -'
@@ -205,7 +208,12 @@ _SESSION_RULE = 'must be 1-16 of A-Z a-z 0-9 _ -'
 # value in the book) at most 2**63 - 1, which is in the year 2262.
 UINT_MAX = 2**64 - 1
 NS_MAX = 2**63 - 1
-_SYMBOL_RULE = 'must be A-Z then up to 7 of A-Z 0-9 .'
+SYMBOL_RULE = 'must be A-Z then up to 7 of A-Z 0-9 .'
+
+
+def is_symbol(value) -> bool:
+    """Does `value` follow the symbol rule (SYMBOL_RE, said in words by SYMBOL_RULE)?"""
+    return isinstance(value, str) and SYMBOL_RE.fullmatch(value) is not None
 
 
 def _dec_uint(raw, name, most=UINT_MAX):
@@ -309,7 +317,7 @@ def _dec_symbol(raw, name):
     symbol = _symbols.get(raw)
     if symbol is None:
         if not _SYMBOL_RE_B.fullmatch(raw):
-            raise ProtocolError(f'{name} {_SYMBOL_RULE}; got {_show(raw)}')
+            raise ProtocolError(f'{name} {SYMBOL_RULE}; got {_show(raw)}')
         symbol = raw.decode('ascii')
         if len(_symbols) < _SYMBOLS_MAX:
             _symbols[raw] = symbol
@@ -317,8 +325,8 @@ def _dec_symbol(raw, name):
 
 
 def _enc_symbol(value, name):
-    if not (isinstance(value, str) and _SYMBOL_RE.fullmatch(value)):
-        raise ProtocolError(f'{name} {_SYMBOL_RULE}; got {_show(value)}')
+    if not is_symbol(value):
+        raise ProtocolError(f'{name} {SYMBOL_RULE}; got {_show(value)}')
     return value
 
 
@@ -451,82 +459,6 @@ def _parser(cls, wire):
 
 _parsers = {name.encode('ascii'): _parser(cls, name)
             for name, cls in MESSAGE_TYPES.items()}
-_parse_price_slowly = _parsers[b'PRICE']
-_new_tuple = tuple.__new__      # skips Price.__new__'s Python-level frame
-
-
-def _parse_price(parts):
-    # The hot path (the gateway sends this hundreds of thousands of times a
-    # second): the generic parser inlined, same checks, same errors.
-    # Measured with timeit on CPython 3.11: decode() of the example PRICE
-    # line takes about 0.9 us this way and 1.3 us through the generic
-    # parser; Decoder.feed() with 64 KiB chunks, about 1.2 us a line.
-    if len(parts) != 5:
-        raise ProtocolError(f'PRICE needs 5 fields; got {len(parts)}')
-    _, seq, ts_ns, symbol, price = parts
-    try:
-        msg = _new_tuple(Price, (
-            int(seq) if seq.isdigit() else _dec_uint(seq, 'seq'),
-            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, 'ts_ns'),
-            _symbols.get(symbol) or _dec_symbol(symbol, 'symbol'),
-            _dec_price(price, 'price')))
-    except ProtocolError:
-        raise
-    except ValueError:
-        # int() refuses thousands of digits (sys.set_int_max_str_digits);
-        # only possible with a huge max_line.  The careful path says so.
-        return _parse_price_slowly(parts)
-    if msg[0] > UINT_MAX or msg[1] > NS_MAX:
-        return _parse_price_slowly(parts)     # which says which is too big
-    return msg
-
-
-_parsers[b'PRICE'] = _parse_price
-
-
-# A PRICE line's price column, joined by commas: each a plain decimal, as _dec_price checks.
-_PRICES_RE = re.compile(rb'-?[0-9]+(?:\.[0-9]+)?(?:,-?[0-9]+(?:\.[0-9]+)?)*')
-_INF = math.inf
-
-
-def _parse_prices(lines):
-    # The hot path of a feed handler: a chunk that is nothing but PRICE lines
-    # (a gateway sends thousands per recv at full speed).  The same checks as
-    # _parse_price, done column by column so that the loops run in C: with
-    # 64 KiB chunks Decoder.feed takes about 0.8 us a line instead of 1.0 us
-    # (timeit, CPython 3.11).  Returns None if any line is anything
-    # else (a too-long line, HB, a bad field...): the line-by-line path then
-    # decodes the chunk and reports each error where it belongs.
-    try:
-        joined = b','.join(lines)       # TypeError: the framer put an error in
-    except TypeError:
-        return None
-    n = len(lines)
-    if not joined.isascii() or \
-            list(map(bytes.count, lines, repeat(b','))).count(4) != n:
-        return None
-    fields = joined.split(b',')
-    if fields[0::5].count(b'PRICE') != n:
-        return None
-    seqs, stamps, prices = fields[1::5], fields[2::5], fields[4::5]
-    if not (all(map(bytes.isdigit, seqs)) and all(map(bytes.isdigit, stamps))
-            and _PRICES_RE.fullmatch(b','.join(prices))):
-        return None
-    symbols = list(map(_symbols.get, fields[3::5]))
-    if None in symbols:                 # a symbol not seen (checked) before
-        return None
-    try:
-        seqs, stamps = list(map(int, seqs)), list(map(int, stamps))
-    except ValueError:                  # thousands of digits: see _parse_price
-        return None
-    if max(seqs) > UINT_MAX or max(stamps) > NS_MAX:
-        return None
-    values = list(map(float, prices))
-    if _INF in values or -_INF in values:
-        return None
-    return list(map(_new_tuple, repeat(Price), zip(seqs, stamps, symbols, values)))
-
-
 def _parse(line):
     # decode() minus the '\r' and length handling, which the framer does.
     if not line:
@@ -629,7 +561,7 @@ class Decoder:
     def feed(self, data: bytes) -> list:
         out = self._framer.feed(data)
         if len(out) > 1:
-            prices = _parse_prices(out)
+            prices = _parse_prices(out)     # a chunk of PRICE lines only: see the end
             if prices is not None:
                 return prices
         for i, line in enumerate(out):
@@ -639,3 +571,84 @@ class Decoder:
                 except ProtocolError as exc:
                     out[i] = exc
         return out
+
+
+# -- fast paths ------------------------------------------------------------
+#
+# Everything above is the protocol.  What follows decodes PRICE lines faster,
+# with the same checks and the same errors: read it after the rest, if at all.
+
+_parse_price_slowly = _parsers[b'PRICE']
+_new_tuple = tuple.__new__      # skips Price.__new__'s Python-level frame
+
+
+def _parse_price(parts):
+    # The hot path (the gateway sends this hundreds of thousands of times a
+    # second): the generic parser inlined, same checks, same errors.
+    # Measured with timeit on CPython 3.11: decode() of the example PRICE
+    # line takes about 0.9 us this way and 1.3 us through the generic
+    # parser; Decoder.feed() with 64 KiB chunks, about 1.2 us a line.
+    if len(parts) != 5:
+        raise ProtocolError(f'PRICE needs 5 fields; got {len(parts)}')
+    _, seq, ts_ns, symbol, price = parts
+    try:
+        msg = _new_tuple(Price, (
+            int(seq) if seq.isdigit() else _dec_uint(seq, 'seq'),
+            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, 'ts_ns'),
+            _symbols.get(symbol) or _dec_symbol(symbol, 'symbol'),
+            _dec_price(price, 'price')))
+    except ProtocolError:
+        raise
+    except ValueError:
+        # int() refuses thousands of digits (sys.set_int_max_str_digits);
+        # only possible with a huge max_line.  The careful path says so.
+        return _parse_price_slowly(parts)
+    if msg[0] > UINT_MAX or msg[1] > NS_MAX:
+        return _parse_price_slowly(parts)     # which says which is too big
+    return msg
+
+
+_parsers[b'PRICE'] = _parse_price
+
+
+# A PRICE line's price column, joined by commas: each a plain decimal, as _dec_price checks.
+_PRICES_RE = re.compile(rb'-?[0-9]+(?:\.[0-9]+)?(?:,-?[0-9]+(?:\.[0-9]+)?)*')
+_INF = math.inf
+
+
+def _parse_prices(lines):
+    # The hot path of a feed handler: a chunk that is nothing but PRICE lines
+    # (a gateway sends thousands per recv at full speed).  The same checks as
+    # _parse_price, done column by column so that the loops run in C: with
+    # 64 KiB chunks Decoder.feed takes about 0.8 us a line instead of 1.0 us
+    # (timeit, CPython 3.11).  Returns None if any line is anything
+    # else (a too-long line, HB, a bad field...): the line-by-line path then
+    # decodes the chunk and reports each error where it belongs.
+    try:
+        joined = b','.join(lines)       # TypeError: the framer put an error in
+    except TypeError:
+        return None
+    n = len(lines)
+    if not joined.isascii() or \
+            list(map(bytes.count, lines, repeat(b','))).count(4) != n:
+        return None
+    fields = joined.split(b',')
+    if fields[0::5].count(b'PRICE') != n:
+        return None
+    seqs, stamps, prices = fields[1::5], fields[2::5], fields[4::5]
+    if not (all(map(bytes.isdigit, seqs)) and all(map(bytes.isdigit, stamps))
+            and _PRICES_RE.fullmatch(b','.join(prices))):
+        return None
+    symbols = list(map(_symbols.get, fields[3::5]))
+    if None in symbols:                 # a symbol not seen (checked) before
+        return None
+    try:
+        seqs, stamps = list(map(int, seqs)), list(map(int, stamps))
+    except ValueError:                  # thousands of digits: see _parse_price
+        return None
+    if max(seqs) > UINT_MAX or max(stamps) > NS_MAX:
+        return None
+    values = list(map(float, prices))
+    if _INF in values or -_INF in values:
+        return None
+    return list(map(_new_tuple, repeat(Price), zip(seqs, stamps, symbols, values)))

@@ -17,6 +17,8 @@ import time
 
 from hftlab import process, protocol, replay
 
+__all__ = ["add_arguments", "subscribe", "collect", "write", "run", "main"]
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--duration", type=float, required=True, metavar="SECONDS",

@@ -33,6 +33,9 @@ import math
 import os
 from typing import NamedTuple
 
+__all__ = ["COLUMNS", "PRICE", "NEWS", "SAMPLE", "ReplayError", "Event", "format_time",
+           "format_row", "parse", "load", "batches"]
+
 COLUMNS = ("time", "kind", "symbol", "value")  # what `hftlab record` writes
 PRICE, NEWS = "PRICE", "NEWS"
 # A recording of `hftlab run --fast` (seed 42) that ships with the package: lesson 04 replays it.

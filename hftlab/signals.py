@@ -21,6 +21,9 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+__all__ = ["BUY", "SELL", "moving_average", "price_signal", "news_signal", "combine",
+           "order_for", "position_name", "Decision", "Trader"]
+
 BUY, SELL = "BUY", "SELL"
 
 

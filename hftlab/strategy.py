@@ -33,10 +33,11 @@ import secrets
 import selectors
 import time
 
-import numpy as np
-
 from hftlab import book as _book
 from hftlab import process, protocol, signals
+
+__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "Link", "BookReader", "LatencyLog",
+           "Strategy", "run", "main"]
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
@@ -130,7 +131,8 @@ class Link:
 
 
 class BookReader:
-    """Follows the book by name (`hftlab.book.Follower`) and says when it comes and goes.
+    """Reads new prices through the book's `hftlab.book.Follower` and says in the log when
+    the book comes, goes, or stays unreadable.
 
     It never waits on the book: a record in mid-write (a writer stopped or stalled there,
     or one that died there) makes a look come back empty at once, and the next look tries
@@ -140,59 +142,48 @@ class BookReader:
     BUSY_SAY = 1.0
 
     def __init__(self, name: str, symbols, log):
-        self.name, self.symbols, self.log = name, tuple(symbols), log
+        self.name, self.log = name, log
         self.follower = _book.Follower(name, symbols, interval=1.0)
-        self.book = None
-        self.seen = None
         self.said_waiting = False
         self.busy_since = None
         self.said_busy = False
+        self.seen_ns = 0  # when the last look that found a book was taken
+
+    @property
+    def book(self):
+        """The book attached now, or None."""
+        return self.follower.current
 
     def ensure(self) -> None:
-        had, attaches = self.book, self.follower.attaches
+        """Look for the book (the follower looks at most once a second) and log a change."""
+        had, attaches = self.follower.current, self.follower.attaches
         try:
-            self.book = self.follower.book()
+            book = self.follower.book()
         except _book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
-        if had is not None and self.book is not had:
+        if had is not None and book is not had:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
-        if self.book is None:
+        if book is None:
             if not self.said_waiting:
                 self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
                 self.said_waiting = True
         elif self.follower.attaches != attaches:
             self.said_waiting = False
-            self.seen = None  # the first look at this book only learns what is in it
-            self.log.info(f"attached to the book {self.name!r} ({self.book.nbytes} bytes)")
+            self.log.info(f"attached to the book {self.name!r} ({book.nbytes} bytes)")
 
-    def new_prices(self):
-        """Yield (symbol, price, ts_ns, missed) for each symbol updated since the last look.
-
-        The look's copy of the records stays in ``self.snap`` and its time in ``self.seen_ns``.
-        A symbol without a usable price (see `hftlab.book.SharedPriceBook.read`) is skipped."""
-        if self.book is None:
-            return
+    def new_prices(self) -> list:
+        """[(quote, missed), ...] for each symbol updated since the last look
+        (`hftlab.book.Follower.new_quotes`); [] while the book is unreadable."""
         try:
-            snap = self.book.snapshot(wait=False)
+            quotes = self.follower.new_quotes()
         except _book.BookBusy as exc:
             self._busy(exc)
-            return
-        if self.said_busy:
+            return []
+        self.seen_ns = time.time_ns()
+        if self.said_busy and self.follower.current is not None:
             self.log.info(f"the book {self.name!r} reads again; carrying on")
         self.busy_since, self.said_busy = None, False
-        self.snap = snap
-        self.seen_ns = time.time_ns()
-        updates = snap["updates"]
-        if self.seen is None:
-            self.seen = updates.copy()
-            return
-        for i in np.flatnonzero(updates != self.seen):
-            missed = int(updates[i] - self.seen[i]) - 1
-            self.seen[i] = updates[i]
-            rec = snap[i]
-            price = float(rec["price"])
-            if price == price:  # not NaN: a usable price
-                yield self.symbols[i], price, int(rec["ts_ns"]), max(missed, 0)
+        return quotes
 
     def _busy(self, exc: _book.BookBusy) -> None:
         """A look found a record in mid-write: wait it out (the follower notices a dead writer)."""
@@ -218,9 +209,8 @@ class LatencyLog:
         self.file.write(self.COLUMNS + "\n")
         self.rows = []
 
-    def add(self, reader: BookReader, symbol: str, decided_ns: int, order_id: str, missed: int) -> None:
-        rec = reader.snap[reader.book.index(symbol)]
-        self.rows.append(f"{rec['seq']},{symbol},{rec['ts_ns']},{rec['written_ns']},{reader.seen_ns},"
+    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int) -> None:
+        self.rows.append(f"{quote.seq},{quote.symbol},{quote.ts_ns},{quote.written_ns},{seen_ns},"
                          f"{decided_ns},{order_id},{missed}\n")
         if len(self.rows) >= self.BLOCK:
             self.flush()
@@ -266,15 +256,15 @@ class Strategy:
         if self.orders.ensure(self.selector):
             self.on_orders_connected()
         self.book.ensure()
-        for symbol, price, ts_ns, missed in self.book.new_prices():
+        for quote, missed in self.book.new_prices():
             self.missed += missed
-            decision = self.trader.on_price(symbol, price)
+            decision = self.trader.on_price(quote.symbol, quote.price)
             decided_ns, order_id = 0, ""
             if decision is not None:
                 decided_ns = time.time_ns()
-                order_id = self.send(decision, ts_ns)
+                order_id = self.send(decision, quote.ts_ns)
             if self.latency is not None:
-                self.latency.add(self.book, symbol, decided_ns, order_id, missed)
+                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id, missed)
 
     def on_orders_connected(self) -> None:
         """Ask for our positions, then re-send what was not confirmed, in that order.

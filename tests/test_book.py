@@ -36,7 +36,7 @@ TIMEOUT = 10.0
 
 def exists(name):
     try:
-        shm = bookmod._open_untracked(name)
+        shm = bookmod.open_untracked(name)
     except FileNotFoundError:
         return False
     shm.close()
@@ -118,11 +118,11 @@ def name():
     n = new_name()
     yield n
     try:
-        shm = bookmod._open_untracked(n)
+        shm = bookmod.open_untracked(n)
     except FileNotFoundError:
         return
     try:
-        bookmod._unlink_untracked(shm)
+        bookmod.unlink_untracked(shm)
     finally:
         shm.close()
 
@@ -307,7 +307,7 @@ def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(na
                 with pytest.raises(bookmod.BookBusy, match="stopped or stalled in mid-write") as e:
                     read()
                 assert e.value.writer_alive
-            assert reader.retries == 3 * bookmod._SPIN     # spun a little, never slept long
+            assert reader.retries == 3 * bookmod.seqlock._SPIN     # spun a little, never slept long
             assert reader.read("MSFT", wait=False).price == 2.0
             book._u64[w] += 1                         # even: the write is done
             assert reader.read("AAPL", wait=False).price == 1.0
@@ -316,7 +316,7 @@ def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(na
 
 
 def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):
-    monkeypatch.setattr(bookmod, "MAX_RETRIES", 500)
+    monkeypatch.setattr(bookmod.seqlock, "MAX_RETRIES", 500)
     with SharedPriceBook(SYMBOLS, name) as book:
         book.update("AAPL", 1.0)
         # what a writer killed between its two version stores leaves behind
@@ -518,27 +518,112 @@ def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
 
 
 def test_an_empty_segment_is_not_a_book_and_is_cleaned_once_old(name, monkeypatch):
-    from multiprocessing import shared_memory
-    fd = shared_memory._posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fd = bookmod.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR)
     os.close(fd)                               # a creator that died before sizing it
     try:
         with pytest.raises(bookmod.BookEmpty):
             SharedPriceBook.attach(name)
         assert remove_stale(name) is None      # it may be a creator's, about to size it
         assert exists_at_all(name)
-        monkeypatch.setattr(bookmod, "CREATION_GRACE", 0.0)   # as if it were that old
+        monkeypatch.setattr(bookmod.stale, "CREATION_GRACE", 0.0)   # as if it were that old
         assert remove_stale(name) == 0
         assert not exists_at_all(name)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            shared_memory._posixshmem.shm_unlink("/" + name)
+            bookmod.shm_unlink(name)
 
 
 def exists_at_all(name):
     """Is there a segment of that name, even an empty one?"""
-    from multiprocessing import shared_memory
     try:
-        os.close(shared_memory._posixshmem.shm_open("/" + name, os.O_RDONLY, 0o600))
+        os.close(bookmod.shm_open(name, os.O_RDONLY))
     except FileNotFoundError:
         return False
     return True
+
+
+# -- the follower's read path: what every long-lived reader uses ------------------------
+
+def test_follower_reads_answer_none_without_a_book(name):
+    follower = bookmod.Follower(name, interval=0)
+    try:
+        assert follower.read("AAPL") is None
+        assert follower.snapshot() is None and follower.quotes() is None
+        assert follower.header() is None and follower.new_quotes() == []
+    finally:
+        follower.close()
+
+
+def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_missed(name):
+    follower = bookmod.Follower(name, SYMBOLS, interval=0)
+    try:
+        with SharedPriceBook(SYMBOLS, name) as book:
+            book.update("AAPL", 1.0)
+            assert follower.new_quotes() == []            # the first look only learns
+            assert follower.new_quotes() == []            # nothing new since
+            for price in (2.0, 3.0, 4.0):
+                book.update("AAPL", price)
+            book.update("MSFT", 5.0)
+            got = {q.symbol: (q.price, q.updates, missed) for q, missed in follower.new_quotes()}
+            assert got == {"AAPL": (4.0, 4, 2), "MSFT": (5.0, 1, 0)}
+            book.update("GOOG", float("nan"))             # not a usable price: left out
+            assert follower.new_quotes() == []
+            assert follower.read("AAPL").price == 4.0
+            assert follower.read("IBM") is None            # not in this book
+            assert follower.quotes()["MSFT"].price == 5.0
+            assert follower.header()["updates"] == 6
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62  # "dies"
+        with SharedPriceBook(SYMBOLS, name) as book:      # a restarted orderbook's book
+            book.update("AAPL", 9.0)
+            assert follower.new_quotes() == []            # a new book: learn it again
+            book.update("AAPL", 10.0)
+            ((quote, missed),) = follower.new_quotes()
+            assert (quote.price, missed) == (10.0, 0) and follower.attaches == 2
+    finally:
+        follower.close()
+
+
+def test_follower_raises_busy_for_a_live_writer_and_drops_a_dead_writers_book(name):
+    follower = bookmod.Follower(name, SYMBOLS, interval=3600)   # looks again only when told
+    try:
+        with SharedPriceBook(SYMBOLS, name) as book:
+            book.update("AAPL", 1.0)
+            assert follower.read("AAPL").price == 1.0
+            w = HEADER_DTYPE.itemsize // 8                       # AAPL's version word
+            book._u64[w] += 1                                    # odd: stuck in mid-write
+            with pytest.raises(bookmod.BookBusy) as busy:
+                follower.read("AAPL")
+            assert busy.value.writer_alive
+            with pytest.raises(bookmod.BookBusy):
+                follower.new_quotes()
+            assert follower.current is not None                  # a live writer's: kept
+            # the writer "dies" in mid-write: a pid that is no process
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62
+            assert follower.read("AAPL") is None                 # dropped, not raised
+            assert follower.current is None
+            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = os.getpid()
+            book._u64[w] += 1
+    finally:
+        follower.close()
+
+
+# -- one symbol rule ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("symbol, ok", [
+    ("AAPL", True), ("BRK.B", True), ("A", True), ("ABCDEFGH", True), ("X1", True),
+    ("aapl", False), ("1AB", False), ("ABCDEFGHI", False), ("A-B", False), ("", False),
+    ("A B", False), ("ÄPL", False), (".A", False)])
+def test_config_book_and_wire_share_one_symbol_rule(name, symbol, ok):
+    from hftlab import protocol
+    from hftlab.config import Config
+    assert protocol.is_symbol(symbol) is ok
+    if ok:
+        assert protocol.decode(protocol.encode(protocol.Price(1, 1, symbol, 1.0))[:-1]).symbol == symbol
+        Config(symbols=(symbol,))
+        SharedPriceBook([symbol], name).__exit__()
+        return
+    with pytest.raises(ValueError, match=protocol.SYMBOL_RULE.replace(".", r"\.")):
+        Config(symbols=(symbol,))
+    with pytest.raises(ValueError, match="bad symbol"):
+        SharedPriceBook([symbol], name)
+    assert not exists(name)

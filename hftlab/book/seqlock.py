@@ -1,21 +1,10 @@
-"""The book: the latest price of every symbol, in one shared-memory segment.
+"""The seqlocked book: `SharedPriceBook`, one writer and many readers of one segment.
 
 The orderbook process owns (creates, writes, unlinks) a POSIX shared-memory
 segment; the strategy, the order manager, notebooks and tests attach to it by
 name and read.  They are started independently (other terminals, notebook
 kernels), so they share no parent and no inherited objects: only the name.
-
-Layout (little-endian, every field 8-byte aligned)::
-
-    offset 0            HEADER_DTYPE, one record (96 bytes)
-    offset header_size  RECORD_DTYPE * n_symbols (56 bytes each)
-
-The header says what the segment is (magic, layout_version, n_symbols,
-record_size, header_size), who writes it (writer_pid, created_ns,
-heartbeat_ns), the state of the feed (feed_state, session, last_seq, gaps)
-and a total update count.  A record holds one symbol's latest price with the
-feed seq and timestamps of the tick that set it; seq 0 means "no price yet"
-(price is NaN until then).
+What the segment's bytes mean is `hftlab.book.layout`'s subject.
 
 Why a seqlock and not a lock
 ----------------------------
@@ -64,82 +53,31 @@ on the microseconds of interpreter work between one store (or load) and the
 next, which in practice exceed any reordering window.  The torn-read stress
 test in tests/test_book.py checks this on the machine it runs on.
 
-The resource tracker trap (cpython issue 82300)
------------------------------------------------
-Before Python 3.13, ``SharedMemory(name)`` registers the segment with the
-calling process's resource tracker even when it only attaches, and the
-tracker unlinks every registered segment when that process exits: the first
-reader to exit would destroy the book.  3.13 added ``track=False``.  Readers
-here never register: on 3.13+ they pass ``track=False``; before, they replace
-``resource_tracker.register`` with a no-op while the segment is opened (under
-a module-level lock; shared_memory.py looks the function up on the module at
-call time; unregister is muted the same way when such a handle removes a
-stale segment).  Unregistering afterwards is not an option: the tracker keeps a
-set of names, so that would also cancel the registration of a segment of the
-same name that this same process owns.
-
-Who unlinks: only the owner, on a clean exit (``unlink()``, or leaving a
-``with`` block).  The owner does not register with the tracker either: the
-tracker of a SIGKILLed owner would unlink the segment *by name* some
-milliseconds later, and by then that name may belong to the fresh book of a
-restarted orderbook.  A segment left behind by a writer that died is instead
-detected through ``writer_pid`` and replaced by the next owner, or removed by
-``remove_stale()`` (``hftlab clean``; the launcher does it when it reaps an
-orderbook it had to kill).
-
-Removing a stale book must never remove a live one, and two races make that
-hard.  (1) A creator makes the segment (empty), sizes it (all zeros) and only
-then writes its pid: for those microseconds a segment being born looks like
-one whose creator died.  A segment that is still unclaimed (empty, or zero
-magic and zero pid) is therefore left alone until it is CREATION_GRACE seconds
-old (by its inode's change time).  (2) Unlinking goes by name: a remover that
-examined a stale book, then unlinked the name after a new orderbook had
-replaced that book, would remove the new one.  So every remover (``remove_stale``
-and a creator taking a name over) holds an exclusive ``flock`` on the segment
-it examined while it checks that the name still refers to that very segment
-and unlinks it; removers of one segment take turns, and the name can change
-under a remover only by the hands of the segment's live owner.  Readers that
-are still mapped keep the old, unlinked segment: when ``writer_alive()``
-turns false they should close() and attach() again.
-
-POSIX only (Linux, macOS); names are at most 30 characters because macOS
-allows 31 including the leading slash.
+Opening and creating the segment goes through `hftlab.book.untracked` (no
+resource tracker may ever unlink a book), and a creator that finds the name
+taken asks `hftlab.book.stale` whether it may take it over.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import mmap
 import os
-import re
-import secrets
 import struct
 import sys
-import threading
 import time
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import SharedMemory
-from typing import NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN",
-    "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_RETRIES",
-    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
-    "Quote", "new_name", "check_name", "layout_nbytes", "SharedPriceBook", "remove_stale",
-    "Follower",
-]
+from hftlab.book import stale
+from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
+                                MAGIC, MAX_SYMBOLS, RECORD_DTYPE, BookBusy, BookError,
+                                BookInUse, BookNotFound, LayoutMismatch, Quote, check_name,
+                                check_symbols, layout_nbytes, new_name, pid_alive)
+from hftlab.book.layout import field_offset as _off
+from hftlab.book.untracked import create_untracked, open_untracked, unlink_untracked
 
-MAGIC = b"HFTBOOK1"
-LAYOUT_VERSION = 1
-MAX_SYMBOLS = 64
-MAX_NAME_LEN = 30
-# A segment nobody has claimed yet (empty, or no pid in its header) is taken for
-# one being created, and never removed, until it is this many seconds old.
-CREATION_GRACE = 10.0
-FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
+__all__ = ["SharedPriceBook", "MAX_RETRIES"]
 
 # A reader gives up after this many failed attempts at one consistent copy.
 # The first _SPIN retries spin; after that each retry sleeps briefly, so that
@@ -152,38 +90,6 @@ _SPIN = 100
 _BACKOFF_S = 20e-6
 _INF = float("inf")
 _U64_MAX = 2**64 - 1
-
-HEADER_DTYPE = np.dtype([
-    ("magic", "S8"),
-    ("layout_version", "<u4"),
-    ("n_symbols", "<u4"),
-    ("record_size", "<u4"),
-    ("header_size", "<u4"),
-    ("writer_pid", "<i8"),
-    ("created_ns", "<i8"),
-    ("heartbeat_ns", "<i8"),
-    ("feed_state", "<i8"),
-    ("session", "S16"),
-    ("last_seq", "<u8"),
-    ("updates", "<u8"),
-    ("gaps", "<u8"),
-])
-
-RECORD_DTYPE = np.dtype([
-    ("version", "<u8"),
-    ("symbol", "S8"),
-    ("price", "<f8"),
-    ("seq", "<u8"),
-    ("ts_ns", "<i8"),
-    ("written_ns", "<i8"),
-    ("updates", "<u8"),
-])
-
-assert HEADER_DTYPE.itemsize % 8 == 0 and RECORD_DTYPE.itemsize % 8 == 0
-
-
-def _off(dtype, field):
-    return dtype.fields[field][1]
 
 
 # The fields are 8-byte aligned so that each can be stored and loaded with
@@ -227,155 +133,6 @@ _W_UPDATES = _off(HEADER_DTYPE, "updates") // 8
 _W_GAPS = _off(HEADER_DTYPE, "gaps") // 8
 
 
-class BookError(RuntimeError):
-    """Something is wrong with the shared price book."""
-
-
-class BookNotFound(BookError):
-    """No book of that name exists (yet)."""
-
-
-class BookEmpty(BookNotFound):
-    """The segment exists but has no size yet: its creator is between creating it and
-    sizing it (microseconds), or died right there."""
-
-
-class BookInUse(BookError):
-    """The name belongs to a book whose writer is still running."""
-
-
-class LayoutMismatch(BookError):
-    """The segment is not a book of the layout (or symbols) expected."""
-
-
-class BookBusy(BookError):
-    """A record stayed in mid-write for the whole read: its writer is stopped,
-    stalled or dead in the middle of an update.  ``writer_alive`` says which."""
-
-    def __init__(self, message, writer_alive):
-        super().__init__(message)
-        self.writer_alive = writer_alive
-
-
-class Quote(NamedTuple):
-    symbol: str
-    price: float
-    seq: int
-    ts_ns: int
-    written_ns: int
-    updates: int
-
-
-def new_name() -> str:
-    """A fresh segment name: "hftlab_" + 8 hex digits."""
-    return "hftlab_" + secrets.token_hex(4)
-
-
-def layout_nbytes(n_symbols) -> int:
-    """Bytes used by the layout for n_symbols (the mapping is page-rounded)."""
-    if not 1 <= n_symbols <= MAX_SYMBOLS:
-        raise ValueError(f"a book holds 1..{MAX_SYMBOLS} symbols, "
-                         f"not {n_symbols}")
-    return HEADER_DTYPE.itemsize + n_symbols * RECORD_DTYPE.itemsize
-
-
-def check_name(name):
-    """The name, if it can name a book on Linux and macOS; ValueError saying why not."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"bad book name {name!r}: use letters, digits, "
-                         "'_', '.' or '-'")
-    if len(name) > MAX_NAME_LEN:
-        raise ValueError(f"book name {name!r} is longer than {MAX_NAME_LEN} "
-                         "characters (macOS allows 31 including the slash)")
-    return name
-
-
-def _check_symbols(symbols):
-    if isinstance(symbols, (str, bytes)):
-        raise ValueError("symbols must be a sequence of strings, not one "
-                         f"string: {symbols!r}")
-    symbols = tuple(symbols)
-    if not 1 <= len(symbols) <= MAX_SYMBOLS:
-        raise ValueError(f"a book holds 1..{MAX_SYMBOLS} symbols, "
-                         f"got {len(symbols)}")
-    for s in symbols:
-        if (not isinstance(s, str) or not s or not s.isascii()
-                or len(s) > 8 or "\0" in s):
-            raise ValueError(f"bad symbol {s!r}: symbols are non-empty "
-                             "ASCII strings of at most 8 characters")
-    if len(set(symbols)) != len(symbols):
-        raise ValueError(f"duplicate symbols in {symbols}")
-    return symbols
-
-
-def _pid_alive(pid):
-    if pid <= 0:
-        return False
-    if os.name != "posix":
-        return True         # os.kill(pid, 0) would terminate it on Windows
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):   # no such pid (a damaged header's)
-        return False
-    except PermissionError:
-        return True         # alive, but another user's
-    return True
-
-
-# -- opening a segment without the resource tracker -------------------------
-
-_tracker_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _tracker_disabled():
-    # Before 3.13 SharedMemory always (un)registers; mute both for the
-    # duration.  Another thread of this process creating a SharedMemory at
-    # this very moment would be muted too: the lock only orders our own calls.
-    with _tracker_lock:
-        saved = resource_tracker.register, resource_tracker.unregister
-        resource_tracker.register = resource_tracker.unregister = \
-            lambda name, rtype: None
-        try:
-            yield
-        finally:
-            resource_tracker.register, resource_tracker.unregister = saved
-
-
-def _open_untracked(name):
-    """Attach to an existing segment; FileNotFoundError if there is none."""
-    try:
-        if sys.version_info >= (3, 13):
-            return SharedMemory(name, track=False)
-        with _tracker_disabled():
-            return SharedMemory(name)
-    except ValueError:      # mmap of a 0-byte segment: not sized yet, or creator died
-        raise BookEmpty(f"shared memory {name!r} exists but is still empty: is an "
-                        "orderbook starting?") from None
-
-
-def _unlink_name(name):
-    """Remove a segment by name alone (one that cannot even be mapped)."""
-    from multiprocessing import shared_memory
-    shared_memory._posixshmem.shm_unlink("/" + name)
-
-
-def _create_untracked(name, size):
-    """Create a new segment that no resource tracker will ever unlink."""
-    if sys.version_info >= (3, 13):
-        return SharedMemory(name, create=True, size=size, track=False)
-    with _tracker_disabled():
-        return SharedMemory(name, create=True, size=size)
-
-
-def _unlink_untracked(shm):
-    if sys.version_info >= (3, 13):
-        shm.unlink()        # track=False: unlink leaves the tracker alone
-    else:
-        with _tracker_disabled():
-            shm.unlink()
-
-
 def _header_of(shm):
     """The header of a segment as a numpy record, or None if too small."""
     if shm.size < HEADER_DTYPE.itemsize:
@@ -383,85 +140,6 @@ def _header_of(shm):
     return np.frombuffer(bytes(shm.buf[:HEADER_DTYPE.itemsize]),
                          HEADER_DTYPE)[0]
 
-
-def _claimed(h):
-    """(writer pid or 0, is a valid book) for a segment's header record."""
-    valid = h["magic"] == MAGIC and h["layout_version"] == LAYOUT_VERSION
-    if valid or h["magic"] == b"":
-        return int(h["writer_pid"]), valid
-    return 0, False
-
-
-def remove_stale(name) -> int | None:
-    """Remove the segment `name` if its writer is dead or it is not a book.
-
-    Returns the dead writer's pid (0 if the segment was not a valid book),
-    or None if nothing was removed: no such segment, its writer is alive, or
-    it is younger than CREATION_GRACE and not claimed yet (being created).
-    """
-    outcome, pid, valid = _remove_unless_live(check_name(name))
-    if outcome != "removed":
-        return None
-    return pid if valid else 0
-
-
-def _remove_unless_live(name, mine_is_stale=False):
-    """Unlink segment `name` unless a live process claims it or it may still be
-    being created.  Returns (outcome, pid, valid): outcome "absent", "alive"
-    (pid claims it), "young" (unclaimed and younger than CREATION_GRACE) or
-    "removed" (pid: its dead writer, valid: whether it was a book).
-    `mine_is_stale`: a segment claimed by this very process counts as stale.
-    """
-    from multiprocessing import shared_memory
-    try:
-        fd = shared_memory._posixshmem.shm_open("/" + name, os.O_RDWR, 0o600)
-    except FileNotFoundError:
-        return "absent", 0, False
-    try:
-        # Removers take turns on this segment (see the module docstring).
-        # Where flock is not supported on shared memory, the race is narrower
-        # but not closed.
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        st = os.fstat(fd)
-        if not _still_named(name, st):
-            return "absent", 0, False   # removed or replaced meanwhile
-        header = None
-        if st.st_size >= HEADER_DTYPE.itemsize:
-            with mmap.mmap(fd, HEADER_DTYPE.itemsize, prot=mmap.PROT_READ) as m:
-                header = np.frombuffer(m[:HEADER_DTYPE.itemsize], HEADER_DTYPE)[0]
-        if header is None and st.st_size > 0:
-            pid, valid = 0, False       # too small to be a book
-        elif header is None or (header["magic"] == b"" and int(header["writer_pid"]) == 0):
-            # Unclaimed: being created, or left by a creator that died right there.
-            if time.time() - st.st_ctime < CREATION_GRACE:
-                return "young", 0, False
-            pid, valid = 0, False
-        else:
-            pid, valid = _claimed(header)
-        if _pid_alive(pid) and not (mine_is_stale and pid == os.getpid()):
-            return "alive", pid, valid
-        try:
-            _unlink_name(name)
-        except FileNotFoundError:
-            return "absent", 0, False
-        return "removed", pid, valid
-    finally:
-        os.close(fd)                    # releases the flock
-
-
-def _still_named(name, st) -> bool:
-    """Does `name` still refer to the segment whose fstat is `st`?"""
-    from multiprocessing import shared_memory
-    try:
-        fd = shared_memory._posixshmem.shm_open("/" + name, os.O_RDONLY, 0o600)
-    except FileNotFoundError:
-        return False
-    try:
-        now = os.fstat(fd)
-    finally:
-        os.close(fd)
-    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
 class SharedPriceBook:
@@ -473,22 +151,22 @@ class SharedPriceBook:
     """
 
     def __init__(self, symbols, name=None):
-        symbols = _check_symbols(symbols)
+        symbols = check_symbols(symbols)
         name = new_name() if name is None else check_name(name)
         nbytes = layout_nbytes(len(symbols))
         self.took_over_from = None
         tries = 0
-        give_up = time.monotonic() + CREATION_GRACE + 5.0
+        give_up = time.monotonic() + stale.CREATION_GRACE + 5.0
         while True:
             try:
-                shm = _create_untracked(name, nbytes)
+                shm = create_untracked(name, nbytes)
                 # Claim it at once: until our pid is in the header, a rival
                 # creator or remove_stale() would take it for a dead one's.
                 struct.pack_into("<q", shm.buf, _off(HEADER_DTYPE, "writer_pid"), os.getpid())
                 break
             except FileExistsError:
                 pass
-            outcome, pid, valid = _remove_unless_live(name, mine_is_stale=True)
+            outcome, pid, valid = stale.remove_unless_live(name, mine_is_stale=True)
             if outcome == "alive":
                 raise BookInUse(
                     f"book {name!r} is owned by running process {pid}: "
@@ -536,7 +214,7 @@ class SharedPriceBook:
         """Open an existing book as a reader.  Never registers the segment
         with this process's resource tracker (see the module docstring)."""
         try:
-            shm = _open_untracked(check_name(name))
+            shm = open_untracked(check_name(name))
         except FileNotFoundError:
             raise BookNotFound(f"no book named {name!r} in shared memory: "
                                "is the orderbook running?") from None
@@ -705,7 +383,7 @@ class SharedPriceBook:
         self.retries += 1
         if tries >= (MAX_RETRIES if wait else _SPIN):
             pid = self.header()["writer_pid"]
-            alive = _pid_alive(pid)
+            alive = pid_alive(pid)
             state = ("is stopped or stalled in mid-write; retry later" if alive else
                      "died in mid-write; restart the orderbook")
             raise BookBusy(f"{what} of book {self.name!r} stayed in mid-write "
@@ -800,7 +478,7 @@ class SharedPriceBook:
 
     def writer_alive(self) -> bool:
         """Is the process named as writer in the header still running?"""
-        return _pid_alive(self.header()["writer_pid"])
+        return pid_alive(self.header()["writer_pid"])
 
     # -- lifetime -------------------------------------------------------------
 
@@ -828,7 +506,7 @@ class SharedPriceBook:
             return
         self._unlinked = True
         with contextlib.suppress(FileNotFoundError):   # removed behind our back
-            _unlink_untracked(self._shm)
+            unlink_untracked(self._shm)
 
     def __enter__(self):
         return self
@@ -843,60 +521,3 @@ class SharedPriceBook:
         state = ", closed" if self._closed else ""
         return (f"<SharedPriceBook {self.name!r} {role} "
                 f"symbols={self.symbols!r}{state}>")
-
-
-class Follower:
-    """A reader that follows the book of one name across orderbook restarts.
-
-    ``follower.book()`` is the attached book, or None while there is no live one:
-    no segment yet, one still being created, or one whose writer has died (a stale
-    book is not attached: a restarted orderbook will replace it).  It looks again at
-    most every `interval` seconds, so it is cheap to call in a polling loop.  A reader
-    whose read fails because the writer died in mid-write (BookBusy with writer_alive
-    false) may call `lost()`, and the next `book()` tries again; it need not: the next
-    look notices the dead writer by itself.  `attaches` counts the books attached so far, so a
-    caller can tell a new book from the old one.  LayoutMismatch (a book with other
-    symbols) is not waited out: it is raised.
-    """
-
-    def __init__(self, name, symbols=None, interval=0.5):
-        self.name = check_name(name)
-        self.symbols = None if symbols is None else tuple(symbols)
-        self.interval = interval
-        self.attaches = 0
-        self._book = None
-        self._next_look = 0.0
-
-    def book(self):
-        now = time.monotonic()
-        if now < self._next_look:
-            return self._book
-        self._next_look = now + self.interval
-        if self._book is not None and not self._book.writer_alive():
-            self.lost()
-        if self._book is None:
-            try:
-                book = SharedPriceBook.attach(self.name, self.symbols)
-            except BookNotFound:
-                return None
-            if not book.writer_alive():
-                book.close()
-                return None
-            self._book = book
-            self.attaches += 1
-        return self._book
-
-    @property
-    def current(self):
-        """The book attached now (or None), without looking again."""
-        return self._book
-
-    def lost(self) -> None:
-        """Drop the current book (its writer died); the next book() looks again at once."""
-        if self._book is not None:
-            self._book.close()
-            self._book = None
-        self._next_look = 0.0
-
-    def close(self) -> None:
-        self.lost()
