@@ -125,7 +125,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN",
+    "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES",
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_RETRIES",
     "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
     "Quote", "new_name", "check_name", "layout_nbytes", "SharedPriceBook", "remove_stale",
@@ -140,6 +140,8 @@ MAX_NAME_LEN = 30
 # one being created, and never removed, until it is this many seconds old.
 CREATION_GRACE = 10.0
 FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
+# What a person is shown for each feed state (the dashboard, `hftlab status`).
+FEED_STATES = {FEED_NEVER: "never connected", FEED_UP: "UP", FEED_DOWN: "DOWN"}
 
 # A reader gives up after this many failed attempts at one consistent copy.
 # The first _SPIN retries spin; after that each retry sleeps briefly, so that
