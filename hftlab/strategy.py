@@ -3,8 +3,9 @@
 Prices come ONLY from the shared-memory book: the strategy looks at the book every
 ``poll_interval`` seconds and follows each symbol by its record's update counter, so it
 knows when a price is new and how many it never saw (the book keeps only the latest
-price: that is conflation). News and order replies come over TCP; one `select` waits on
-both sockets for at most ``poll_interval``, so one thread does everything.
+price: that is conflation). News and order replies come over TCP, each through the one
+reconnecting client (`hftlab.link.Link`); one `select` waits on both sockets for at most
+``poll_interval``, so one thread does everything.
 
 The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
