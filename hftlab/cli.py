@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import importlib
 import os
-import re
 import signal
 import sys
 import time
@@ -41,7 +40,6 @@ __all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "LOG_LINE", "parser", "main", 
 MODULE_COMMANDS = {"bench": "bench", "record": "record"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
                     "order-manager": "order_manager", "order_manager": "order_manager"}
-LOG_LINE = re.compile(r"^(\S+) (\w+): (.*)$")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -188,8 +186,8 @@ def _new_lines(launcher, tails) -> list:
         complete = data[:data.rfind(b"\n") + 1]
         tails[name] = offset + len(complete)
         for line in complete.decode(errors="replace").splitlines():
-            m = LOG_LINE.match(line)
-            out.append((m.group(1), name, m.group(3)) if m else ("", name, line))
+            parsed = process.parse_log_line(line)
+            out.append((parsed.time, name, parsed.text) if parsed else ("", name, line))
     return out
 
 
@@ -219,8 +217,9 @@ def cmd_status(config, args) -> int:
         return 0
     with book:
         h = book.header()
-        feed = {_book.FEED_NEVER: "never connected", _book.FEED_UP: "up",
-                _book.FEED_DOWN: "DOWN (prices are stale)"}.get(h["feed_state"], "?")
+        feed = _book.FEED_STATES.get(h["feed_state"], "?")
+        if h["feed_state"] == _book.FEED_DOWN:
+            feed += " (prices are stale)"
         writer = "alive" if book.writer_alive() else "DEAD (run hftlab clean)"
         print(f"book            {config.shm_name!r}: writer pid {h['writer_pid']} {writer}, feed {feed}, "
               f"{h['updates']} updates, {h['gaps']} gaps, {book.nbytes} bytes ({book.mapped_bytes} mapped)")

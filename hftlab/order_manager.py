@@ -31,9 +31,11 @@ import asyncio
 import errno
 import math
 import os
+import re
 import signal
 import stat
 import time
+from typing import NamedTuple
 
 from hftlab import book as _book
 from hftlab import process, protocol
@@ -235,6 +237,53 @@ def read_journal(path: str) -> list:
     return [dict(zip(names, line.split(","))) for line in lines[1:-1] if line]
 
 
+# -- the answer lines of the log ---------------------------------------------------------
+# The log is for people, but the dashboard's order blotter reads back the two lines that
+# answer an order (the journal holds the booked orders, not the rejected ones). They are
+# written and read here, side by side, like `process.ready` and `process.parse_ready`:
+# change one, change the other (tests/test_order_manager.py checks the round trip).
+
+
+def booked_line(order_no: int, order: protocol.Order) -> str:
+    """The log line of an order booked as number `order_no` (and ACKed)."""
+    return f"Received Order {order_no}: {order.side} {order.qty} {order.symbol} @ {order.price:.2f}"
+
+
+def rejected_line(order_id: str, client: str, reason: str) -> str:
+    """The log line of an order REJECTed for `reason`."""
+    return f"Rejected {order_id} from {client}: {reason}"
+
+
+class Answer(NamedTuple):
+    """An order's answer as the log tells it: booked (`order_no` is set) or rejected
+    (`reason` is set). A booked line does not name the client's order_id (the journal
+    does), and a rejected line names only the order_id."""
+    order_no: int | None = None
+    order_id: str | None = None
+    side: str | None = None
+    qty: int | None = None
+    symbol: str | None = None
+    price: float | None = None
+    reason: str | None = None
+
+
+_BOOKED_LINE = re.compile(r"Received Order (\d+): (BUY|SELL) (-?\d+) (\S+) @ (\S+)")
+_REJECTED_LINE = re.compile(r"Rejected (\S+) from \S+: (.*)")
+
+
+def parse_answer(text: str) -> Answer | None:
+    """The answer told by a log message that `booked_line` or `rejected_line` wrote (the
+    message only: see `hftlab.process.parse_log_line`); None for any other message."""
+    m = _BOOKED_LINE.fullmatch(text)
+    if m:
+        no, side, qty, symbol, price = m.groups()
+        return Answer(order_no=int(no), side=side, qty=int(qty), symbol=symbol, price=float(price))
+    m = _REJECTED_LINE.fullmatch(text)
+    if m:
+        return Answer(order_id=m.group(1), reason=m.group(2))
+    return None
+
+
 def check_order(order: protocol.Order, config, last_price: float | None = None) -> str | None:
     """Why this order must be rejected, or None if it may be booked. Pure."""
     if order.symbol not in config.symbols:
@@ -336,7 +385,7 @@ class OrderManager:
                                    "record is stuck in mid-write (orderbook stalled); retry later")
         reason = check_order(msg, self.config, last_price)
         if reason:
-            self.log.info(f"Rejected {msg.order_id} from {client}: {reason}")
+            self.log.info(rejected_line(msg.order_id, client, reason))
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
         try:
             order_no = self.journal.append(msg, client, recv_ns or time.time_ns(), session.strategy)
@@ -349,7 +398,7 @@ class OrderManager:
         if self.journal_failing is not None:
             self.log.info(f"the journal {self.journal.path} can be written again; booking orders")
             self.journal_failing = None
-        self.log.info(f"Received Order {order_no}: {msg.side} {msg.qty} {msg.symbol} @ {msg.price:.2f}")
+        self.log.info(booked_line(order_no, msg))
         return protocol.Ack(msg.order_id, order_no)
 
     def position(self, query: protocol.PositionQuery, session: Session) -> protocol.Message:

@@ -9,8 +9,9 @@ gateway's byte stream into book updates:
 - sequence numbers find gaps: a PRICE whose seq is not last+1, or an HB whose last_seq is
   ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
   not a gap;
-- while the gateway is unreachable the book's feed state says DOWN, so readers can see
-  the prices are stale; it reconnects with back-off;
+- while the gateway is unreachable or silent the book's feed state says DOWN, so readers
+  can see the prices are stale; it reconnects with back-off (`hftlab.link.Link`, the one
+  reconnecting client);
 - a line that is not valid, or valid but not storable (a PRICE whose price is not above 0
   or whose seq is 0: the protocol's syntax allows them, the book does not), is counted in
   ``errors``, logged, and skipped; nothing a gateway sends stops the process.
@@ -20,11 +21,11 @@ Run alone: ``python -m hftlab.orderbook`` (or ``hftlab orderbook``).
 
 from __future__ import annotations
 
-import socket
 import time
 
 from hftlab import book as _book
 from hftlab import process, protocol
+from hftlab.link import Link
 
 __all__ = ["SUMMARY_EVERY", "BEAT_EVERY", "FIRST_SUMMARY", "FeedHandler", "summary", "follow",
            "run", "main"]
@@ -121,22 +122,13 @@ def summary(book: _book.SharedPriceBook) -> str:
     return f"book: {prices}  (seq {h['last_seq']}, {h['gaps']} gaps)"
 
 
-def follow(sock: socket.socket, handler: FeedHandler, config, log) -> None:
-    """Read the feed until it closes or falls silent."""
-    sock.settimeout(process.SILENCE_HEARTBEATS * config.heartbeat_interval)
+def follow(feed: Link, handler: FeedHandler, log) -> None:
+    """Read the feed until it closes or falls silent (the link logs which)."""
     next_summary = time.monotonic() + FIRST_SUMMARY
     next_beat = 0.0
     while True:
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
-            log.warning(f"gateway silent for {sock.gettimeout():.1f} s; reconnecting")
-            return
-        except OSError as exc:
-            log.warning(f"lost the gateway: {exc.strerror or exc}")
-            return
-        if not data:
-            log.warning("gateway closed the connection")
+        data = feed.recv(timeout=None)  # waits for bytes, at most until the feed is silent too long
+        if data is None:
             return
         handler.feed(data)
         now = time.monotonic()
@@ -154,33 +146,24 @@ def run(config, args, log) -> None:
         book = _book.SharedPriceBook(config.symbols, config.shm_name)
     except _book.BookError as exc:
         raise process.Fatal(str(exc)) from None
+    feed = Link("price feed", config.host, config.price_port, log, config.heartbeat_interval)
     try:
         if book.took_over_from is not None:
             log.warning(f"removed a stale book {config.shm_name!r} left by crashed process "
                         f"{book.took_over_from}")
         process.ready(log, book=config.shm_name, symbols=",".join(book.symbols),
                       bytes=book.nbytes, mapped=book.mapped_bytes)
-        handler, backoff = FeedHandler(book, log), process.Backoff()
-        feed = process.address(config.host, config.price_port)
-        said_waiting = False
+        handler = FeedHandler(book, log)
         while True:
-            try:
-                sock = process.dial(config.host, config.price_port)
-            except OSError:
-                if not said_waiting:
-                    log.info(f"waiting for the gateway at {feed}")
-                    said_waiting = True
-                book.heartbeat()
-                time.sleep(backoff.next())
+            if not feed.keep_up():
+                book.heartbeat()  # no gateway, but a live writer: readers can tell the two apart
+                time.sleep(feed.retry_in())
                 continue
-            log.info(f"connected to the price feed at {feed}")
-            said_waiting = False
-            backoff.reset()
             handler.connected()
-            with sock:
-                follow(sock, handler, config, log)
+            follow(feed, handler, log)
             book.set_feed_state(_book.FEED_DOWN)
     finally:
+        feed.close()
         book.close()
         book.unlink()
 

@@ -28,11 +28,13 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from hftlab import config as _config
 
@@ -43,19 +45,29 @@ __all__ = ["LIFELINE_ENV", "EXIT_FATAL", "SILENCE_HEARTBEATS", "Fatal", "setup_l
 
 LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
 EXIT_FATAL = 2
-SILENCE_HEARTBEATS = 3  # a feed silent this many heartbeat intervals is taken for dead
 
 
 class Fatal(Exception):
     """Something the process cannot work without; the message says what to do."""
 
 
+# A log line: "14:03:07.123 strategy: the message". Written by `setup_logging`, read
+# back by `parse_log_line` (kept side by side: change one, change the other).
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(name)s: %(message)s"
+_LOG_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d{3}) (\w+): (.*)")
+
+
+class LogLine(NamedTuple):
+    time: str  # HH:MM:SS.mmm, local time
+    name: str  # the process that wrote it
+    text: str  # the message
+
+
 def setup_logging(name: str) -> logging.Logger:
     # Line-buffered so a log file (the launcher's) shows each line as it happens.
     sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(name)s: %(message)s",
-                                           datefmt="%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     log = logging.getLogger(name)
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
@@ -74,6 +86,13 @@ def parse_ready(line: str) -> dict | None:
     if not sep:
         return None
     return dict(item.split("=", 1) for item in rest.split() if "=" in item)
+
+
+def parse_log_line(line: str) -> LogLine | None:
+    """The time, process name and message of a line `setup_logging` wrote, or None if it
+    is not one (a traceback's lines, say)."""
+    m = _LOG_LINE.fullmatch(line)
+    return LogLine(*m.groups()) if m else None
 
 
 def address(host: str, port: int) -> str:

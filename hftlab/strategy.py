@@ -3,8 +3,9 @@
 Prices come ONLY from the shared-memory book: the strategy looks at the book every
 ``poll_interval`` seconds and follows each symbol by its record's update counter, so it
 knows when a price is new and how many it never saw (the book keeps only the latest
-price: that is conflation). News and order replies come over TCP; one `select` waits on
-both sockets for at most ``poll_interval``, so one thread does everything.
+price: that is conflation). News and order replies come over TCP, each through the one
+reconnecting client (`hftlab.link.Link`); one `select` waits on both sockets for at most
+``poll_interval``, so one thread does everything.
 
 The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
@@ -35,6 +36,7 @@ import time
 
 from hftlab import book as _book
 from hftlab import process, protocol, signals
+from hftlab.link import Link
 
 __all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "Link", "BookReader", "LatencyLog",
            "Strategy", "run", "main"]
@@ -44,90 +46,6 @@ __all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "Link", "BookReader", "Latenc
 # rejected again (a full journal, a limit), every tick.
 REJECT_BACKOFF = 0.5
 REJECT_BACKOFF_CAP = 30.0
-
-
-class Link:
-    """A client connection that reconnects with back-off and never blocks the loop."""
-
-    def __init__(self, name: str, host: str, port: int, log, heartbeat: float | None = None):
-        self.name, self.host, self.port, self.log = name, host, port, log
-        self.silence = process.SILENCE_HEARTBEATS * heartbeat if heartbeat else None
-        self.sock = None
-        self.decoder = protocol.Decoder()
-        self.backoff = process.Backoff()
-        self.next_try = 0.0
-        self.heard = 0.0
-        self.said_waiting = False
-
-    @property
-    def up(self) -> bool:
-        return self.sock is not None
-
-    def ensure(self, selector) -> bool:
-        """Connect if we are not and it is time to try again; True if we just connected."""
-        now = time.monotonic()
-        if self.sock is not None:
-            if self.silence and now - self.heard > self.silence:
-                self.drop(selector, f"silent for {self.silence:.1f} s")
-            return False
-        if now < self.next_try:
-            return False
-        try:
-            self.sock = process.dial(self.host, self.port, timeout=0.5)
-        except OSError:
-            self.next_try = now + self.backoff.next()
-            if not self.said_waiting:
-                self.log.info(f"waiting for the {self.name} at {process.address(self.host, self.port)}")
-                self.said_waiting = True
-            return False
-        self.sock.setblocking(False)
-        self.decoder = protocol.Decoder()
-        self.backoff.reset()
-        self.heard = now
-        self.said_waiting = False
-        selector.register(self.sock, selectors.EVENT_READ, self)
-        self.log.info(f"connected to the {self.name} at {process.address(self.host, self.port)}")
-        return True
-
-    def read(self, selector) -> list | None:
-        """Whole messages now available; None if the connection just closed."""
-        try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            return []
-        except OSError as exc:
-            self.drop(selector, exc.strerror or str(exc))
-            return None
-        if not data:
-            self.drop(selector, "closed by the other side")
-            return None
-        self.heard = time.monotonic()
-        return self.decoder.feed(data)
-
-    def send(self, data: bytes, selector) -> bool:
-        try:
-            # Blocking for this one write (a non-blocking sendall could stop halfway
-            # through a line); on loopback a full send buffer drains in microseconds.
-            self.sock.settimeout(1.0)
-            self.sock.sendall(data)
-            self.sock.setblocking(False)
-            return True
-        except OSError as exc:
-            self.drop(selector, str(exc) or "could not send for 1 s")
-            return False
-
-    def drop(self, selector, why: str) -> None:
-        if self.sock is None:
-            return
-        self.log.warning(f"lost the {self.name}: {why}; reconnecting")
-        selector.unregister(self.sock)
-        self.sock.close()
-        self.sock = None
-        self.next_try = time.monotonic() + self.backoff.next()
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
 
 
 class BookReader:
@@ -230,8 +148,9 @@ class Strategy:
         self.config, self.log = config, log
         self.trader = signals.Trader.from_config(config)
         self.selector = selectors.DefaultSelector()
-        self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval)
-        self.orders = Link("order manager", config.host, config.order_port, log)
+        self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval,
+                         selector=self.selector)
+        self.orders = Link("order manager", config.host, config.order_port, log, selector=self.selector)
         self.book = BookReader(config.shm_name, config.symbols, log)
         self.tag = secrets.token_hex(2)
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
@@ -244,7 +163,7 @@ class Strategy:
         """One turn of the loop: wait for sockets (at most poll_interval), then look at the book."""
         for key, _ in self.selector.select(self.config.poll_interval):
             link = key.data
-            msgs = link.read(self.selector)
+            msgs = link.read()
             if msgs is None:
                 if link is self.orders and self.unanswered:
                     self.log.warning(f"orders {' '.join(self.unanswered)} are unconfirmed: the order "
@@ -252,8 +171,8 @@ class Strategy:
                 continue
             for msg in msgs:
                 self.on_message(msg)
-        self.news.ensure(self.selector)
-        if self.orders.ensure(self.selector):
+        self.news.keep_up()
+        if self.orders.keep_up():
             self.on_orders_connected()
         self.book.ensure()
         for quote, missed in self.book.new_prices():
@@ -278,7 +197,7 @@ class Strategy:
         lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in ask]
         if self.unanswered:
             self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
-        self.orders.send(b"".join(lines + list(self.unanswered.values())), self.selector)
+        self.orders.send(b"".join(lines + list(self.unanswered.values())))
 
     def on_message(self, msg) -> None:
         kind = type(msg)
@@ -322,7 +241,7 @@ class Strategy:
         order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
         line = protocol.encode(protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price))
-        if self.orders.send(line, self.selector):
+        if self.orders.send(line):
             self.trader.sent(order_id, d)
             self.unanswered[order_id] = line
             why = ">" if d.side == signals.BUY else "<"
@@ -345,8 +264,8 @@ def run(config, args, log) -> None:
             strategy.book.ensure()
             if strategy.book.book is None:
                 time.sleep(0.1)  # waiting for the orderbook to create the book
-        strategy.news.ensure(strategy.selector)
-        if strategy.orders.ensure(strategy.selector):
+        strategy.news.keep_up()
+        if strategy.orders.keep_up():
             strategy.on_orders_connected()
         process.ready(log, book=config.shm_name,
                       news=process.address(config.host, config.news_port),

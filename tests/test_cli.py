@@ -53,7 +53,7 @@ def test_status_shows_the_running_lab_and_its_book(lab):
                  "--order-port", str(c.order_port), "--shm-name", c.shm_name)
     assert out.returncode == 0
     assert out.stdout.count("listening") == 3
-    assert re.search(rf"book +'{c.shm_name}': writer pid \d+ alive, feed up", out.stdout)
+    assert re.search(rf"book +'{c.shm_name}': writer pid \d+ alive, feed UP", out.stdout)
     assert all(re.search(rf"^  {s} +\d+\.\d\d  seq \d+", out.stdout, re.M) for s in c.symbols)
 
 

@@ -192,3 +192,23 @@ def test_a_row_cut_short_by_a_crash_is_dropped_not_glued(tmp_path):
             c.send(order("a-2"))
             assert c.receive(1) == [protocol.Ack("a-2", 2)]
     assert [r["order_id"] for r in read_journal(str(path))] == ["a-1", "a-2"]
+
+
+def test_the_answer_lines_of_the_log_read_back_as_what_was_answered(om):
+    """The dashboard's blotter reads the log: what booked_line/rejected_line write, through
+    the real process's logger, parse_log_line and parse_answer read back exactly."""
+    from hftlab import order_manager, process
+
+    with Client(om.config.order_port) as c:
+        c.send(order("ok1", side="SELL", qty=7, symbol="MSFT", price=410.05), order("bad1", qty=0))
+        ack, reject = c.receive(2)
+    assert isinstance(ack, protocol.Ack) and isinstance(reject, protocol.Reject)
+    logged = [process.parse_log_line(line) for line in om.log("order_manager", 200).splitlines()]
+    assert all(logged), "every line of the log is one parse_log_line reads"
+    assert {line.name for line in logged} == {"order_manager"}
+    answers = [a for a in (order_manager.parse_answer(line.text) for line in logged) if a]
+    assert answers == [
+        order_manager.Answer(order_no=ack.order_no, side="SELL", qty=7, symbol="MSFT", price=410.05),
+        order_manager.Answer(order_id="bad1", reason=reject.reason),
+    ]
+    assert order_manager.parse_answer("client 127.0.0.1:5 connected (1 now)") is None

@@ -55,3 +55,12 @@ def test_the_sample_tick_file_is_package_data():
     globs = re.findall(r'"([^"]+)"', re.search(r"^hftlab = \[(.*?)\]", block, re.M).group(1))
     sample = Path(replay.SAMPLE).resolve().relative_to(ROOT / "hftlab").as_posix()
     assert any(fnmatch.fnmatch(sample, g) for g in globs), (sample, globs)
+
+
+def test_every_subpackage_is_installed():
+    """A package folder missing from [tool.setuptools] packages works in a clone (the
+    editable install) but is left out of a wheel."""
+    listed = set(re.findall(r'"([^"]+)"', re.search(r"^packages = \[(.*?)\]",
+                                                    (ROOT / "pyproject.toml").read_text(), re.M).group(1)))
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "hftlab").rglob("__init__.py")}
+    assert found == listed

@@ -8,6 +8,7 @@ the gateway's seeded price walk, the shared memory itself, the process table.
 
 import html
 import os
+import re
 import subprocess
 import signal
 import threading
@@ -275,3 +276,66 @@ def test_a_live_loop_stops_itself_after_its_duration_when_not_headless(monkeypat
     assert "stopped after 0.3 s" in live.status.value
     assert live.error is None and len(calls) == live.frames > 0
     assert live.button.disabled
+
+
+def test_blotter_rows_join_the_logged_answers_with_the_journal():
+    from hftlab import order_manager as om
+
+    log = "\n".join([
+        "10:00:00.001 order_manager: client 127.0.0.1:5 connected (1 now)",
+        "10:00:00.002 order_manager: " + om.booked_line(1, protocol.Order("s-1", 1, "BUY", 10, "AAPL", 172.5)),
+        "10:00:00.003 order_manager: " + om.rejected_line("s-2", "127.0.0.1:5", "quantity must be positive; got 0"),
+        "10:00:00.004 strategy: " + om.booked_line(9, protocol.Order("x", 1, "BUY", 1, "AAPL", 1.0)),
+        "Traceback (most recent call last):",
+    ])
+    journal = [{"order_no": "1", "order_id": "s-1"}]
+    assert widgets.blotter_rows(log, journal) == [
+        widgets.Blotter("10:00:00.002", "s-1", "BUY", "10", "AAPL", "172.50", "ACK 1"),
+        widgets.Blotter("10:00:00.003", "s-2", "-", "-", "-", "-", "REJECT: quantity must be positive; got 0"),
+    ]
+    assert widgets.blotter_rows(log, journal, n=1)[0].order_id == "s-2"
+
+
+def test_views_take_a_config_or_a_book_name_and_say_what_else_is_wrong(lab):
+    by_config = widgets.BookView(lab.config, start=False)
+    by_name = widgets.BookView(lab.config.shm_name, start=False)
+    try:
+        for view in (by_config, by_name):
+            wait_for(lambda: view.read() and all(r.price is not None for r in view.rows), what="prices")
+            assert view.reader.name == lab.config.shm_name
+        assert by_config.stale_after == 3 * max(lab.config.tick_interval, lab.config.heartbeat_interval)
+    finally:
+        by_config.close()
+        by_name.close()
+    tap = widgets.WireTap.connect(lab.config, "news")
+    try:
+        assert isinstance(tap.next().msg, protocol.Hello)
+    finally:
+        tap.close()
+    with pytest.raises(TypeError, match="a Config, a book's name or a Launcher"):
+        widgets.BookView(42, start=False)
+
+
+def imports_of(path):
+    """The top-level names of the modules a source file imports."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module)
+    return names
+
+
+def test_each_widget_module_imports_only_what_its_idea_needs():
+    from pathlib import Path
+
+    package = Path(widgets.__file__).parent
+    uses = {p.stem: imports_of(p) for p in package.glob("*.py") if p.stem != "__init__"}
+    assert [m for m, names in uses.items() if any(n.startswith("matplotlib") for n in names)] == ["chart"]
+    assert [m for m, names in uses.items() if "hftlab.launcher" in names] == ["dashboard"]
+    for path in package.glob("*.py"):  # views take what a Launcher holds, not a Launcher
+        assert not re.search(r"isinstance\([^)]*Launcher", path.read_text()), path.name

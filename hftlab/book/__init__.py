@@ -25,7 +25,7 @@ Everything is importable from here, as ``from hftlab.book import SharedPriceBook
 """
 
 from hftlab.book.follow import Follower
-from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
+from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_STATES, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, MAX_NAME_LEN, MAX_SYMBOLS, RECORD_DTYPE, BookBusy,
                                 BookEmpty, BookError, BookInUse, BookNotFound, LayoutMismatch,
                                 Quote, check_name, check_symbols, field_offset, layout_nbytes,
@@ -37,7 +37,7 @@ from hftlab.book.untracked import (create_untracked, open_untracked, shm_open, s
 
 __all__ = [
     # layout
-    "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN",
+    "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES",
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_NAME_LEN", "field_offset",
     "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
     "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive",

@@ -37,7 +37,7 @@ from hftlab import protocol
 
 __all__ = [
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_NAME_LEN",
-    "FEED_NEVER", "FEED_UP", "FEED_DOWN", "HEADER_DTYPE", "RECORD_DTYPE", "field_offset",
+    "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES", "HEADER_DTYPE", "RECORD_DTYPE", "field_offset",
     "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
     "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive",
 ]
@@ -47,6 +47,8 @@ LAYOUT_VERSION = 1
 MAX_SYMBOLS = 64
 MAX_NAME_LEN = 30
 FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
+# What a person is shown for each feed state (the dashboard, `hftlab status`).
+FEED_STATES = {FEED_NEVER: "never connected", FEED_UP: "UP", FEED_DOWN: "DOWN"}
 
 HEADER_DTYPE = np.dtype([
     ("magic", "S8"),
