@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 from hftlab import config as _config
 
-__all__ = ["LIFELINE_ENV", "EXIT_FATAL", "SILENCE_HEARTBEATS", "Fatal", "setup_logging",
-           "ready", "parse_ready", "address", "peer", "no_delay", "listen_error",
+__all__ = ["LIFELINE_ENV", "EXIT_FATAL", "Fatal", "LOG_FORMAT", "LogLine", "setup_logging",
+           "ready", "parse_ready", "parse_log_line", "address", "peer", "no_delay", "listen_error",
            "warn_if_exposed", "Backoff", "dial", "watch_lifeline", "main", "wait_for",
            "until_stopped", "Connections"]
 
