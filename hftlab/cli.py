@@ -178,13 +178,8 @@ def _new_lines(launcher, tails) -> list:
     """The complete lines each process logged since we last looked, as (time, name, text)."""
     out = []
     for name, child in launcher.children.items():
-        offset = tails.get(name, child.log_start)
-        with open(child.log_path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-        complete = data[:data.rfind(b"\n") + 1]
-        tails[name] = offset + len(complete)
-        for line in complete.decode(errors="replace").splitlines():
+        lines, tails[name] = process.new_lines(child.log_path, tails.get(name, child.log_start))
+        for line in lines:
             m = LOG_LINE.match(line)
             out.append((m.group(1), name, m.group(3)) if m else ("", name, line))
     return out

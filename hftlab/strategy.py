@@ -348,7 +348,7 @@ class Strategy:
         self.selector.close()
 
 
-def run(config, args, log) -> None:
+def run(config, log) -> None:
     strategy = Strategy(config, log)
     try:
         while strategy.book.book is None:
