@@ -6,7 +6,7 @@ knows when a price is new and how many it never saw (the book keeps only the lat
 price: that is conflation). News and order replies come over TCP; one `select` waits on
 both sockets for at most ``poll_interval``, so one thread does everything.
 
-The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
+The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
 at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
 sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from hftlab import book as _book
-from hftlab import process, protocol, signals
+from hftlab import process, protocol, rules
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
@@ -235,10 +235,15 @@ class LatencyLog:
         self.file.close()
 
 
+def order_line(order_id: str, d: rules.Decision) -> bytes:
+    """The ORDER line of a decision: the same bytes when it is sent and when it is re-sent."""
+    return protocol.encode(protocol.Order(order_id, d.tick_ts_ns, d.side, d.qty, d.symbol, d.price))
+
+
 class Strategy:
     def __init__(self, config, log):
         self.config, self.log = config, log
-        self.trader = signals.Trader.from_config(config)
+        self.trader = rules.Trader.from_config(config)
         self.selector = selectors.DefaultSelector()
         self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval)
         self.orders = Link("order manager", config.host, config.order_port, log)
@@ -246,8 +251,6 @@ class Strategy:
         self.tag = secrets.token_hex(2)
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
-        self.unanswered = {}  # order_id -> the encoded order, until its ACK or REJECT
-        self.missed = 0
         self.latency = LatencyLog(config.latency_log) if config.latency_log else None
 
     def step(self) -> None:
@@ -256,8 +259,8 @@ class Strategy:
             link = key.data
             msgs = link.read(self.selector)
             if msgs is None:
-                if link is self.orders and self.unanswered:
-                    self.log.warning(f"orders {' '.join(self.unanswered)} are unconfirmed: the order "
+                if link is self.orders and self.trader.pending:
+                    self.log.warning(f"orders {' '.join(self.trader.pending)} are unconfirmed: the order "
                                      "manager went away before answering; they will be re-sent")
                 continue
             for msg in msgs:
@@ -267,12 +270,11 @@ class Strategy:
             self.on_orders_connected()
         self.book.ensure()
         for symbol, price, ts_ns, missed in self.book.new_prices():
-            self.missed += missed
-            decision = self.trader.on_price(symbol, price)
+            decision = self.trader.on_price(symbol, price, ts_ns)
             decided_ns, order_id = 0, ""
             if decision is not None:
                 decided_ns = time.time_ns()
-                order_id = self.send(decision, ts_ns)
+                order_id = self.send(decision)
             if self.latency is not None:
                 self.latency.add(self.book, symbol, decided_ns, order_id, missed)
 
@@ -286,24 +288,23 @@ class Strategy:
         ask = [s for s in self.config.symbols if s not in busy]
         self.trader.forget(ask)
         lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in ask]
-        if self.unanswered:
-            self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
-        self.orders.send(b"".join(lines + list(self.unanswered.values())), self.selector)
+        if self.trader.pending:
+            self.log.info(f"re-sending unconfirmed orders {' '.join(self.trader.pending)}")
+        lines += [order_line(order_id, d) for order_id, d in self.trader.pending.items()]
+        self.orders.send(b"".join(lines), self.selector)
 
     def on_message(self, msg) -> None:
         kind = type(msg)
         if kind is protocol.News:
             self.trader.on_news(msg.sentiment)
         elif kind is protocol.Ack:
-            self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_ack(msg.order_id)
             if d is not None:
                 self.quiet.pop(d.symbol, None)
                 pos = self.trader.position[d.symbol]
                 self.log.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
-                              f"{signals.position_name(pos)} {abs(pos)} {d.symbol}")
+                              f"{rules.position_name(pos)} {abs(pos)} {d.symbol}")
         elif kind is protocol.Reject:
-            self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_reject(msg.order_id)
             if d is None:
                 self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
@@ -314,7 +315,7 @@ class Strategy:
             self.log.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
         elif kind is protocol.Position:
             if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
-                held = f"{signals.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
+                held = f"{rules.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
                 self.log.info(f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; "
                               f"trading {msg.symbol}")
         elif kind is protocol.Error:
@@ -322,7 +323,7 @@ class Strategy:
         elif kind is protocol.ProtocolError:
             self.log.warning(f"bad line received: {msg.reason}")
 
-    def send(self, d: signals.Decision, tick_ts_ns: int) -> str:
+    def send(self, d: rules.Decision) -> str:
         """Send the order; its order_id, or "" if it could not be sent."""
         if not self.orders.up:
             self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
@@ -331,11 +332,9 @@ class Strategy:
             return ""  # backing off after a REJECT
         order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
-        line = protocol.encode(protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price))
-        if self.orders.send(line, self.selector):
-            self.trader.sent(order_id, d)
-            self.unanswered[order_id] = line
-            why = ">" if d.side == signals.BUY else "<"
+        if self.orders.send(order_line(order_id, d), self.selector):
+            self.trader.sent(order_id, d)  # in flight until its ACK or REJECT
+            why = ">" if d.side == rules.BUY else "<"
             self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
                           f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
             return order_id

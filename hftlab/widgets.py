@@ -45,7 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hftlab import book as _book
-from hftlab import process, protocol, signals
+from hftlab import process, protocol, rules
 from hftlab.launcher import NAMES, Launcher
 
 DURATION = 180.0  # seconds a live view runs in JupyterLab before it stops itself
@@ -378,14 +378,14 @@ class BookView(_View):
 def moving_average_series(values, n: int) -> list:
     """The strategy's n-tick moving average at each point (None until n values exist)."""
     values = list(values)
-    return [signals.moving_average(values[:i + 1], n) if i + 1 >= n else None
+    return [rules.moving_average(values[:i + 1], n) if i + 1 >= n else None
             for i in range(len(values))]
 
 
 class PriceChart(_View):
     """The recent prices of each symbol, sampled from the book, with the strategy's MAs.
 
-    The moving averages use `hftlab.signals.moving_average` over the config's windows, on
+    The moving averages use `hftlab.rules.moving_average` over the config's windows, on
     the prices this chart saw. The strategy polls the book every millisecond and sees
     every tick; the chart samples it a few times a second, so with a fast feed its
     averages are over sampled prices and only approximate the strategy's. The caption
@@ -491,7 +491,7 @@ class PriceChart(_View):
             prices = list(self.history[symbol])
             for n in self.windows:
                 if len(prices) >= n:
-                    lines.append(f"{symbol} MA {n}: {signals.moving_average(prices, n):.2f}")
+                    lines.append(f"{symbol} MA {n}: {rules.moving_average(prices, n):.2f}")
         return "\n".join([self._caption(), *lines])
 
     def describe(self) -> str:
@@ -963,7 +963,7 @@ class Dashboard(_View):
         self.news.poll()
         cfg = self.launcher.config
         s = self.news.sentiment
-        side = signals.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
+        side = rules.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
         if s is not None:
             self.news_bar.value = s
         self.news_box.value = (f"<code>{self._news_text()}</code>" if s is not None else
@@ -978,7 +978,7 @@ class Dashboard(_View):
         s = self.news.sentiment
         if s is None:
             return "news: none yet" + ("" if self.news.connected else " (not connected)")
-        side = signals.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
+        side = rules.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
         return (f"sentiment {s} (news #{self.news.seq}): {side}; BUY above {cfg.bullish}, "
                 f"SELL below {cfg.bearish}")
 

@@ -1,7 +1,10 @@
-"""The strategy's brain, with no I/O: signals, the agreement rule and positions.
+"""The strategy's trading rules, with no I/O: the price and news signals, the agreement
+rule, positions and the orders in flight.
 
-Pure functions and one small state machine (`Trader`), so a notebook can replay a
-seeded price series through exactly the logic the strategy process runs.
+(A *signal* here is a trading signal, BUY or SELL; the POSIX signals of this course,
+SIGTERM and friends, live in `hftlab.process`.) Pure functions and one small state
+machine (`Trader`), so a notebook can replay a seeded price series through exactly the
+logic the strategy process runs.
 
 - Price signal: the short moving average strictly above the long one is BUY, strictly
   below is SELL, equal (or not enough history yet) is nothing.
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 from collections import deque
 from typing import NamedTuple
+
+__all__ = ["BUY", "SELL", "moving_average", "price_signal", "news_signal", "combine", "order_for",
+           "position_name", "Decision", "Trader"]
 
 BUY, SELL = "BUY", "SELL"
 
@@ -72,6 +78,7 @@ def position_name(position: int) -> str:
 
 
 class Decision(NamedTuple):
+    """An order to send, and why: the moving averages and the sentiment that agreed."""
     symbol: str
     side: str
     qty: int
@@ -79,6 +86,7 @@ class Decision(NamedTuple):
     short_ma: float
     long_ma: float
     sentiment: int
+    tick_ts_ns: int = 0  # when the tick that decided it was made (the order carries it)
 
 
 class Trader:
@@ -89,7 +97,9 @@ class Trader:
         self.short, self.long, self.bullish, self.bearish, self.qty = short, long, bullish, bearish, qty
         self.history = {s: deque(maxlen=long) for s in symbols}
         self.position = {s: 0 for s in symbols}
-        self.pending = {}  # order_id -> Decision, at most one per symbol
+        # The orders in flight: order_id -> Decision, at most one per symbol, from `sent`
+        # until its ACK or REJECT. The only record of them: the strategy re-sends these.
+        self.pending = {}
         self.unknown = set()  # symbols whose position is not known yet: no orders for them
         self.sentiment = None
 
@@ -101,8 +111,8 @@ class Trader:
     def on_news(self, sentiment: int) -> None:
         self.sentiment = sentiment
 
-    def on_price(self, symbol: str, price: float) -> Decision | None:
-        """Record a price; return the order to send now, if any."""
+    def on_price(self, symbol: str, price: float, ts_ns: int = 0) -> Decision | None:
+        """Record a price (of a tick made at `ts_ns`); return the order to send now, if any."""
         history = self.history[symbol]
         history.append(price)
         side = combine(price_signal(history, self.short, self.long),
@@ -113,7 +123,7 @@ class Trader:
         if order is None:
             return None
         return Decision(symbol, order[0], order[1], price, moving_average(history, self.short),
-                        moving_average(history, self.long), self.sentiment)
+                        moving_average(history, self.long), self.sentiment, ts_ns)
 
     def forget(self, symbols) -> None:
         """Stop trading `symbols` until their positions are learnt (`learn`)."""
