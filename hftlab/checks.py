@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from hftlab import book as _book
+from hftlab import book
 from hftlab import order_manager, protocol, rules
 from hftlab.alternatives.feeds import FeedResult
 from hftlab.config import Config
@@ -95,7 +95,7 @@ def check_footprint(fn) -> Verdict:
 
     def judge(fn, case):
         n, page = case
-        used = _book.HEADER_DTYPE.itemsize + n * _book.RECORD_DTYPE.itemsize
+        used = book.HEADER_DTYPE.itemsize + n * book.RECORD_DTYPE.itemsize
         want = (used, -(-used // page) * page)
         got = _call(fn, n, page)
         if not (isinstance(got, tuple) and len(got) == 2):

@@ -56,7 +56,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import hftlab
-from hftlab import book as _book
+from hftlab import book
 from hftlab import process
 from hftlab.config import Config
 
@@ -152,7 +152,7 @@ class Launcher:
         config = config or Config()
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
-                                    shm_name=_book.new_name())
+                                    shm_name=book.new_name())
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="hftlab-")
         if run_dir is None and not keep_run_dir:
             # Ours to remove: at close(), or when this Python exits. Not at stop(), so the
@@ -356,7 +356,7 @@ class Launcher:
         child.cut_lifeline()
         if child.name == "orderbook":
             # A SIGKILLed orderbook could not remove its book; nobody else will.
-            _book.remove_stale(self.config.shm_name)
+            book.remove_stale(self.config.shm_name)
 
     def __enter__(self) -> "Launcher":
         return self.start()
