@@ -10,7 +10,7 @@ A stub that still raises NotImplementedError is "not done yet", not a failure,
 so a lesson notebook runs cleanly from top to bottom before any exercise is
 done.
 
-Where the package already holds the answer (`hftlab.signals`,
+Where the package already holds the answer (`hftlab.rules`,
 `hftlab.order_manager.check_order`, the book's dtypes), the expected
 values come from there, so an exercise can never disagree with the code the
 processes run.
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 
-from hftlab import book as _book
-from hftlab import order_manager, protocol, signals
+from hftlab import book
+from hftlab import order_manager, protocol, rules
 from hftlab.alternatives.feeds import FeedResult
 from hftlab.config import Config
 
@@ -95,7 +95,7 @@ def check_footprint(fn) -> Verdict:
 
     def judge(fn, case):
         n, page = case
-        used = _book.HEADER_DTYPE.itemsize + n * _book.RECORD_DTYPE.itemsize
+        used = book.HEADER_DTYPE.itemsize + n * book.RECORD_DTYPE.itemsize
         want = (used, -(-used // page) * page)
         got = _call(fn, n, page)
         if not (isinstance(got, tuple) and len(got) == 2):
@@ -247,7 +247,7 @@ def check_moving_average(fn) -> Verdict:
 
     def judge(fn, case):
         (values, n), hint = case
-        want = signals.moving_average(values, n)
+        want = rules.moving_average(values, n)
         got = _call(fn, list(values), n)
         if not (isinstance(got, (int, float)) and math.isclose(got, want)):
             raise _Wrong(f"moving_average({values}, {n}) returned {got!r}, expected {want!r}.\n"
@@ -268,7 +268,7 @@ def check_price_signal(fn) -> Verdict:
 
     def judge(fn, case):
         (history, short, long), hint = case
-        want = signals.price_signal(history, short, long)
+        want = rules.price_signal(history, short, long)
         got = _call(fn, list(history), short, long)
         _expect(got, want, f"price_signal({history}, {short}, {long})", hint)
 
@@ -288,7 +288,7 @@ def check_order_for(fn) -> Verdict:
 
     def judge(fn, case):
         (position, side, qty), hint = case
-        want = signals.order_for(position, side, qty)
+        want = rules.order_for(position, side, qty)
         got = _call(fn, position, side, qty)
         if isinstance(got, list):
             got = tuple(got)

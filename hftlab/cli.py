@@ -33,7 +33,7 @@ from hftlab import config as _config
 from hftlab import process, replay
 from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
 
-__all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "LOG_LINE", "parser", "main", "cmd_run",
+__all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "parser", "main", "cmd_run",
            "cmd_status", "cmd_clean"]
 
 # Commands that live in their own module and parse their own flags.
@@ -179,13 +179,8 @@ def _new_lines(launcher, tails) -> list:
     """The complete lines each process logged since we last looked, as (time, name, text)."""
     out = []
     for name, child in launcher.children.items():
-        offset = tails.get(name, child.log_start)
-        with open(child.log_path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-        complete = data[:data.rfind(b"\n") + 1]
-        tails[name] = offset + len(complete)
-        for line in complete.decode(errors="replace").splitlines():
+        lines, tails[name] = process.new_lines(child.log_path, tails.get(name, child.log_start))
+        for line in lines:
             parsed = process.parse_log_line(line)
             out.append((parsed.time, name, parsed.text) if parsed else ("", name, line))
     return out

@@ -29,8 +29,8 @@ FAST = {"tick_interval": 0.05, "news_interval": 0.25, "heartbeat_interval": 0.5,
         "short_window": 3, "long_window": 8}
 
 
-def _knob(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+def _knob(default, help):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)

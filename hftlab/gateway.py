@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import secrets
 import signal
 import time
@@ -221,6 +222,26 @@ def bench_tails(symbols, seed: int, steps: int = BENCH_CYCLE) -> list:
     return [f",{s},{p:.2f}\n".encode("ascii") for _ in range(steps) for s, p in walk.step()]
 
 
+BURST_PREFIX = "bench: burst of "
+
+
+def burst_line(n: int, first: int, last: int, t0_ns: int) -> str:
+    """The log line that starts a benchmark burst; `parse_burst_line` reads it back.
+
+    ``hftlab bench`` learns from it which seqs the burst carries and when its first tick
+    was made, so the two stay side by side (like `process.ready` / `process.parse_ready`)."""
+    return f"{BURST_PREFIX}{n} ticks, seq {first}..{last}, first made at ts_ns {t0_ns}"
+
+
+def parse_burst_line(line: str) -> tuple | None:
+    """(first seq, last seq, ts_ns of the first tick) of a `burst_line`, or None if it is not one."""
+    m = _BURST_RE.search(line)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3]))
+
+
+_BURST_RE = re.compile(re.escape(BURST_PREFIX) + r"\d+ ticks, seq (\d+)\.\.(\d+), first made at ts_ns (\d+)$")
+
+
 async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
     """Send n PRICE ticks in batches, waiting for every subscriber to take each batch."""
     loop = asyncio.get_running_loop()
@@ -230,7 +251,7 @@ async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
         per = BENCH_BATCH if not rate else max(1, min(BENCH_BATCH, int(rate * 0.005)))
         first, end, k = feed.seq + 1, feed.seq + n, 0
         ts = t0 = time.time_ns()
-        log.info(f"bench: burst of {n} ticks, seq {first}..{end}, first made at ts_ns {t0}")
+        log.info(burst_line(n, first, end, t0))
         start = loop.time()
         while feed.seq < end:
             m = min(per, end - feed.seq)
@@ -313,7 +334,7 @@ async def serve(config, log) -> None:
         await connections.hang_up()
 
 
-def run(config, args, log) -> None:
+def run(config, log) -> None:
     asyncio.run(serve(config, log))
 
 

@@ -56,7 +56,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import hftlab
-from hftlab import book as _book
+from hftlab import book
 from hftlab import process
 from hftlab.config import Config
 
@@ -125,14 +125,6 @@ class Child:
             self.lifeline = -1
 
 
-def tail(path: str, lines: int = 10) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(deque(f, maxlen=lines))
-    except FileNotFoundError:
-        return ""
-
-
 def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(hftlab.__file__)))
 
@@ -164,7 +156,7 @@ class Launcher:
         config = config or Config()
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
-                                    shm_name=_book.new_name())
+                                    shm_name=book.new_name())
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="hftlab-")
         if run_dir is None and not keep_run_dir:
             # Ours to remove: at close(), or when this Python exits. Not at stop(), so the
@@ -231,27 +223,23 @@ class Launcher:
 
     def _wait_ready(self, child: Child) -> dict:
         deadline = time.monotonic() + self.ready_timeout
-        with open(child.log_path, errors="replace") as f:
-            f.seek(child.log_start)
-            pending = ""
-            while True:
-                pending += f.read()
-                lines = pending.split("\n")
-                pending = lines.pop()
-                for line in lines:
-                    facts = process.parse_ready(line)
-                    if facts is not None:
-                        return facts
-                if not child.running():
-                    raise LaunchError(
-                        f"{child.name} exited with status {child.popen.returncode} before it was "
-                        f"ready. The end of its log ({child.log_path}):\n{tail(child.log_path, 5)}")
-                if time.monotonic() > deadline:
-                    self._terminate(child)
-                    raise LaunchError(
-                        f"{child.name} was not ready within {self.ready_timeout:.0f} s. The end of "
-                        f"its log ({child.log_path}):\n{tail(child.log_path, 5)}")
-                time.sleep(0.01)  # polling a file: the child gives no other signal
+        offset = child.log_start
+        while True:
+            lines, offset = process.new_lines(child.log_path, offset)
+            for line in lines:
+                facts = process.parse_ready(line)
+                if facts is not None:
+                    return facts
+            if not child.running():
+                raise LaunchError(
+                    f"{child.name} exited with status {child.popen.returncode} before it was "
+                    f"ready. The end of its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
+            if time.monotonic() > deadline:
+                self._terminate(child)
+                raise LaunchError(
+                    f"{child.name} was not ready within {self.ready_timeout:.0f} s. The end of "
+                    f"its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
+            time.sleep(0.01)  # polling a file: the child gives no other signal
 
     def _learn_ports(self, name: str, facts: dict) -> None:
         port = lambda key: int(facts[key].rsplit(":", 1)[1])
@@ -269,7 +257,7 @@ class Launcher:
 
     def dead(self) -> list:
         """(name, returncode, end of log) for each started process that is no longer running."""
-        return [(name, c.popen.returncode, tail(c.log_path, 10))
+        return [(name, c.popen.returncode, process.tail(c.log_path, 10))
                 for name, c in self.children.items() if not c.running()]
 
     def supervise(self) -> list:
@@ -289,7 +277,7 @@ class Launcher:
             child.cut_lifeline()
             watch.seen_dead = child.pid
             events.append(self._died(name, watch, now, _how(child.popen.returncode),
-                                     tail(child.log_path, 10), child.pid))
+                                     process.tail(child.log_path, 10), child.pid))
         for name, watch in self._watch.items():
             if watch.due is None or now < watch.due:
                 continue
@@ -302,7 +290,7 @@ class Launcher:
                 watch.seen_dead = failed.pid
                 events.append(self._died(name, watch, time.monotonic(),
                                          f"{_how(failed.popen.wait())} before it was ready",
-                                         tail(failed.log_path, 10), failed.pid))
+                                         process.tail(failed.log_path, 10), failed.pid))
                 continue
             recent = len(watch.deaths)
             events.append(Event("restarted", name, child.pid,
@@ -327,7 +315,7 @@ class Launcher:
                                         f"{delay:g} s. The end of its log:\n{log}")
 
     def log(self, name: str, lines: int = 20) -> str:
-        return tail(self.children[name].log_path, lines)
+        return process.tail(self.children[name].log_path, lines)
 
     def pid(self, name: str) -> int:
         return self.children[name].pid
@@ -368,17 +356,11 @@ class Launcher:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _terminate(self, child: Child, timeout: float = STOP_TIMEOUT) -> None:
-        if child.running():
-            child.popen.send_signal(signal.SIGTERM)
-            try:
-                child.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.popen.kill()
-                child.popen.wait()
+        process.terminate(child.popen, timeout)
         child.cut_lifeline()
         if child.name == "orderbook":
             # A SIGKILLed orderbook could not remove its book; nobody else will.
-            _book.remove_stale(self.config.shm_name)
+            book.remove_stale(self.config.shm_name)
 
     def __enter__(self) -> "Launcher":
         return self.start()
@@ -400,7 +382,3 @@ def _how(returncode: int) -> str:
             return f"was killed by signal {-returncode}"
     return f"exited with status {returncode}"
 
-
-def launch(config: Config | None = None, **kw) -> Launcher:
-    """Start the whole system and return the running Launcher (call .stop() when done)."""
-    return Launcher(config, **kw).start()

@@ -470,7 +470,7 @@ async def serve(config, log) -> None:
         manager.prices.close()
 
 
-def run(config, args, log) -> None:
+def run(config, log) -> None:
     # A file-size limit (ulimit -f) would kill us with SIGXFSZ on a write past it; ignored,
     # the write fails with EFBIG instead, and that is handled like a full disk.
     if hasattr(signal, "SIGXFSZ"):

@@ -141,7 +141,7 @@ def follow(feed: Link, handler: FeedHandler, log) -> None:
             log.info(summary(handler.book))
 
 
-def run(config, args, log) -> None:
+def run(config, log) -> None:
     try:
         book = _book.SharedPriceBook(config.symbols, config.shm_name)
     except _book.BookError as exc:

@@ -1,6 +1,8 @@
 """What every hftlab process has in common: flags, logging, a ready line, clean exits.
 
-Each process module defines ``run(config, args, log)`` and calls `main`. `main` parses
+Each process module defines ``run(config, log)`` and calls `main` (a command with flags
+of its own, such as ``hftlab record``, passes `add_arguments` and gets ``run(config, log,
+args)``). `main` parses
 the shared `Config` flags, logs with the process's name, turns SIGTERM into the same
 clean exit as Ctrl-C, watches the launcher's *lifeline* (see `watch_lifeline`) and
 turns a `Fatal` error into one sentence and exit status 2 instead of a traceback.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -31,6 +34,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -171,7 +175,10 @@ def watch_lifeline() -> None:
 
 
 def main(name: str, description: str, run, add_arguments=None, argv=None) -> int:
-    """Run a process: parse flags, log, handle Ctrl-C/SIGTERM and fatal errors."""
+    """Run a process: parse flags, log, handle Ctrl-C/SIGTERM and fatal errors.
+
+    `add_arguments(parser)`, if given, adds the command's own flags; `run` then gets the
+    parsed flags as a third argument."""
     parser = argparse.ArgumentParser(prog=f"hftlab {name}", description=description)
     if add_arguments:
         add_arguments(parser)
@@ -188,7 +195,8 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
     signal.signal(signal.SIGINT, signal.default_int_handler)
     watch_lifeline()
     try:
-        run(config, args, log)  # returns on its own only when an asyncio server was stopped
+        # run returns on its own only when an asyncio server was stopped
+        run(config, log, args) if add_arguments else run(config, log)
     except KeyboardInterrupt:
         pass
     except Fatal as exc:
@@ -212,6 +220,43 @@ def wait_for(condition, timeout: float = 10.0, what: str = "the condition", inte
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+# -- child processes and their logs (the launcher's, the bench's) -----------------------
+
+def terminate(popen: subprocess.Popen, timeout: float) -> int:
+    """Stop a child politely: SIGTERM, then SIGKILL if it has not exited after `timeout` s.
+
+    Returns its exit status (negative: the signal that ended it). Every hftlab process
+    turns SIGTERM into its clean exit (see `main`); SIGKILL is for one that hangs."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+    return popen.wait()
+
+
+def tail(path: str, lines: int = 10) -> str:
+    """The last `lines` lines of a log file ("" if it does not exist)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(collections.deque(f, maxlen=lines))
+    except FileNotFoundError:
+        return ""
+
+
+def new_lines(path: str, offset: int) -> tuple:
+    """(the complete lines written to `path` from byte `offset` on, the offset after them).
+
+    For following a log another process is writing: a line still being written (no
+    newline yet) is left for the next call, so no line is ever read in two pieces."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    complete = data[:data.rfind(b"\n") + 1]
+    return complete.decode(errors="replace").splitlines(), offset + len(complete)
 
 
 # -- asyncio servers (the gateway, the order manager) ------------------------------------

@@ -90,7 +90,7 @@ def write(path: str, rows) -> None:
         f.writelines(replay.format_row(*row) for row in rows)
 
 
-def run(config, args, log) -> None:
+def run(config, log, args) -> None:
     if not args.duration > 0:
         raise process.Fatal(f"--duration must be positive; got {args.duration:g}")
     rows = collect(config, args.duration, log)

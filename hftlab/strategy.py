@@ -7,7 +7,7 @@ price: that is conflation). News and order replies come over TCP, each through t
 reconnecting client (`hftlab.link.Link`); one `select` waits on both sockets for at most
 ``poll_interval``, so one thread does everything.
 
-The decisions themselves are pure (`hftlab.signals.Trader`). Every order carries the
+The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
 at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
 sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
@@ -35,11 +35,11 @@ import selectors
 import time
 
 from hftlab import book as _book
-from hftlab import process, protocol, signals
+from hftlab import process, protocol, rules
 from hftlab.link import Link
 
-__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "Link", "BookReader", "LatencyLog",
-           "Strategy", "run", "main"]
+__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "BookReader", "LatencyLog",
+           "Strategy", "order_line", "run", "main"]
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
@@ -143,10 +143,15 @@ class LatencyLog:
         self.file.close()
 
 
+def order_line(order_id: str, d: rules.Decision) -> bytes:
+    """The ORDER line of a decision: the same bytes when it is sent and when it is re-sent."""
+    return protocol.encode(protocol.Order(order_id, d.tick_ts_ns, d.side, d.qty, d.symbol, d.price))
+
+
 class Strategy:
     def __init__(self, config, log):
         self.config, self.log = config, log
-        self.trader = signals.Trader.from_config(config)
+        self.trader = rules.Trader.from_config(config)
         self.selector = selectors.DefaultSelector()
         self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval,
                          selector=self.selector)
@@ -155,8 +160,6 @@ class Strategy:
         self.tag = secrets.token_hex(2)
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
-        self.unanswered = {}  # order_id -> the encoded order, until its ACK or REJECT
-        self.missed = 0
         self.latency = LatencyLog(config.latency_log) if config.latency_log else None
 
     def step(self) -> None:
@@ -165,8 +168,8 @@ class Strategy:
             link = key.data
             msgs = link.read()
             if msgs is None:
-                if link is self.orders and self.unanswered:
-                    self.log.warning(f"orders {' '.join(self.unanswered)} are unconfirmed: the order "
+                if link is self.orders and self.trader.pending:
+                    self.log.warning(f"orders {' '.join(self.trader.pending)} are unconfirmed: the order "
                                      "manager went away before answering; they will be re-sent")
                 continue
             for msg in msgs:
@@ -176,12 +179,11 @@ class Strategy:
             self.on_orders_connected()
         self.book.ensure()
         for quote, missed in self.book.new_prices():
-            self.missed += missed
-            decision = self.trader.on_price(quote.symbol, quote.price)
+            decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
             decided_ns, order_id = 0, ""
             if decision is not None:
                 decided_ns = time.time_ns()
-                order_id = self.send(decision, quote.ts_ns)
+                order_id = self.send(decision)
             if self.latency is not None:
                 self.latency.add(quote, self.book.seen_ns, decided_ns, order_id, missed)
 
@@ -195,24 +197,23 @@ class Strategy:
         ask = [s for s in self.config.symbols if s not in busy]
         self.trader.forget(ask)
         lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in ask]
-        if self.unanswered:
-            self.log.info(f"re-sending unconfirmed orders {' '.join(self.unanswered)}")
-        self.orders.send(b"".join(lines + list(self.unanswered.values())))
+        if self.trader.pending:
+            self.log.info(f"re-sending unconfirmed orders {' '.join(self.trader.pending)}")
+        lines += [order_line(order_id, d) for order_id, d in self.trader.pending.items()]
+        self.orders.send(b"".join(lines))
 
     def on_message(self, msg) -> None:
         kind = type(msg)
         if kind is protocol.News:
             self.trader.on_news(msg.sentiment)
         elif kind is protocol.Ack:
-            self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_ack(msg.order_id)
             if d is not None:
                 self.quiet.pop(d.symbol, None)
                 pos = self.trader.position[d.symbol]
                 self.log.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
-                              f"{signals.position_name(pos)} {abs(pos)} {d.symbol}")
+                              f"{rules.position_name(pos)} {abs(pos)} {d.symbol}")
         elif kind is protocol.Reject:
-            self.unanswered.pop(msg.order_id, None)
             d = self.trader.on_reject(msg.order_id)
             if d is None:
                 self.log.warning(f"REJECT {msg.order_id}: {msg.reason}")
@@ -223,7 +224,7 @@ class Strategy:
             self.log.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
         elif kind is protocol.Position:
             if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
-                held = f"{signals.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
+                held = f"{rules.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
                 self.log.info(f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; "
                               f"trading {msg.symbol}")
         elif kind is protocol.Error:
@@ -231,7 +232,7 @@ class Strategy:
         elif kind is protocol.ProtocolError:
             self.log.warning(f"bad line received: {msg.reason}")
 
-    def send(self, d: signals.Decision, tick_ts_ns: int) -> str:
+    def send(self, d: rules.Decision) -> str:
         """Send the order; its order_id, or "" if it could not be sent."""
         if not self.orders.up:
             self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
@@ -240,11 +241,9 @@ class Strategy:
             return ""  # backing off after a REJECT
         order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
-        line = protocol.encode(protocol.Order(order_id, tick_ts_ns, d.side, d.qty, d.symbol, d.price))
-        if self.orders.send(line):
-            self.trader.sent(order_id, d)
-            self.unanswered[order_id] = line
-            why = ">" if d.side == signals.BUY else "<"
+        if self.orders.send(order_line(order_id, d)):
+            self.trader.sent(order_id, d)  # in flight until its ACK or REJECT
+            why = ">" if d.side == rules.BUY else "<"
             self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
                           f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
             return order_id
@@ -257,7 +256,7 @@ class Strategy:
         self.selector.close()
 
 
-def run(config, args, log) -> None:
+def run(config, log) -> None:
     strategy = Strategy(config, log)
     try:
         while strategy.book.book is None:

@@ -9,12 +9,17 @@ The fast PRICE decoding path it relies on must decode exactly as the line-by-lin
 import json
 import mmap
 import os
+import secrets
+import socket
 import subprocess
+import sys
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hftlab import book, cli, protocol
+from hftlab import book, cli, gateway, process, protocol
+from hftlab.bench import baseline
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
         "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes")
@@ -98,3 +103,77 @@ def test_fast_price_path_decodes_like_line_by_line(lines):
     one_by_one = protocol.Decoder()
     slow = [m for line in lines for m in one_by_one.feed(line + b"\n")]
     assert as_comparable(protocol.Decoder().feed(b"\n".join(lines) + b"\n")) == as_comparable(slow)
+
+
+# -- the bare baseline ---------------------------------------------------------------------
+
+def test_every_baseline_role_documents_its_own_options():
+    for role in baseline.ROLES:
+        out = subprocess.run([sys.executable, "-m", "hftlab.bench.baseline", role, "--help"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert f"baseline {role}" in out.stdout and "--" in out.stdout
+        assert "RuntimeWarning" not in out.stderr  # run as __main__, never imported twice
+    bad = subprocess.run([sys.executable, "-m", "hftlab.bench.baseline", "relay", "--port", "1", "--n", "0",
+                          "--shm", "x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--n: must be positive; got 0" in bad.stderr
+
+
+def test_hftlab_bench_has_no_hidden_role_flags(capsys):
+    try:
+        cli.main(["bench", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "--role" not in capsys.readouterr().out
+
+
+def test_relay_versions_only_grow_as_the_books_do():
+    # The relay's version words, read while it writes as fast as it can: each is one
+    # 8-byte store, so a reader never sees one go back (struct.pack_into zero-fills first:
+    # a reader then sometimes saw 0).
+    n, lines = 4, 200_000
+    srv = socket.create_server(("127.0.0.1", 0))
+    name = "hftbench_" + secrets.token_hex(4)
+    relay = subprocess.Popen([sys.executable, "-m", "hftlab.bench.baseline", "relay", "--port",
+                              str(srv.getsockname()[1]), "--n", str(n), "--shm", name],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        srv.settimeout(60)
+        conn, _ = srv.accept()
+        assert json.loads(relay.stdout.readline()) == {"shm": name}
+        shm = book._open_untracked(name)
+        u64 = shm.buf.cast("Q")
+        words = [(8 + i * baseline.RECORD) // 8 for i in range(n)]
+
+        def send():
+            with conn:
+                conn.sendall(b"".join(b"%d,%d\n" % (seq, seq) for seq in range(1, lines + 1)))
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        last, reads, backwards = [0] * n, 0, 0
+        while not u64[0]:  # the relay sets the done word when the source has hung up
+            for i, w in enumerate(words):
+                v = u64[w]
+                backwards += v < last[i]
+                last[i] = v
+            reads += 1
+        sender.join()
+        assert relay.wait(60) == 0
+        # Every line was one odd and one even store on its record.
+        assert [u64[w] for w in words] == [2 * (lines // n)] * n
+        assert backwards == 0, f"{backwards} version loads went back in {reads} rounds"
+        u64.release()
+        shm.close()
+    finally:
+        process.terminate(relay, 5.0)  # already exited, unless the test failed
+        relay.stdout.close()
+        srv.close()
+    assert not os.path.exists(f"/dev/shm/{name}") or sys.platform != "linux"
+
+
+def test_the_gateways_burst_line_is_read_back_by_its_own_parser():
+    line = gateway.burst_line(1000, 11, 1010, 1764087000123456789)
+    assert gateway.parse_burst_line(line) == (11, 1010, 1764087000123456789)
+    assert gateway.parse_burst_line("12:00:00.123 gateway: " + line) == (11, 1010, 1764087000123456789)
+    assert gateway.parse_burst_line("12:00:00.123 gateway: bench: burst sent in 0.1 s") is None

@@ -13,7 +13,7 @@ PACKAGE = ROOT / "hftlab"
 LEARNER_MODULES = [
     "hftlab.book", "hftlab.book.layout", "hftlab.book.seqlock", "hftlab.book.untracked",
     "hftlab.book.stale", "hftlab.book.follow", "hftlab.protocol", "hftlab.config",
-    "hftlab.signals", "hftlab.launcher", "hftlab.process", "hftlab.checks", "hftlab.strategy",
+    "hftlab.rules", "hftlab.launcher", "hftlab.process", "hftlab.checks", "hftlab.strategy",
     "hftlab.order_manager", "hftlab.gateway", "hftlab.orderbook", "hftlab.record",
     "hftlab.replay", "hftlab.cli", "hftlab.alternatives",
 ]

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import wait_for
 from hftlab import book as _book
-from hftlab import replay, signals
+from hftlab import replay, rules
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
@@ -181,7 +181,7 @@ def scripted_file(path):
         for s in symbols:
             t += STEP
             rows.append((t, "PRICE", s, paths[s][i]))
-    trader = signals.Trader(symbols, SHORT, LONG)
+    trader = rules.Trader(symbols, SHORT, LONG)
     orders, last = [], None
     for n, (_, kind, s, v) in enumerate(rows):
         if kind == "NEWS":

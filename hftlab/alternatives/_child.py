@@ -115,5 +115,5 @@ def percentiles_us(values_ns) -> dict:
     """p50, p90, p99, max (microseconds) and n, as `hftlab bench` reports them."""
     # Imported here, not at the top: a spawned child (macOS) imports this package and
     # need none of the bench's imports.
-    from hftlab.bench import percentiles
+    from hftlab.bench.measure import percentiles
     return percentiles(values_ns)

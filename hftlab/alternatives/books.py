@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from hftlab import book as _book
+from hftlab import book
 from hftlab.alternatives._child import AlternativesError, Child, _CTX, percentiles_us
 
 __all__ = ["STORES", "BookResult", "measure_book", "book_table"]
@@ -81,8 +81,8 @@ class BookResult:
 
 class _Seqlock:
     def __init__(self, handle, owner):
-        self.book = (_book.SharedPriceBook(SYMBOLS, handle) if owner
-                     else _book.SharedPriceBook.attach(handle, SYMBOLS))
+        self.book = (book.SharedPriceBook(SYMBOLS, handle) if owner
+                     else book.SharedPriceBook.attach(handle, SYMBOLS))
 
     def write(self, i, price, seq, ts_ns):
         self.book.update_index(i, price, seq, ts_ns)
@@ -208,17 +208,17 @@ def _hammer(fn, limit, seconds, torn):
 def _handle(store):
     """What the writer and reader open the store by: a book name, a dict proxy, a path."""
     if store == "seqlock":
-        name = _book.new_name()
+        name = book.new_name()
         try:
             yield name
         finally:
-            _book.remove_stale(name)              # only if its writer died without unlinking
+            book.remove_stale(name)              # only if its writer died without unlinking
     elif store == "manager":
         with _CTX.Manager() as manager:           # its server process ends with the block
             yield manager.dict()
     else:
         folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        path = os.path.join(folder, _book.new_name())
+        path = os.path.join(folder, book.new_name())
         with open(path, "xb") as f:
             f.truncate(_RECORD.size * len(SYMBOLS))
         try:

@@ -16,7 +16,7 @@ import ipywidgets as W
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hftlab import signals
+from hftlab import rules
 from hftlab.widgets.bookview import BookReader
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import View, config_of, styled
@@ -27,14 +27,14 @@ __all__ = ["PriceChart", "moving_average_series"]
 def moving_average_series(values, n: int) -> list:
     """The strategy's n-tick moving average at each point (None until n values exist)."""
     values = list(values)
-    return [signals.moving_average(values[:i + 1], n) if i + 1 >= n else None
+    return [rules.moving_average(values[:i + 1], n) if i + 1 >= n else None
             for i in range(len(values))]
 
 
 class PriceChart(View):
     """The recent prices of each symbol, sampled from the book, with the strategy's MAs.
 
-    The moving averages use `hftlab.signals.moving_average` over the config's windows, on
+    The moving averages use `hftlab.rules.moving_average` over the config's windows, on
     the prices this chart saw. The strategy polls the book every millisecond and sees
     every tick; the chart samples it a few times a second, so with a fast feed its
     averages are over sampled prices and only approximate the strategy's. The caption
@@ -142,7 +142,7 @@ class PriceChart(View):
             prices = list(self.history[symbol])
             for n in self.windows:
                 if len(prices) >= n:
-                    lines.append(f"{symbol} MA {n}: {signals.moving_average(prices, n):.2f}")
+                    lines.append(f"{symbol} MA {n}: {rules.moving_average(prices, n):.2f}")
         return "\n".join([self._caption(), *lines])
 
     def describe(self) -> str:

@@ -15,7 +15,7 @@ import threading
 
 import ipywidgets as W
 
-from hftlab import signals
+from hftlab import rules
 from hftlab.launcher import NAMES, Launcher
 from hftlab.widgets.blotter import Blotter, recent_orders
 from hftlab.widgets.bookview import BookView
@@ -171,7 +171,7 @@ class Dashboard(View):
         self.news.poll()
         cfg = self.launcher.config
         s = self.news.sentiment
-        side = signals.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
+        side = rules.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
         if s is not None:
             self.news_bar.value = s
         self.news_box.value = (f"<code>{self._news_text()}</code>" if s is not None else
@@ -186,7 +186,7 @@ class Dashboard(View):
         s = self.news.sentiment
         if s is None:
             return "news: none yet" + ("" if self.news.connected else " (not connected)")
-        side = signals.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
+        side = rules.news_signal(s, cfg.bullish, cfg.bearish) or "no signal"
         return (f"sentiment {s} (news #{self.news.seq}): {side}; BUY above {cfg.bullish}, "
                 f"SELL below {cfg.bearish}")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hftlab.signals import (BUY, SELL, Trader, combine, moving_average, news_signal,
+from hftlab.rules import (BUY, SELL, Trader, combine, moving_average, news_signal,
                             order_for, price_signal)
 
 
@@ -73,3 +73,20 @@ def test_position_changes_only_on_ack():
     assert trader.position["AAPL"] == 0
     # After a REJECT the signal may try again.
     assert trader.on_price("AAPL", 105).side == BUY
+
+
+def test_a_decision_carries_its_ticks_time_into_the_order_line():
+    # The orders in flight live in Trader.pending alone: the strategy re-encodes them for a
+    # re-send, so the line must come out the same from the Decision every time.
+    from hftlab import protocol, strategy
+    trader = Trader(["AAPL"], short=2, long=4, qty=10)
+    trader.on_news(80)
+    decisions = [trader.on_price("AAPL", p, ts_ns=1000 + i) for i, p in enumerate((100, 100, 100, 101))]
+    d = decisions[-1]
+    assert d.tick_ts_ns == 1003
+    trader.sent("o1", d)
+    line = strategy.order_line("o1", trader.pending["o1"])
+    assert line == strategy.order_line("o1", d)
+    (order,) = protocol.Decoder().feed(line)
+    assert (order.order_id, order.tick_ts_ns, order.side, order.qty, order.symbol, order.price) == \
+        ("o1", 1003, BUY, 10, "AAPL", 101.0)

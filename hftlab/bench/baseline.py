@@ -1,0 +1,268 @@
+"""The bare baseline: small Python processes that do what hftlab does, minus hftlab.
+
+``hftlab bench`` compares every figure with one of these, measured in the same run, because
+a number alone says little about IPC in Python. Each *role* is its own process, started as
+
+    python -m hftlab.bench.baseline ROLE [options]      (ROLE --help lists its options)
+
+prints one JSON line when it is ready (and some print one more when done), does its one
+job and exits by itself. The bench starts and reads them through
+`hftlab.bench.runner.Role` (and never imports this module: it runs as ``__main__``).
+
+The latency path, four processes in a row, like gateway -> orderbook -> strategy -> order
+manager with no trading logic:
+
+- ``source``: a TCP server; after SIGUSR1 it sends, at the gateway's random intervals,
+  one timestamped line ``seq,ts_ns`` per record;
+- ``relay``: reads them and writes each into its record of a shared-memory segment under
+  a seqlock, exactly as the book writes (`hftlab.book`): the version word goes odd, the
+  data is copied in, the version goes even, each version store one aligned 8-byte store;
+- ``poller``: looks at the records the way the strategy looks at the book (a ``select()``
+  with the poll interval as timeout, then a snapshot taken as the book takes one) and
+  sends one line per new record over TCP;
+- ``sink``: stamps each line with its arrival time and writes them all to a CSV.
+
+The throughput baseline is one process:
+
+- ``reader``: receives a gateway's price stream and only splits it into lines, the
+  ceiling any reader of that stream can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from multiprocessing.shared_memory import SharedMemory
+
+from hftlab import book, process
+
+__all__ = ["ROLES", "RECORD", "parser", "main", "source", "relay", "poller", "sink", "reader"]
+
+# The relay's segment: one 8-byte "done" word, then n records of
+# [version u64][seq i64][ts_ns i64][written_ns i64], every field 8-byte aligned so that
+# each store and load of a version is one machine instruction (see hftlab.book).
+_HEAD = 8
+_DATA = struct.Struct("<qqq")  # seq, ts_ns, written_ns
+RECORD = 8 + _DATA.size
+
+
+def say(**facts) -> None:
+    """Tell the bench something: one JSON line on stdout."""
+    print(json.dumps(facts), flush=True)
+
+
+# -- the roles ---------------------------------------------------------------------------
+
+def source(args) -> None:
+    """Send n timestamped lines every interval over TCP, for duration, after SIGUSR1."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    srv = socket.create_server(("127.0.0.1", 0))
+    say(port=srv.getsockname()[1])
+    conn, _ = srv.accept()
+    process.no_delay(conn)
+    signal.sigwait([signal.SIGUSR1])
+    seq, n, interval = 0, args.n, args.interval
+    # Sleep the way the gateway's asyncio loop sleeps: in select(), whose epoll timeout
+    # is rounded up to whole milliseconds on Linux (time.sleep would be finer).
+    # And at the same random intervals (see hftlab.gateway: a periodic feed phase-locks
+    # with a periodic poller).
+    timer, rng = selectors.DefaultSelector(), random.Random(args.seed)
+    next_at = time.monotonic()
+    end = next_at + args.duration
+    while next_at < end:
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            timer.select(delay)
+        ts = time.time_ns()
+        conn.sendall(b"".join(b"%d,%d\n" % (seq + j, ts) for j in range(1, n + 1)))
+        seq += n
+        next_at = max(next_at + rng.expovariate(1.0 / interval), time.monotonic())  # skip, not burst
+    conn.close()
+
+
+def relay(args) -> None:
+    """Read lines from the source; write each into its shared-memory record under a seqlock."""
+    n = args.n
+    shm = SharedMemory(args.shm, create=True, size=_HEAD + n * RECORD)
+    # As in the book: versions through a view cast to "Q" (one 8-byte store each; never
+    # struct.pack_into, which zero-fills its target first), the data copied in whole.
+    u64 = shm.buf.cast("Q")
+    vword = [(_HEAD + i * RECORD) // 8 for i in range(n)]
+    data = [shm.buf[_HEAD + i * RECORD + 8:_HEAD + (i + 1) * RECORD] for i in range(n)]
+    try:
+        sock = process.dial("127.0.0.1", args.port)
+        sock.settimeout(None)
+        say(shm=args.shm)
+        versions = [0] * n
+        tail = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                seq, ts = line.split(b",")
+                seq = int(seq)
+                i = seq % n
+                packed = _DATA.pack(seq, int(ts), time.time_ns())
+                v = versions[i] + 1
+                u64[vword[i]] = v          # odd: write in progress
+                data[i][:] = packed
+                u64[vword[i]] = v + 1      # even: done
+                versions[i] = v + 1
+        u64[0] = 1  # done: the poller stops
+    finally:
+        for view in (u64, *data):
+            view.release()
+        shm.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def poller(args) -> None:
+    """Poll the records as the strategy polls the book; send every new one on over TCP."""
+    n = args.n
+    shm = book.open_untracked(args.shm)
+    u64 = shm.buf.cast("Q")
+    version_words = u64[_HEAD // 8:(_HEAD + n * RECORD) // 8:RECORD // 8]
+    versions = version_words.tolist
+    block = struct.Struct("<" + "8xqqq" * n)
+    start, end = _HEAD, _HEAD + n * RECORD
+    sock = process.dial("127.0.0.1", args.port)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    last = [0] * n
+    try:
+        say(polling=args.poll_interval)
+        while not u64[0]:
+            sel.select(args.poll_interval)  # the sink never writes: a timed wait, as in the strategy
+            # A snapshot as the book takes one: versions, copy, versions again; retried
+            # until no record was being written and none changed in between.
+            while True:
+                before = versions()
+                raw = bytes(shm.buf[start:end])
+                if versions() == before and not any(v & 1 for v in before):
+                    break
+            seen = time.time_ns()
+            values = block.unpack(raw)
+            for i in range(n):
+                seq, ts, written = values[3 * i:3 * i + 3]
+                if seq != last[i]:
+                    # Record i holds the seqs i, i + n, i + 2n...: the ones skipped were conflated.
+                    missed = (seq - last[i]) // n - 1 if last[i] else 0
+                    # The order: one small write per decision, as the strategy sends one.
+                    sock.sendall(b"%d,%d,%d,%d,%d\n" % (seq, ts, written, seen, missed))
+                    last[i] = seq
+    finally:
+        sock.close()
+        version_words.release()
+        u64.release()
+        shm.close()
+
+
+def sink(args) -> None:
+    """Receive the poller's lines, stamp each with the time it arrived, write a CSV at EOF."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    say(port=srv.getsockname()[1])
+    conn, _ = srv.accept()
+    process.no_delay(conn)
+    rows, tail = [], b""
+    while True:
+        chunk = conn.recv(65536)
+        now = time.time_ns()
+        if not chunk:
+            break
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        rows += [b"%s,%d" % (line, now) for line in lines]
+    with open(args.out, "wb") as f:
+        f.write(b"seq,ts_ns,written_ns,seen_ns,missed,recv_ns\n" + b"\n".join(rows) + b"\n")
+
+
+def reader(args) -> None:
+    """Receive a gateway's price stream and only split it into lines; report when n arrived."""
+    sock = process.dial("127.0.0.1", args.port)
+    sock.settimeout(None)
+    say(connected=True)
+    count, tail = 0, b""
+    while count < args.n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        count += len(lines)
+    say(lines=count, end_ns=time.time_ns())
+    sock.close()
+
+
+ROLES = {"source": source, "relay": relay, "poller": poller, "sink": sink, "reader": reader}
+
+
+# -- the command line --------------------------------------------------------------------
+
+def _positive(kind):
+    def check(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive; got {text}")
+        return value
+    return check
+
+
+def parser() -> argparse.ArgumentParser:
+    """One sub-command per role, each with the options it reads."""
+    p = argparse.ArgumentParser(prog="python -m hftlab.bench.baseline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="role", metavar="ROLE", required=True)
+    port = dict(type=int, required=True, help="the TCP port on 127.0.0.1 to connect to")
+    records = dict(type=_positive(int), required=True, help="number of records (one per symbol)")
+    shm = dict(required=True, help="name of the relay's shared-memory segment")
+
+    r = sub.add_parser("source", help=source.__doc__)
+    r.add_argument("--n", **records)
+    r.add_argument("--interval", type=_positive(float), required=True,
+                   help="mean seconds between two sends of n lines (random intervals, as the gateway's)")
+    r.add_argument("--duration", type=_positive(float), required=True, help="seconds to send for")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random intervals")
+    r = sub.add_parser("relay", help=relay.__doc__)
+    r.add_argument("--port", **port)
+    r.add_argument("--n", **records)
+    r.add_argument("--shm", **shm)
+    r = sub.add_parser("poller", help=poller.__doc__)
+    r.add_argument("--port", **port)
+    r.add_argument("--n", **records)
+    r.add_argument("--shm", **shm)
+    r.add_argument("--poll-interval", type=_positive(float), required=True,
+                   help="seconds of each select() between looks at the records")
+    r = sub.add_parser("sink", help=sink.__doc__)
+    r.add_argument("--out", required=True, help="the CSV file to write at the end")
+    r = sub.add_parser("reader", help=reader.__doc__)
+    r.add_argument("--port", **port)
+    r.add_argument("--n", type=_positive(int), required=True, help="lines to receive before reporting")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    # SIGTERM (the bench stopping a role early) takes the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        ROLES[args.role](args)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

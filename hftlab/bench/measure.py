@@ -1,0 +1,88 @@
+"""What every measurement of the bench shares: percentiles, CPU per process, the machine,
+waiting for a condition, and the one error type.
+
+No processes are started here; the runner (hftlab) and the baseline both report through
+these, so a figure of hftlab and the figure of its baseline are computed the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+from hftlab import process
+
+__all__ = ["BenchError", "WAIT_S", "wait", "percentiles", "ratio", "cpu_seconds", "cpu_of",
+           "cpu_delta", "machine"]
+
+WAIT_S = 60.0  # the longest any one step may take before the bench gives up
+
+
+class BenchError(RuntimeError):
+    """A benchmark step failed; the message says which and why."""
+
+
+def wait(condition, what: str):
+    """Poll `condition` every ms until it is truthy and return it; BenchError after WAIT_S.
+
+    Every ms: the end of a burst is timed by the book itself (written_ns), this only has
+    to notice it before the paced feed resumes (the gateway's BURST_QUIET later)."""
+    try:
+        return process.wait_for(condition, WAIT_S, what, interval=0.001)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
+
+
+def percentiles(values_ns) -> dict:
+    """p50, p90, p99 and max of nanosecond values, in microseconds, and their count."""
+    v = np.asarray(values_ns, dtype=np.float64) / 1e3
+    if v.size == 0:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "n": 0}
+    p50, p90, p99 = np.percentile(v, [50, 90, 99])
+    return {"p50": round(float(p50), 1), "p90": round(float(p90), 1), "p99": round(float(p99), 1),
+            "max": round(float(v.max()), 1), "n": int(v.size)}
+
+
+def ratio(a, b):
+    """a / b to two decimals, or None when either is missing (or b is 0)."""
+    return None if a is None or not b else round(a / b, 2)
+
+
+# -- CPU per process ---------------------------------------------------------------------
+# Clock ticks of /proc/PID/stat (10 ms on most Linux systems): good for seconds-long
+# windows. A finer source (e.g. /proc/PID/schedstat, nanoseconds) belongs here too.
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a running process, from /proc (Linux); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: dict) -> dict:
+    """name -> CPU seconds so far (None where unknown), for name -> pid."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_delta(before: dict, after: dict, seconds: float) -> dict:
+    """name -> share of one core used between two `cpu_of` samples `seconds` apart."""
+    return {name: None if before[name] is None or after[name] is None
+            else round((after[name] - before[name]) / seconds, 3) for name in before}
+
+
+def machine() -> dict:
+    """CPU count and model, Python version and OS: what a figure was measured on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                         model)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}

@@ -1,0 +1,57 @@
+"""`hftlab.process`'s helpers for child processes and their logs: the one stop, the one tail,
+the one follower of a log that another process is writing."""
+
+import signal
+import subprocess
+import sys
+
+from hftlab import process
+
+IGNORES_SIGTERM = ("import signal, sys, time\n"
+                   "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                   "print('ready', flush=True)\n"
+                   "while True: time.sleep(1)\n")
+
+
+def test_terminate_stops_a_polite_child_with_sigterm():
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
+    assert process.terminate(child, 10.0) == -signal.SIGTERM
+    child.stdout.close()
+
+
+def test_terminate_kills_a_child_that_ignores_sigterm():
+    child = subprocess.Popen([sys.executable, "-c", IGNORES_SIGTERM], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"  # its SIGTERM handler is in place
+    assert process.terminate(child, 0.2) == -signal.SIGKILL
+    child.stdout.close()
+
+
+def test_terminate_of_a_finished_child_returns_its_status():
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    child.wait()
+    assert process.terminate(child, 1.0) == 3
+
+
+def test_tail_gives_the_last_lines_and_nothing_for_a_missing_file(tmp_path):
+    path = tmp_path / "x.log"
+    path.write_text("".join(f"line {i}\n" for i in range(20)))
+    assert process.tail(str(path), 3) == "line 17\nline 18\nline 19\n"
+    assert process.tail(str(tmp_path / "missing.log")) == ""
+
+
+def test_new_lines_leaves_a_line_being_written_for_the_next_call(tmp_path):
+    path = tmp_path / "x.log"
+    path.write_bytes(b"old\n")
+    start = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b"one\ntw")
+        f.flush()
+        lines, offset = process.new_lines(str(path), start)
+        assert lines == ["one"]
+        f.write(b"o\nthree\n")
+        f.flush()
+        lines, offset = process.new_lines(str(path), offset)
+        assert lines == ["two", "three"]
+    assert process.new_lines(str(path), offset) == ([], offset)
