@@ -405,3 +405,133 @@ def check_speedup(fn) -> Verdict:
             raise _Wrong(f"{call} returned {got!r}, expected {want!r}.\n  Hint: {hint}")
 
     return _run("speedup", fn, cases, judge)
+
+
+# --- lesson 05 / 06 (issue 9): decisions on the live system ---------------------------
+
+__all__ += ["check_trigger", "check_notional_limit"]
+
+
+def _bounded(fn, *args, seconds=5.0):
+    """fn(*args) in a daemon thread; a _Wrong if it has not returned within `seconds`,
+    so an answer that loops forever gets a hint instead of hanging the notebook."""
+    import threading
+
+    box = {}
+
+    def call():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        shown = ", ".join(repr(a) for a in args)
+        raise _Wrong(f"it did not return within {seconds:g} s when called with ({shown}).\n"
+                     "  Hint: look for a loop that never ends; each answer needs only a few comparisons.")
+    if "error" in box:
+        error = box["error"]
+        if isinstance(error, NotImplementedError):
+            raise error
+        shown = ", ".join(repr(a) for a in args)
+        raise _Wrong(f"it raised {type(error).__name__}: {error} when called with ({shown})")
+    return box["value"]
+
+
+def _seeded_replay(ticks: int = 300, config: Config | None = None):
+    """The seeded market of lesson 05 through `rules.Trader`, every order confirmed at once.
+
+    Returns (signals, trades): signals[t - 1] is the (price side, news side) on tick t,
+    and trades is [(tick, Decision), ...]."""
+    from hftlab.gateway import NewsWalk, PriceWalk
+
+    config = config or Config(symbols=("AAPL",))
+    walk, mood = PriceWalk(config.symbols[:1], config.seed), NewsWalk(config.seed)
+    trader = rules.Trader.from_config(config)
+    ticks_per_news = round(config.news_interval / config.tick_interval)
+    signals, trades = [], []
+    for tick in range(1, ticks + 1):
+        if tick % ticks_per_news == 0:
+            trader.on_news(mood.step())
+        (symbol, price), = walk.step()
+        decision = trader.on_price(symbol, price)
+        history = trader.history[symbol]
+        signals.append((rules.price_signal(history, config.short_window, config.long_window),
+                        rules.news_signal(trader.sentiment, config.bullish, config.bearish)))
+        if decision is not None:
+            trader.sent(f"o{tick}", decision)
+            trader.on_ack(f"o{tick}")
+            trades.append((tick, decision))
+    return signals, trades
+
+
+def _turned(before, now):
+    side = now[0]
+    price, news = before[0] != side, before[1] != side
+    return "both" if price and news else ("price" if price else "news")
+
+
+def check_trigger(fn) -> Verdict:
+    """fn(before, now) -> 'price', 'news' or 'both': which signal turned to make the trade.
+
+    `before` and `now` are (price side, news side) on the tick before a trade and on the
+    trade's tick; on the trade's tick both name the trade's side."""
+    cases = [
+        ((("SELL", "BUY"), ("BUY", "BUY")), "the news already said BUY; the price signal turned from SELL."),
+        ((("BUY", "SELL"), ("BUY", "BUY")), "the averages had already crossed up; the news turned to BUY."),
+        ((("BUY", None), ("BUY", "BUY")), "no news yet (None) is not agreement: the news turned."),
+        (((None, "SELL"), ("SELL", "SELL")), "no price signal yet (too little history) is not "
+                                              "agreement: the price signal turned."),
+        ((("BUY", "BUY"), ("SELL", "SELL")), "both signals turned on the same tick (a news message "
+                                             "and a price at once): 'both'."),
+        ((("SELL", None), ("BUY", "BUY")), "neither named BUY on the tick before: 'both'."),
+    ]
+    signals, trades = _seeded_replay()
+    for tick, decision in trades:
+        cases.append(((signals[tick - 2], signals[tick - 1]),
+                      f"the seeded replay's trade on tick {tick} ({decision.side}): compare each signal "
+                      "on the tick before with the trade's side."))
+
+    def judge(fn, case):
+        (before, now), hint = case
+        got = _bounded(fn, before, now)
+        _expect(got, _turned(before, now), f"trigger({before}, {now})", hint)
+
+    return _run("trigger", fn, cases, judge)
+
+
+def check_notional_limit(fn) -> Verdict:
+    """fn(order, config, last_price, max_notional) -> None to accept, or a reason (str):
+    every rule of `order_manager.check_order`, plus qty x price at most max_notional."""
+    config = Config(symbols=("AAPL", "MSFT"), max_qty=1000, price_band=0.10)
+
+    def order(qty=10, symbol="AAPL", price=172.50):
+        return protocol.Order("o1", 1, "BUY", qty, symbol, price)
+
+    cases = [
+        (order(), 172.40, True, "a small sound order is accepted: return None."),
+        (order(qty=600), 172.40, False, "600 x 172.50 = 103,500 is above the limit of 100,000: "
+                                        "the notional is the quantity times the price."),
+        (order(qty=400, price=250.0), None, True, "400 x 250.00 is exactly 100,000: at the limit is allowed."),
+        (order(qty=560, price=180.0), 172.40, False,
+         "560 x 180.00 = 100,800 is what the order commits: use the order's own price, not the book's."),
+        (order(symbol="TSLA"), None, False, "a rule is ADDED to the others, not used instead of them: "
+                                            "an unknown symbol must still be rejected (call check_order first)."),
+        (order(price=1725.0), 172.40, False, "the price band still holds: call check_order first."),
+        (order(qty=0), None, False, "a quantity of zero is still rejected: call check_order first."),
+        (order(qty=5, symbol="MSFT", price=410.0), 409.0, True, "5 x 410.00 is far below the limit."),
+    ]
+
+    def judge(fn, case):
+        o, last, accept, hint = case
+        got = _bounded(fn, o, config, last, 100_000)
+        call = (f"your rule on BUY {o.qty} {o.symbol} @ {o.price:.2f} (book {last}, limit 100,000)")
+        if accept and got is not None:
+            raise _Wrong(f"{call} rejected it ({got!r}) but it should be accepted.\n  Hint: {hint}")
+        if not accept and not (isinstance(got, str) and got):
+            raise _Wrong(f"{call} returned {got!r}, but it must be rejected with a reason.\n  Hint: {hint}")
+
+    return _run("notional_limit", fn, cases, judge)

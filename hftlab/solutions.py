@@ -131,3 +131,31 @@ def speedup(new, base):
     """How many times as many ticks per second `new` delivered as `base`."""
     # Delivered, not sent: a tick the transport dropped was never carried.
     return (new.delivered / new.seconds) / (base.delivered / base.seconds)
+
+
+# --- lesson 05 / 06 (issue 9) -----------------------------------------------------------
+
+__all__ += ["trigger", "notional_limit"]
+
+
+def trigger(before, now):
+    """Which signal turned to make the trade on `now`: 'price', 'news' or 'both'."""
+    side = now[0]                      # on a trade's tick both signals name its side
+    price_turned = before[0] != side   # None (no signal yet) is not agreement either
+    news_turned = before[1] != side
+    if price_turned and news_turned:
+        return "both"
+    return "price" if price_turned else "news"
+
+
+def notional_limit(order, config, last_price, max_notional):
+    """Every rule of the order manager, then: quantity x price at most max_notional."""
+    from hftlab.order_manager import check_order
+
+    reason = check_order(order, config, last_price)
+    if reason is not None:
+        return reason
+    notional = order.qty * order.price  # what the order commits, at its own price
+    if notional > max_notional:
+        return f"notional {notional:,.2f} is above the limit {max_notional:,.2f}"
+    return None

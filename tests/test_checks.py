@@ -276,3 +276,72 @@ def test_package_book_layout_passes_footprint():
 
 def test_package_feed_result_passes_speedup():
     assert checks.check_speedup(lambda new, base: new.ticks_per_s / base.ticks_per_s)
+
+
+# --- lesson 05 / 06 (issue 9) -----------------------------------------------------------
+
+CHECKS.update({"trigger": checks.check_trigger, "notional_limit": checks.check_notional_limit})
+
+
+def trigger_always_price(before, now):
+    return "price"
+
+
+def trigger_ignores_none(before, now):
+    side = now[0]
+    price = before[0] is not None and before[0] != side
+    news = before[1] is not None and before[1] != side
+    return "both" if price and news else ("price" if price else "news")
+
+
+def trigger_loops_forever(before, now):
+    while True:
+        pass
+
+
+def notional_replaces_the_rules(order, config, last_price, max_notional):
+    return "too big" if order.qty * order.price > max_notional else None
+
+
+def notional_at_book_price(order, config, last_price, max_notional):
+    reason = check_order(order, config, last_price)
+    price = last_price if last_price is not None else order.price
+    return reason or ("too big" if order.qty * price > max_notional else None)
+
+
+def notional_strict(order, config, last_price, max_notional):
+    reason = check_order(order, config, last_price)
+    return reason or ("too big" if order.qty * order.price >= max_notional else None)
+
+
+WRONG = WRONG + [  # a new list: the parametrize above keeps its own
+    ("trigger", trigger_always_price, "the averages had already crossed up; the news turned"),
+    ("trigger", trigger_ignores_none, "is not agreement: the price signal turned"),
+    ("trigger", trigger_loops_forever, "did not return within"),
+    ("notional_limit", notional_replaces_the_rules, "a rule is ADDED to the others"),
+    ("notional_limit", notional_at_book_price, "use the order's own price, not the book's"),
+    ("notional_limit", notional_strict, "at the limit is allowed"),
+]
+
+
+@pytest.mark.parametrize("name", ["trigger", "notional_limit"])
+def test_lesson_05_06_solution_passes_and_stub_is_not_done_yet(name, capsys):
+    assert CHECKS[name](getattr(solutions, name))
+    assert capsys.readouterr().out.startswith("All ")
+    assert not CHECKS[name](stub)
+    assert capsys.readouterr().out == f"not done yet: complete {name} above, then run this cell again.\n"
+
+
+@pytest.mark.parametrize("name, wrong, hint", [w for w in WRONG if w[0] in ("trigger", "notional_limit")],
+                         ids=lambda v: getattr(v, "__name__", None))
+def test_lesson_05_06_wrong_answer_gets_its_hint(name, wrong, hint, capsys):
+    test_wrong_answer_gets_its_hint(name, wrong, hint, capsys)
+
+
+def test_the_seeded_replay_trades_mostly_when_the_news_turns():
+    """Lesson 05's claim: a trade happens when the second signal turns, most often the news."""
+    from collections import Counter
+
+    signals, trades = checks._seeded_replay()
+    labels = Counter(solutions.trigger(signals[t - 2], signals[t - 1]) for t, _ in trades)
+    assert labels == {"news": 7, "price": 2, "both": 3}
