@@ -246,6 +246,10 @@ class Server:
     def stop(self) -> None:
         """Close the listener and every connection."""
         if self.listener is not None:
+            try:  # wakes the thread blocked in accept(); close() alone would not, on Linux
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             self.listener = None
         with self.lock:
