@@ -319,7 +319,7 @@ def run_case(role: str, case: Case, command: list) -> Result:
     if box.get("not_ready"):
         hint = "it must write a line containing ': ready: ' once it is ready (docs/roles.md)"
     return Result(role, case.number, case.title, failed is None,
-                  str(failed) if failed else "", hint if failed else "",
+                  one_line(str(failed), 300) if failed else "", hint if failed else "",
                   round(time.monotonic() - started, 2), bool(box.get("not_ready")))
 
 
