@@ -2,7 +2,7 @@
 
     hftlab conform strategy -- python my_strategy.py
 
-It passes cases 1-5 and 10 and fails 6-9 on purpose: the TODOs below say what to add.
+It passes cases 1-5, 7 and 10 and fails 6, 8 and 9 on purpose: the TODOs below say what to add.
 Everything comes from the environment the lab gives a learner's command (HFTLAB_*).
 """
 import os, secrets, signal, socket, sys, time
