@@ -145,6 +145,10 @@ def prices_from_book(ctx):
     w = World(ctx)
     w.set_news(80)
     w.walk(100.0, 1.0, 12, until=lambda: w.orders())
+    if not w.orders():
+        raise CaseFailed(f"no order while the book rose {w.written[0]}..{w.written[-1]} with news 80 "
+                         f"(the price feed, which it must not use, was falling from 500); "
+                         f"log: {ctx.log_tail()}")
     o = expect_order(w, "BUY")
     if o.price not in w.written:
         raise CaseFailed(f"it ordered at {o.price}, a price not in the book ({w.written}): "
