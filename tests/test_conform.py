@@ -127,3 +127,16 @@ def test_hftlab_run_with_the_starter_as_the_strategy(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| my_strategy: ok" in proc.stdout, proc.stdout
+
+
+def test_supervise_restarts_a_learners_process_like_ours():
+    from hftlab.config import FAST, Config
+    with Launcher(Config(**FAST), free_ports=True, commands={"strategy": f"python {STARTER}"}) as lab:
+        old = lab.pid("strategy")
+        lab.kill("strategy")                         # SIGKILL: a crash
+        events = []
+        wait_for(lambda: events.extend(lab.supervise()) or any(e.kind == "restarted" for e in events),
+                 20, "the restart")
+        assert [e.kind for e in events] == ["died", "restarted"]
+        assert lab.pid("strategy") != old and lab.status()["strategy"]["running"]
+        assert lab.log("strategy", 400).count("my_strategy: ready: ok") == 2

@@ -24,7 +24,7 @@ from hftlab import protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher, free_port
 
-READY_TIMEOUT = 10.0   # seconds a process gets to write its ready line
+READY_TIMEOUT = 20.0   # seconds a process gets to write its ready line (a loaded machine is slow to import numpy)
 STOP_TIMEOUT = 5.0     # seconds a process gets to exit after SIGTERM
 
 
@@ -42,7 +42,7 @@ class Case:
     title: str      # what is checked, one line
     hint: str       # what to look at when it fails
     run: object     # run(ctx) -> None; raises CaseFailed
-    timeout: float = 30.0
+    timeout: float = 60.0
 
 
 @dataclass
@@ -323,7 +323,7 @@ def run_case(role: str, case: Case, command: list) -> Result:
                   round(time.monotonic() - started, 2), bool(box.get("not_ready")))
 
 
-def case(number: int, title: str, hint: str, timeout: float = 30.0, **config):
+def case(number: int, title: str, hint: str, timeout: float = 60.0, **config):
     """Decorator: a case function ``fn(ctx)`` run in a fresh `Ctx` with `config` changes."""
     def wrap(fn):
         def run(command, box):
