@@ -7,6 +7,8 @@
     hftlab record --duration S --out F   write a running lab's prices and news to a CSV
     hftlab run --replay F [--speed X]    the lab on a recorded (or your own) tick file
     hftlab gateway | orderbook | strategy | order-manager    one process, as in four terminals
+    hftlab run --strategy-cmd "python my_strategy.py"   your own process in a role (docs/roles.md)
+    hftlab conform ROLE -- CMD [ARGS...]  grade your own process against its role's cases
 
 Every command takes the same configuration flags (``--help`` lists them).
 
@@ -37,7 +39,7 @@ __all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "parser", "main", "cmd_run",
            "cmd_status", "cmd_clean"]
 
 # Commands that live in their own module and parse their own flags.
-MODULE_COMMANDS = {"bench": "bench", "record": "record"}
+MODULE_COMMANDS = {"bench": "bench", "record": "record", "conform": "conform"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
                     "order-manager": "order_manager", "order_manager": "order_manager"}
 
@@ -58,12 +60,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-restart", action="store_true",
                      help="when a process dies, stop them all (default: restart it, at most "
                           "3 times a minute)")
+    for role in ("gateway", "orderbook", "strategy", "order-manager"):
+        run.add_argument(f"--{role}-cmd", dest=f"{role.replace('-', '_')}_cmd", default=None,
+                         metavar="COMMAND",
+                         help=f"run this command as the {role.replace('-', ' ')} instead of ours "
+                              f"(split like a shell would; the contract is docs/roles.md)")
     _config.add_arguments(run)
     status = sub.add_parser("status", help="show which processes answer and what the book holds")
     _config.add_arguments(status)
     clean = sub.add_parser("clean", help="remove shared-memory books left by crashed runs")
     _config.add_arguments(clean)
     sub.add_parser("bench", help="measure throughput and latency of the real processes (see hftlab bench --help)",
+                   add_help=False)
+    sub.add_parser("conform", help="grade your own process against its role (see hftlab conform --help)",
                    add_help=False)
     sub.add_parser("record", help="write a running lab's prices and news to a CSV (see hftlab record --help)",
                    add_help=False)
@@ -114,7 +123,12 @@ def cmd_run(config, args) -> int:
     if args.fast:
         # Flags given explicitly still win over the fast preset.
         config = config.replace(**{k: v for k, v in _config.FAST.items() if getattr(args, k) is None})
-    launcher = Launcher(config, free_ports=args.free_ports, run_dir=args.run_dir)
+    commands = {name: getattr(args, f"{name}_cmd") for name in NAMES if getattr(args, f"{name}_cmd")}
+    try:
+        launcher = Launcher(config, free_ports=args.free_ports, run_dir=args.run_dir, commands=commands)
+    except ValueError as exc:  # an empty or unparsable command
+        print(f"hftlab: {exc}", file=sys.stderr)
+        return 2
     print(f"hftlab: starting {', '.join(NAMES)}; logs and journal in {launcher.run_dir}/", flush=True)
     tails = {}
     try:

@@ -126,18 +126,33 @@ class Config:
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
-    def to_args(self) -> list:
-        """The flags that rebuild this config in a child process (only non-defaults)."""
+    def to_args(self, everything: bool = False) -> list:
+        """The flags that rebuild this config in a child process (only non-defaults,
+        unless `everything`: a learner's command gets every value, see docs/roles.md)."""
         out = []
         default = Config()
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != getattr(default, f.name):
+            if everything or value != getattr(default, f.name):
                 if isinstance(value, bool):
                     out.append(flag(f.name) if value else "--no-" + flag(f.name)[2:])
                 else:
                     out += [flag(f.name), format_value(value)]
         return out
+
+
+    def to_env(self) -> dict:
+        """Every value as an environment variable, ``HFTLAB_PRICE_PORT=9000`` (`env_name`).
+
+        Given to a learner's command (docs/roles.md), so a twenty-line script can read
+        ``os.environ`` instead of parsing flags. Lists are comma-separated, booleans 1 or 0."""
+        return {env_name(f.name): ("1" if v else "0") if isinstance(v, bool) else format_value(v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a Config field: ``price_port`` -> ``HFTLAB_PRICE_PORT``."""
+    return "HFTLAB_" + name.upper()
 
 
 def flag(name: str) -> str:

@@ -33,6 +33,12 @@ Files: the run directory is made user-only (0700) when the launcher creates it, 
 each log is user-only (0600) like the order manager's journal: they repeat the orders
 and the clients' addresses.
 
+Bring your own process: ``commands={"strategy": ["python", "my_strategy.py"]}`` (or a
+string, split like a shell would) runs that command in the role instead of ours, with the
+same configuration (every value as flags appended to the command, and in the environment
+as ``HFTLAB_PRICE_PORT`` etc.), log, readiness wait, stop, lifeline and supervision. The
+contract a command must keep is docs/roles.md; ``hftlab conform`` checks it.
+
 Signals: the launcher leaves its own process's signal handlers alone (it may live in a
 notebook kernel). Children start in their own session, so a Ctrl-C typed in a terminal
 reaches only the launcher, which stops them in order with SIGTERM. What a child does
@@ -45,7 +51,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -152,8 +160,9 @@ class Launcher:
     def __init__(self, config: Config | None = None, *, free_ports: bool = False,
                  run_dir: str | None = None, keep_run_dir: bool = False, names=NAMES,
                  ready_timeout: float = READY_TIMEOUT, max_restarts: int = MAX_RESTARTS,
-                 restart_window: float = RESTART_WINDOW):
+                 restart_window: float = RESTART_WINDOW, commands: dict | None = None):
         config = config or Config()
+        self.commands = _commands(commands)
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
                                     shm_name=book.new_name())
@@ -198,6 +207,8 @@ class Launcher:
             if old.running():
                 raise LaunchError(f"{name} is already running as pid {old.pid}")
             old.cut_lifeline()  # it died on its own
+        if name in self.commands:
+            self._pick_port(name)
         child = self._spawn(name)
         self.children[name] = child
         self.facts[name] = self._wait_ready(child)
@@ -213,11 +224,22 @@ class Launcher:
         os.fchmod(fd, LOG_MODE)  # also a log left by an older run
         with open(fd, "ab") as log:
             start = log.seek(0, os.SEEK_END)
-            popen = subprocess.Popen(
-                [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, pass_fds=(read_end,),
-                start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop them in order
+            if name in self.commands:  # a learner's command: every value, as flags and in env
+                argv = [*self.commands[name], *self.config.to_args(everything=True)]
+                env.update(self.config.to_env())
+            else:
+                argv = [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()]
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=env, pass_fds=(read_end,),
+                    start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop them in order
+            except OSError as exc:  # no such program, not executable
+                os.close(read_end)
+                os.close(write_end)
+                raise LaunchError(f"the {name} command {shlex.join(argv[:len(self.commands[name])])!r} "
+                                  f"could not start: {exc.strerror or exc}") from None
         os.close(read_end)
         return Child(name, popen, log_path, start, write_end)
 
@@ -232,17 +254,40 @@ class Launcher:
                     return facts
             if not child.running():
                 raise LaunchError(
-                    f"{child.name} exited with status {child.popen.returncode} before it was "
-                    f"ready. The end of its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
+                    f"{self._label(child.name)} exited with status {child.popen.returncode} before "
+                    f"it was ready. The end of its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
             if time.monotonic() > deadline:
                 self._terminate(child)
                 raise LaunchError(
-                    f"{child.name} was not ready within {self.ready_timeout:.0f} s. The end of "
+                    f"{self._label(child.name)} was not ready within {self.ready_timeout:g} s "
+                    f"(no line with ': ready: ', see docs/roles.md). The end of "
                     f"its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
             time.sleep(0.01)  # polling a file: the child gives no other signal
 
+    def _label(self, name: str) -> str:
+        """How a message names a process: ``strategy`` or ``the strategy command 'python x.py'``."""
+        if name in self.commands:
+            return f"the {name} command {shlex.join(self.commands[name])!r}"
+        return name
+
+    def _pick_port(self, name: str) -> None:
+        """A learner's server is given real ports, not 0: it need not report what it bound."""
+        keys = {"gateway": ("price_port", "news_port"), "order_manager": ("order_port",)}.get(name, ())
+        for key in keys:
+            if getattr(self.config, key) == 0:
+                taken = {self.config.price_port, self.config.news_port, self.config.order_port}
+                port = free_port(self.config.host)
+                while port in taken:
+                    port = free_port(self.config.host)
+                self.config = self.config.replace(**{key: port})
+
     def _learn_ports(self, name: str, facts: dict) -> None:
-        port = lambda key: int(facts[key].rsplit(":", 1)[1])
+        def port(key):  # a learner's ready line may leave the address out: it has the config's
+            given = {"price": "price_port", "news": "news_port", "orders": "order_port"}[key]
+            try:
+                return int(facts[key].rsplit(":", 1)[1])
+            except (KeyError, ValueError, IndexError):
+                return getattr(self.config, given)
         if name == "gateway":
             self.config = self.config.replace(price_port=port("price"), news_port=port("news"))
         elif name == "order_manager":
@@ -381,4 +426,27 @@ def _how(returncode: int) -> str:
         except ValueError:
             return f"was killed by signal {-returncode}"
     return f"exited with status {returncode}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now (the kernel's pick; free until someone binds it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _commands(commands) -> dict:
+    """{role: argv list} from {role or its dashed name: list or shell-like string}."""
+    out = {}
+    for role, cmd in (commands or {}).items():
+        name = role.replace("-", "_")
+        if name not in NAMES:
+            raise ValueError(f"unknown role {role!r} in commands; the roles are {', '.join(NAMES)}")
+        argv = shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]
+        if not argv:
+            raise ValueError(f"the {name} command is empty")
+        if argv[0] in ("python", "python3"):  # the Python running the lab, with hftlab in it
+            argv[0] = sys.executable
+        out[name] = argv
+    return out
 
