@@ -203,7 +203,7 @@ def _new_lines(launcher, tails) -> list:
 def _show(lines) -> None:
     """Print log lines in time order, the process name first."""
     for stamp, name, text in sorted(lines, key=lambda t: t[0]):
-        print(f"{name:<13} | {stamp} {text}".rstrip(), flush=True)
+        print(f"{name:<13} | {stamp + ' ' if stamp else ''}{text}".rstrip(), flush=True)
 
 
 def _answers(host: str, port: int) -> bool:

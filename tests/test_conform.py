@@ -126,7 +126,7 @@ def test_hftlab_run_with_the_starter_as_the_strategy(tmp_path):
                            "--run-dir", str(tmp_path / "run"), "--strategy-cmd", f"python {STARTER}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "| my_strategy: ok" in proc.stdout, proc.stdout
+    assert "strategy      | my_strategy: ready: ok" in proc.stdout, proc.stdout
 
 
 def test_supervise_restarts_a_learners_process_like_ours():
