@@ -131,3 +131,39 @@ def speedup(new, base):
     """How many times as many ticks per second `new` delivered as `base`."""
     # Delivered, not sent: a tick the transport dropped was never carried.
     return (new.delivered / new.seconds) / (base.delivered / base.seconds)
+
+
+# --- lesson 01 ---
+
+__all__ += ["make_length_framer"]
+
+def make_length_framer():
+    """A framer for length-prefixed frames: 4 bytes of length (big-endian), then the payload."""
+    buffer = b""
+
+    def feed(data):
+        nonlocal buffer
+        buffer += data
+        payloads = []
+        # Cut off whole frames while there are any; a partial header or payload waits.
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "big")
+            if len(buffer) < 4 + size:
+                break
+            payloads.append(buffer[4:4 + size])
+            buffer = buffer[4 + size:]
+        return payloads
+
+    return feed
+
+
+# --- lesson 02 ---
+
+__all__ += ["fix_quantity"]
+
+def fix_quantity(order, reject, max_qty):
+    """The same order with the largest quantity booked, or None if no quantity would do."""
+    # Only a quantity above the limit is cured by a quantity; any other reason stays.
+    if "above the maximum" in reject.reason and order.qty > max_qty:
+        return order._replace(qty=max_qty)
+    return None
