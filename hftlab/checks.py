@@ -415,6 +415,12 @@ __all__ += ["check_trigger", "check_notional_limit"]
 def _bounded(fn, *args, seconds=5.0):
     """fn(*args) in a daemon thread; a _Wrong if it has not returned within `seconds`,
     so an answer that loops forever gets a hint instead of hanging the notebook."""
+# --- lesson 01 ---
+
+__all__ += ["check_make_length_framer"]
+
+def _within_seconds(seconds, judge, fn, case):
+    """judge(fn, case) in a daemon thread: a learner's loop that never ends is a hint, not a hang."""
     import threading
 
     box = {}
@@ -535,3 +541,133 @@ def check_notional_limit(fn) -> Verdict:
             raise _Wrong(f"{call} returned {got!r}, but it must be rejected with a reason.\n  Hint: {hint}")
 
     return _run("notional_limit", fn, cases, judge)
+    def run():
+        try:
+            judge(fn, case)
+        except BaseException as exc:  # handed back to the caller, which knows what each means
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="hftlab-check")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _Wrong(f"it did not return within {seconds:g} s, so it probably loops forever.\n"
+                     "  Hint: each pass of a loop must either take a whole frame out of the "
+                     "buffer or stop (return) until more bytes arrive.")
+    if "error" in box:
+        raise box["error"]
+
+
+def _length_frame(payload: bytes) -> bytes:
+    """A length-prefixed frame: the payload's length as 4 bytes, big-endian, then the payload."""
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def check_make_length_framer(make) -> Verdict:
+    """make() -> feed; feed(data) -> the payloads of the frames completed so far, in order."""
+    mixed = [b"ACK,a1,1", b"", b"line one\nline two", b"y" * 300, b"HB,2,200"]
+    cases = [
+        ("three frames in one chunk", [b"ACK,a1,1", b"ACK,a2,2", b"HB,2,200"], "whole",
+         "one recv() can hold several frames: after one frame, read the next header from "
+         "what is left, until fewer bytes than a whole frame remain."),
+        ("an empty payload between two others", [b"A", b"", b"B"], "whole",
+         "a length of 0 is a frame whose payload is b'': return it, then go on."),
+        ("payloads that contain newlines and commas", [b"line one\nline two", b"a,b\n"], "whole",
+         "the payload may hold any bytes, b'\\n' too: find frames by their length, never "
+         "by a delimiter."),
+        ("a 300-byte payload", [b"x" * 300], "whole",
+         "the length is 4 bytes, big-endian: int.from_bytes(header, 'big'); 300 does not fit "
+         "in one byte, and little-endian reads it as another number."),
+        ("the mixed stream one byte at a time", mixed, "bytes",
+         "a chunk can end inside the 4-byte header: keep the bytes, and read a length only "
+         "once all 4 bytes are there."),
+        ("the mixed stream split in two at every position", mixed, "every split",
+         "a chunk can end inside a payload: keep the bytes until header + length of them "
+         "have arrived, then cut the frame off and keep the rest."),
+    ]
+
+    def chunkings(stream, how):
+        if how == "whole":
+            return [[stream]]
+        if how == "bytes":
+            return [[stream[i:i + 1] for i in range(len(stream))]]
+        return [[stream[:cut], stream[cut:]] for cut in range(1, len(stream))]
+
+    def judge(make, case):
+        what, payloads, how, hint = case
+        stream = b"".join(_length_frame(p) for p in payloads)
+        for chunks in chunkings(stream, how):
+            feed = _call(make)
+            if not callable(feed):
+                raise _Wrong(f"make_length_framer() returned {feed!r}: return the feed function.")
+            got = []
+            for chunk in chunks:
+                try:
+                    out = _call(feed, chunk)
+                except _Wrong as crash:
+                    raise _Wrong(f"fed {what}, {crash}.\n  Hint: {hint}") from None
+                if not isinstance(out, list):
+                    raise _Wrong(f"feed({chunk[:20]!r}...) returned {out!r}: return a list of "
+                                 "payloads (bytes), [] when no frame is complete yet.")
+                got += out
+            if got != payloads:
+                cut = f" (cut after byte {len(chunks[0])})" if how == "every split" else ""
+                shown = [p if len(p) < 30 else p[:12] + b"..." for p in got]
+                raise _Wrong(f"fed {what}{cut}, it gave {shown!r}; expected "
+                             f"{[p if len(p) < 30 else p[:12] + b'...' for p in payloads]!r}."
+                             f"\n  Hint: {hint}")
+
+    return _run("make_length_framer", make, cases,
+                lambda make, case: _within_seconds(5, judge, make, case))
+
+
+# --- lesson 02 ---
+
+__all__ += ["check_fix_quantity"]
+
+def check_fix_quantity(fn) -> Verdict:
+    """fn(order, reject, max_qty) -> the same order with the largest quantity that is booked,
+    or None when no quantity would get it booked."""
+    O, R = protocol.Order, protocol.Reject
+    ts = 1764087000123456789
+    cases = [
+        (O("ex-1", ts, "SELL", 5000, "MSFT", 407.58), 1000, 407.60,
+         "only the quantity was wrong: send the same order (same id, side, symbol, price) "
+         "with the largest quantity the order manager books, max_qty."),
+        (O("b7", ts, "BUY", 1001, "AAPL", 172.53), 1000, 172.50,
+         "one too many is still too many: the largest booked quantity is max_qty."),
+        (O("c3", ts, "BUY", 80, "AMZN", 179.88), 50, 179.90,
+         "use the max_qty you are given: this order manager books at most 50."),
+        (O("d4", ts, "SELL", 0, "AAPL", 172.53), 1000, 172.50,
+         "an order for 0 (or fewer) says nothing about how much to trade: no quantity can "
+         "stand for it, so return None and send nothing."),
+        (O("e5", ts, "BUY", 10, "AAPL", 250.00), 1000, 172.50,
+         "read the reason: the price is out of the band, and no quantity changes that. "
+         "Return None."),
+        (O("f6", ts, "BUY", 2000, "TSLA", 250.00), 1000, 250.00,
+         "read the reason: the symbol is unknown, and a smaller quantity would be rejected "
+         "again. Return None."),
+    ]
+
+    def judge(fn, case):
+        order, max_qty, last_price, hint = case
+        config = Config(max_qty=max_qty)
+        reason = order_manager.check_order(order, config, last_price)
+        reject = R(order.order_id, reason)
+        candidate = order._replace(qty=min(order.qty, max_qty))
+        want = candidate if order_manager.check_order(candidate, config, last_price) is None else None
+        got = _call(fn, order, reject, max_qty)
+        call = f"fix_quantity({order.side} {order.qty} {order.symbol} @ {order.price:.2f}, " \
+               f"REJECT '{reason}', max_qty={max_qty})"
+        if got is not None and not isinstance(got, O):
+            raise _Wrong(f"{call} returned {got!r}: return a protocol.Order, or None.")
+        if want is not None and isinstance(got, O) and got._replace(qty=want.qty) != want:
+            changed = [f for f in O._fields if f != "qty" and getattr(got, f) != getattr(want, f)]
+            raise _Wrong(f"{call} changed {', '.join(changed)}.\n  Hint: change only the "
+                         "quantity: order._replace(qty=...).")
+        if want is not None and isinstance(got, O) and 0 < got.qty < want.qty:
+            hint = (f"qty {got.qty} would be booked, but it gives away part of the order: "
+                    f"the largest quantity booked is {want.qty}.")
+        _expect(got, want, call, hint)
+
+    return _run("fix_quantity", fn, cases, judge)

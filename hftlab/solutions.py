@@ -158,4 +158,37 @@ def notional_limit(order, config, last_price, max_notional):
     notional = order.qty * order.price  # what the order commits, at its own price
     if notional > max_notional:
         return f"notional {notional:,.2f} is above the limit {max_notional:,.2f}"
+# --- lesson 01 ---
+
+__all__ += ["make_length_framer"]
+
+def make_length_framer():
+    """A framer for length-prefixed frames: 4 bytes of length (big-endian), then the payload."""
+    buffer = b""
+
+    def feed(data):
+        nonlocal buffer
+        buffer += data
+        payloads = []
+        # Cut off whole frames while there are any; a partial header or payload waits.
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "big")
+            if len(buffer) < 4 + size:
+                break
+            payloads.append(buffer[4:4 + size])
+            buffer = buffer[4 + size:]
+        return payloads
+
+    return feed
+
+
+# --- lesson 02 ---
+
+__all__ += ["fix_quantity"]
+
+def fix_quantity(order, reject, max_qty):
+    """The same order with the largest quantity booked, or None if no quantity would do."""
+    # Only a quantity above the limit is cured by a quantity; any other reason stays.
+    if "above the maximum" in reject.reason and order.qty > max_qty:
+        return order._replace(qty=max_qty)
     return None

@@ -345,3 +345,154 @@ def test_the_seeded_replay_trades_mostly_when_the_news_turns():
     signals, trades = checks._seeded_replay()
     labels = Counter(solutions.trigger(signals[t - 2], signals[t - 1]) for t, _ in trades)
     assert labels == {"news": 7, "price": 2, "both": 3}
+# --- lesson 01 ---
+
+CHECKS.update(make_length_framer=checks.check_make_length_framer)
+
+
+def test_length_framer_solution_passes_and_stub_is_not_done(capsys):
+    assert checks.check_make_length_framer(solutions.make_length_framer)
+    assert capsys.readouterr().out == "All 6 cases pass\n"
+    assert not checks.check_make_length_framer(stub)
+    assert capsys.readouterr().out.startswith("not done yet: complete make_length_framer above")
+
+
+def framer_one_frame_per_chunk():
+    def feed(data):
+        return [data[4:4 + int.from_bytes(data[:4], "big")]]
+    return feed
+
+
+def framer_one_byte_length():
+    buffer = b""
+
+    def feed(data):
+        nonlocal buffer
+        buffer += data
+        out = []
+        while len(buffer) >= 4 and len(buffer) >= 4 + buffer[3]:
+            out.append(buffer[4:4 + buffer[3]])
+            buffer = buffer[4 + buffer[3]:]
+        return out
+    return feed
+
+
+def framer_reads_partial_header():
+    import struct
+    buffer = b""
+
+    def feed(data):
+        nonlocal buffer
+        buffer += data
+        out = []
+        while buffer:
+            (size,) = struct.unpack(">I", buffer[:4])
+            if len(buffer) < 4 + size:
+                break
+            out.append(buffer[4:4 + size])
+            buffer = buffer[4 + size:]
+        return out
+    return feed
+
+
+def framer_waits_forever():
+    buffer = b""
+
+    def feed(data):
+        nonlocal buffer
+        buffer += data
+        out = []
+        while len(buffer) >= 4:      # never gives up when a payload is incomplete
+            size = int.from_bytes(buffer[:4], "big")
+            if len(buffer) >= 4 + size:
+                out.append(buffer[4:4 + size])
+                buffer = buffer[4 + size:]
+        return out
+    return feed
+
+
+def framer_splits_on_newlines():
+    inner = solutions.make_length_framer()
+
+    def feed(data):
+        return [part for p in inner(data) for part in p.split(b"\n")]
+    return feed
+
+
+# A new list (not .extend): the parametrized test above keeps its own; these have theirs below.
+WRONG = WRONG + [
+    ("make_length_framer", framer_one_frame_per_chunk, "several frames"),
+    ("make_length_framer", framer_waits_forever, "loops forever"),
+]
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (framer_one_frame_per_chunk, "several frames"),
+    (framer_splits_on_newlines, "any bytes, b'\\n' too"),
+    (framer_one_byte_length, "4 bytes, big-endian"),
+    (framer_reads_partial_header, "once all 4 bytes are there"),
+    (framer_waits_forever, "loops forever"),
+])
+def test_length_framer_hints(wrong, hint, capsys):
+    assert not checks.check_make_length_framer(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith("make_length_framer is not right yet") and hint in out, out
+
+
+# --- lesson 02 ---
+
+CHECKS.update(fix_quantity=checks.check_fix_quantity)
+
+
+def test_fix_quantity_solution_passes_and_stub_is_not_done(capsys):
+    assert checks.check_fix_quantity(solutions.fix_quantity)
+    assert capsys.readouterr().out == "All 6 cases pass\n"
+    assert not checks.check_fix_quantity(stub)
+    assert capsys.readouterr().out.startswith("not done yet: complete fix_quantity above")
+
+
+def fix_any_valid_qty(order, reject, max_qty):
+    return order._replace(qty=10) if "maximum" in reject.reason else None
+
+
+def fix_new_id(order, reject, max_qty):
+    return order._replace(order_id="new", qty=max_qty) if "maximum" in reject.reason else None
+
+
+def fix_fixed_limit(order, reject, max_qty):
+    return order._replace(qty=1000) if "maximum" in reject.reason else None
+
+
+def fix_always(order, reject, max_qty):
+    return order._replace(qty=max(1, min(order.qty, max_qty)))
+
+
+def fix_clamps_everything(order, reject, max_qty):
+    return order._replace(qty=min(order.qty, max_qty)) if order.qty > 0 else None
+
+
+WRONG = WRONG + [("fix_quantity", fix_any_valid_qty, "gives away part of the order"),
+                 ("fix_quantity", fix_always, "no quantity can stand for it")]
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (fix_any_valid_qty, "gives away part of the order"),
+    (fix_new_id, "changed order_id"),
+    (fix_fixed_limit, "use the max_qty you are given"),
+    (fix_always, "no quantity can stand for it"),
+    (fix_clamps_everything, "out of the band"),
+])
+def test_fix_quantity_hints(wrong, hint, capsys):
+    assert not checks.check_fix_quantity(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith("fix_quantity is not right yet") and hint in out, out
+
+
+def test_fix_quantity_cases_agree_with_the_order_manager():
+    """The fixed order the solution sends is one the order manager's own rules book."""
+    from hftlab.config import Config
+
+    order = protocol.Order("ex-1", 1, "SELL", 5000, "MSFT", 407.58)
+    reject = protocol.Reject("ex-1", check_order(order, Config()))
+    fixed = solutions.fix_quantity(order, reject, Config().max_qty)
+    assert check_order(fixed, Config()) is None and fixed.qty == Config().max_qty

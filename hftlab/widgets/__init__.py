@@ -37,11 +37,11 @@ from hftlab.widgets.dashboard import Dashboard, ProcessPanel
 from hftlab.widgets.live import DURATION, HEADLESS_FRAMES, Live, headless
 from hftlab.widgets.news import NewsReader
 from hftlab.widgets.view import MISSING, View
-from hftlab.widgets.wiretap import Step, WireTap, fields_of, hexdump
+from hftlab.widgets.wiretap import Step, WireTap, fields_of, hexdump, summary_line
 
 __all__ = [
     "Dashboard", "BookView", "PriceChart", "WireTap",
-    "BookReader", "Row", "moving_average_series", "Step", "hexdump", "fields_of",
+    "BookReader", "Row", "moving_average_series", "Step", "hexdump", "fields_of", "summary_line",
     "NewsReader", "Blotter", "blotter_rows", "recent_orders", "ProcessPanel",
     "Live", "View", "DURATION", "HEADLESS_FRAMES", "MISSING", "headless",
 ]

@@ -21,7 +21,7 @@ from hftlab import process, protocol
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import View, config_of, html_table, styled
 
-__all__ = ["WireTap", "Step", "hexdump", "fields_of"]
+__all__ = ["WireTap", "Step", "hexdump", "fields_of", "summary_line"]
 
 
 class Step(NamedTuple):
@@ -39,6 +39,12 @@ def hexdump(data: bytes, width: int = 16) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{off:04x}  {chunk.hex(' '):<{width * 3 - 1}}  {text}")
     return "\n".join(lines)
+
+
+def summary_line(step: Step) -> str:
+    """One line for a step: its number, its type and its bytes as text (the tap's history)."""
+    kind = "ERROR?" if isinstance(step.msg, protocol.ProtocolError) else protocol.wire_type(step.msg)
+    return f"#{step.n:<3} {kind:<6} {step.raw.decode('ascii', 'backslashreplace').rstrip()}"
 
 
 def fields_of(msg) -> list:
@@ -211,16 +217,11 @@ class WireTap(View):
                 (html.escape(k), html.escape(repr(v))) for k, v in fields_of(step.msg)])
             self.note.value = f"message #{step.n}, {len(step.raw)} bytes"
         self.history_box.value = "<pre style='margin:0;font-size:85%'>" + html.escape(
-            "\n".join(self._summary(s) for s in self.recent)) + "</pre>"
+            "\n".join(summary_line(s) for s in self.recent)) + "</pre>"
 
     @staticmethod
     def _raw_text(step: Step) -> str:
         return f"{hexdump(step.raw)}\ntext: {step.raw!r}"
-
-    @staticmethod
-    def _summary(step: Step) -> str:
-        kind = "ERROR?" if isinstance(step.msg, protocol.ProtocolError) else protocol.wire_type(step.msg)
-        return f"#{step.n:<3} {kind:<6} {step.raw.decode('ascii', 'backslashreplace').rstrip()}"
 
     def text(self) -> str:
         """The current message: hex dump, bytes and decoded fields."""
