@@ -405,3 +405,63 @@ def check_speedup(fn) -> Verdict:
             raise _Wrong(f"{call} returned {got!r}, expected {want!r}.\n  Hint: {hint}")
 
     return _run("speedup", fn, cases, judge)
+
+
+# --- lesson 03 ---
+# `bounded` is for every lesson's checks: a learner's loop must give a hint, not hang a cell.
+
+__all__ += ["bounded", "DidNotReturn"]
+
+
+class DidNotReturn(_Wrong):
+    """The learner's function did not return in time: the message says what probably loops."""
+
+
+def _stop_thread(thread) -> None:
+    """Ask a runaway thread to stop by raising SystemExit in it at its next bytecode.
+
+    Best effort, so a forgotten loop does not keep one of the machine's cores busy for
+    the rest of the session: a thread blocked in C (a sleep, a recv) only stops when that
+    call returns. The thread is a daemon anyway, so it never keeps the kernel alive.
+    """
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                               ctypes.py_object(SystemExit))
+
+
+def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops forever."):
+    """fn(*args), but give up after `seconds` with a hint instead of hanging the cell.
+
+    The learner's function runs in a daemon thread; if it has not returned in time,
+    this raises `DidNotReturn` (a failed case, printed by the check with `hint`, which
+    should say what probably loops, e.g. "your read never re-reads the version"), and
+    the thread is asked to stop. NotImplementedError passes through ("not done yet");
+    any other exception becomes a failed case that names it, as in `_call`.
+    """
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"bounded-{getattr(fn, '__name__', 'fn')}",
+                              daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        _stop_thread(thread)
+        name = getattr(fn, "__name__", "your function")
+        raise DidNotReturn(f"{name} did not return within {seconds:g} s.\n  Hint: {hint}")
+    error = outcome.get("error")
+    if isinstance(error, NotImplementedError):
+        raise error
+    if error is not None:
+        shown = ", ".join(repr(a) for a in args)
+        raise _Wrong(f"it raised {type(error).__name__}: {error} when called with ({shown})")
+    return outcome["value"]
+

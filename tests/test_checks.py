@@ -35,7 +35,8 @@ CHECKS = {
 
 
 def test_every_check_is_listed():
-    assert sorted(CHECKS) == sorted(name[len("check_"):] for name in checks.__all__)
+    assert sorted(CHECKS) == sorted(name[len("check_"):] for name in checks.__all__
+                                    if name.startswith("check_"))
     assert sorted(CHECKS) == sorted(solutions.__all__)
 
 
@@ -276,3 +277,62 @@ def test_package_book_layout_passes_footprint():
 
 def test_package_feed_result_passes_speedup():
     assert checks.check_speedup(lambda new, base: new.ticks_per_s / base.ticks_per_s)
+
+
+# --- lesson 03 ---
+
+def test_bounded_returns_the_value_in_time():
+    assert checks.bounded(lambda a, b: a + b, 2, 3, seconds=5) == 5
+
+
+def test_bounded_gives_the_hint_instead_of_hanging():
+    """A function that never returns becomes a failed case with the hint, within the bound."""
+    import threading
+    import time
+
+    spins = []
+
+    def never_returns():
+        while True:
+            spins.append(1)
+            if len(spins) > 1000:
+                spins.clear()
+
+    started = time.monotonic()
+    with pytest.raises(checks.DidNotReturn) as caught:
+        checks.bounded(never_returns, seconds=0.5, hint="your read never re-reads the version")
+    assert time.monotonic() - started < 30
+    assert "did not return within 0.5 s" in str(caught.value)
+    assert "your read never re-reads the version" in str(caught.value)
+    # the runaway thread is asked to stop, so it does not keep a core busy
+    deadline = time.monotonic() + 30
+    while any(t.name == "bounded-never_returns" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the runaway thread was not stopped"
+        time.sleep(0.05)
+
+
+def test_bounded_passes_not_done_yet_and_names_a_crash():
+    with pytest.raises(NotImplementedError):
+        checks.bounded(stub, 1)
+
+    def crashes(x):
+        return 1 / x
+
+    with pytest.raises(checks._Wrong, match=r"it raised ZeroDivisionError: .* \(0\)"):
+        checks.bounded(crashes, 0)
+
+
+def test_a_check_using_bounded_prints_the_hint(capsys):
+    """Inside a check, the hint is printed like any failed case and the cell goes on."""
+    def judge(fn, case):
+        checks.bounded(fn, case, seconds=0.3, hint="the loop never ends")
+
+    def loops(_):
+        while True:
+            pass
+
+    assert not checks._run("loops", loops, [1], judge)
+    out = capsys.readouterr().out
+    assert out.startswith("loops is not right yet: loops did not return within 0.3 s"), out
+    assert "Hint: the loop never ends" in out
+
