@@ -148,10 +148,14 @@ def check_seqlock_read(fn) -> Verdict:
          "mix old and new fields, so try again."),
     ]
 
+    cases.append(("a real writer process", None, None, None))
+
     def judge(fn, case):
         what, script, want, hint = case
+        if script is None:  # the last case: a real writer in another process
+            return seqlock_against_a_writer(fn)
         record = _ScriptedRecord(script)
-        got = _call(fn, record.load_version, record.load_fields)
+        got = bounded(fn, record.load_version, record.load_fields, hint=SEQLOCK_LOOPS)
         if got != want:
             raise _Wrong(f"for {what} it returned {got!r}, expected {want!r}.\n  Hint: {hint}")
 
@@ -465,3 +469,88 @@ def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops 
         raise _Wrong(f"it raised {type(error).__name__}: {error} when called with ({shown})")
     return outcome["value"]
 
+
+SEQLOCK_LOOPS = ("it never returned: your read probably never re-reads the version. Each try "
+                 "must start by reading it anew: the writer finishes its write, but a number you "
+                 "read before stays odd (or stale) for ever.")
+
+_SLOW_WRITER = '''import sys, time
+from hftlab.book import open_untracked      # a reader of the check's segment: never unlinks it
+
+shm = open_untracked(sys.argv[1])
+words = shm.buf.cast("q")                   # version, four fields, done
+print("ready", flush=True)
+try:
+    for k in range(1, int(sys.argv[2]) + 1):
+        words[0] += 1                       # odd: a write is in progress
+        for i in range(1, 5):
+            words[i] = k                    # field by field, slowly: torn until the last one
+            time.sleep(0.0002)
+        words[0] += 1                       # even: whole again
+        time.sleep(0.0002)
+finally:
+    words[5] = 1
+    words.release()
+    shm.close()
+'''
+
+
+def seqlock_against_a_writer(fn, rounds: int = 300, seconds: float = 30.0) -> int:
+    """Run fn(load_version, load_fields) over and over against a real, slow writer process.
+
+    The writer (another process) writes round k as four fields equal to k, one store at a
+    time, with the seqlock's odd/even version around them, so it is in mid-write most of
+    the time. Every copy fn returns must have four equal fields. Returns how many copies
+    were read; raises _Wrong on a torn copy, DidNotReturn if fn does not return.
+    """
+    import subprocess
+    import sys
+
+    shm = book.create_untracked(book.new_name(), 48)
+    words = shm.buf.cast("q")
+    writer = None
+    try:
+        for i in range(6):
+            words[i] = 0
+        writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, shm.name, str(rounds)],
+                                  stdout=subprocess.PIPE, text=True)
+        if writer.stdout.readline() != "ready\n":
+            raise RuntimeError("the check's writer process did not start; run the cell again")
+
+        def load_version():
+            return words[0]
+
+        def load_fields():
+            return tuple(words[1:5])
+
+        def read_until_done():
+            copies = []
+            while not words[5]:
+                copies.append(fn(load_version, load_fields))
+            return copies
+
+        copies = bounded(read_until_done, seconds=seconds, hint=SEQLOCK_LOOPS)
+        for got in copies:
+            if not (isinstance(got, tuple) and len(got) == 4):
+                raise _Wrong(f"against a real writer it returned {got!r}: return what "
+                             "load_fields() returned.")
+            if len(set(got)) > 1:
+                raise _Wrong(f"against a real writer process it returned the torn copy {got!r} "
+                             "(a whole record has four equal fields).\n  Hint: read the version "
+                             "before AND after copying, and keep the copy only if both reads are "
+                             "the same even number.")
+        return len(copies)
+    finally:
+        if writer is not None:
+            try:
+                writer.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                writer.wait()
+            writer.stdout.close()
+        book.unlink_untracked(shm)  # the name goes first, whatever happens to the mapping
+        try:
+            words.release()
+            shm.close()
+        except BufferError:  # a runaway reader thread still holds a view: the GC unmaps it
+            pass

@@ -336,3 +336,29 @@ def test_a_check_using_bounded_prints_the_hint(capsys):
     assert out.startswith("loops is not right yet: loops did not return within 0.3 s"), out
     assert "Hint: the loop never ends" in out
 
+
+def seqlock_never_rereads(load_version, load_fields):
+    """Waits for an even version, but on the number it read once: loops for ever."""
+    before = load_version()
+    while before % 2:
+        pass
+    return load_fields()
+
+
+def test_a_looping_seqlock_read_gets_a_hint_not_a_hang(capsys):
+    assert not checks.check_seqlock_read(seqlock_never_rereads)
+    out = capsys.readouterr().out
+    assert out.startswith("seqlock_read is not right yet: "), out
+    assert "never re-reads the version" in out, out
+
+
+def test_the_seqlock_read_runs_against_a_real_writer_process():
+    """The solution reads whole records from a real writer; a reader without the
+    protocol gets torn ones and the hint."""
+    assert checks.seqlock_against_a_writer(solutions.seqlock_read) > 0
+
+    def no_protocol(load_version, load_fields):
+        return load_fields()
+
+    with pytest.raises(checks._Wrong, match="torn copy"):
+        checks.seqlock_against_a_writer(no_protocol)
