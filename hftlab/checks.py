@@ -554,3 +554,77 @@ def seqlock_against_a_writer(fn, rounds: int = 300, seconds: float = 30.0) -> in
             shm.close()
         except BufferError:  # a runaway reader thread still holds a view: the GC unmaps it
             pass
+
+
+# --- lesson 04 ---
+
+def check_count_gaps_live(fn, subscriptions) -> Verdict:
+    """fn(messages) on what a live price feed really sent, against the package's FeedHandler.
+
+    `subscriptions` is a list of the bytes read by successive subscriptions to a live
+    gateway (each starts with its HELLO): a resubscription to the same gateway (same
+    session: the seqs sent in between were lost to this subscriber) and one after the
+    gateway restarted (a new session: not a gap). The expected count is what
+    `orderbook.FeedHandler` counts when fed the same bytes, connection by connection.
+    """
+    import logging
+
+    from hftlab import orderbook
+
+    chunks = [bytes(s) for s in subscriptions]
+    messages, sessions = [], []
+    for chunk in chunks:
+        decoded = [m for m in protocol.Decoder().feed(chunk)
+                   if isinstance(m, (protocol.Hello, protocol.Price, protocol.Heartbeat))]
+        messages += decoded
+        sessions += [m.session for m in decoded if isinstance(m, protocol.Hello)]
+    if not chunks or not messages:
+        raise ValueError("nothing recorded: subscribe to the live price feed first (the cells above)")
+    log = logging.getLogger("hftlab.checks.count_gaps_live")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    symbols = sorted({m.symbol for m in messages if isinstance(m, protocol.Price)})
+
+    def handler_gaps(connections):
+        """What FeedHandler counts, fed these connections' bytes one after the other."""
+        with book.SharedPriceBook(symbols, book.new_name()) as reference:
+            handler = orderbook.FeedHandler(reference, log)
+            for chunk in connections:
+                handler.connected()
+                handler.feed(chunk)
+            return handler.gaps
+
+    want = handler_gaps(chunks)
+    # what a counter that starts afresh on EVERY hello would say: one handler per subscription
+    per_subscription = sum(handler_gaps([chunk]) for chunk in chunks)
+
+    story = []
+    for i, session in enumerate(sessions):
+        if i == 0:
+            story.append(f"session {session}")
+        elif session == sessions[i - 1]:
+            story.append(f"the same session {session} again (a resubscription)")
+        else:
+            story.append(f"a new session {session} (the gateway restarted)")
+
+    def judge(fn, _):
+        got = bounded(fn, list(messages), hint="it never returned on the live feed's messages: "
+                      "does a loop wait for a message that never comes?")
+        if got == want:
+            return
+        if got == per_subscription:
+            hint = ("a HELLO with the SAME session is a resubscription to the same gateway: its "
+                    "numbering goes on, so the seqs between the two subscriptions were lost. Only "
+                    "a NEW session starts the count again.")
+        elif got > want:
+            hint = ("a HELLO with a new session is a restarted gateway: its seq 1 follows nothing "
+                    "of the old session, so nothing between them is a gap.")
+        else:
+            hint = ("too few. Count the missing messages, not the jumps (after seq 4, seq 7 "
+                    "means 2 lost). And a HELLO with a new session is a restarted gateway whose "
+                    "numbering starts again: compare its seqs with each other, not with the old "
+                    "session's (seqs below the old last one would hide the losses after it).")
+        raise _Wrong(f"on {len(messages)} live messages ({'; then '.join(story)}) it returned "
+                     f"{got!r}; the orderbook's FeedHandler counts {want} lost.\n  Hint: {hint}")
+
+    return _run("count_gaps", fn, [chunks], judge)

@@ -362,3 +362,80 @@ def test_the_seqlock_read_runs_against_a_real_writer_process():
 
     with pytest.raises(checks._Wrong, match="torn copy"):
         checks.seqlock_against_a_writer(no_protocol)
+
+
+# --- lesson 04 ---
+
+def _subscription(session, seqs, hb=None):
+    """The bytes one subscriber reads: HELLO, prices with these seqs, maybe a heartbeat, and
+    a half line (a subscriber that leaves mid-line)."""
+    msgs = [protocol.Hello("PRICE", session)]
+    msgs += [protocol.Price(s, 1000 + s, "AAPL" if s % 2 else "MSFT", 100.0 + s) for s in seqs]
+    if hb is not None:
+        msgs.append(protocol.Heartbeat(hb, 9000))
+    return b"".join(protocol.encode(m) for m in msgs) + b"PRICE,99"
+
+
+LIVE = [_subscription("5e55f00d", range(40, 60)),
+        _subscription("5e55f00d", range(75, 95)),          # resubscribed: 60..74 lost
+        _subscription("0badcafe", range(1, 21), hb=22)]    # restarted; HB says 21, 22 lost
+
+
+def gaps_reset_on_every_hello(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, protocol.Hello):
+            last = None
+        elif isinstance(m, protocol.Price):
+            if last is not None and m.seq > last + 1:
+                n += m.seq - last - 1
+            last = m.seq
+        elif isinstance(m, protocol.Heartbeat):
+            if last is not None and m.last_seq > last:
+                n += m.last_seq - last
+                last = m.last_seq
+    return n
+
+
+def test_count_gaps_live_agrees_with_the_feed_handler(capsys):
+    assert checks.check_count_gaps_live(solutions.count_gaps, LIVE)
+    assert capsys.readouterr().out == "All 1 cases pass\n"
+    assert not checks.check_count_gaps_live(stub, LIVE)
+    assert capsys.readouterr().out.startswith("not done yet")
+
+
+def gaps_keep_the_old_session(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, (protocol.Price, protocol.Heartbeat)):
+            seq = m.seq if isinstance(m, protocol.Price) else m.last_seq + 1
+            if last is not None and seq > last + 1:
+                n += seq - last - 1
+            last = max(last or 0, seq if isinstance(m, protocol.Price) else m.last_seq)
+    return n
+
+
+def gaps_restart_is_a_gap(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, protocol.Price):
+            if last is not None and m.seq != last + 1:
+                n += abs(m.seq - last - 1)
+            last = m.seq
+        elif isinstance(m, protocol.Heartbeat) and last is not None and m.last_seq > last:
+            n += m.last_seq - last
+            last = m.last_seq
+    return n
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (gaps_reset_on_every_hello, "a HELLO with the SAME session is a resubscription"),
+    (gaps_keep_the_old_session, "compare its seqs with each other, not with the old session's"),
+    (gaps_restart_is_a_gap, "its seq 1 follows nothing of the old session"),
+])
+def test_count_gaps_live_hints(wrong, hint, capsys):
+    assert not checks.check_count_gaps_live(wrong, LIVE)
+    out = capsys.readouterr().out
+    assert out.startswith("count_gaps is not right yet: on "), out
+    assert "the orderbook's FeedHandler counts 17 lost" in out, out
+    assert hint in out, out
