@@ -148,10 +148,14 @@ def check_seqlock_read(fn) -> Verdict:
          "mix old and new fields, so try again."),
     ]
 
+    cases.append(("a real writer process", None, None, None))
+
     def judge(fn, case):
         what, script, want, hint = case
+        if script is None:  # the last case: a real writer in another process
+            return seqlock_against_a_writer(fn)
         record = _ScriptedRecord(script)
-        got = _call(fn, record.load_version, record.load_fields)
+        got = bounded(fn, record.load_version, record.load_fields, hint=SEQLOCK_LOOPS)
         if got != want:
             raise _Wrong(f"for {what} it returned {got!r}, expected {want!r}.\n  Hint: {hint}")
 
@@ -671,3 +675,220 @@ def check_fix_quantity(fn) -> Verdict:
         _expect(got, want, call, hint)
 
     return _run("fix_quantity", fn, cases, judge)
+# --- lesson 03 ---
+# `bounded` is for every lesson's checks: a learner's loop must give a hint, not hang a cell.
+
+__all__ += ["bounded", "DidNotReturn"]
+
+
+class DidNotReturn(_Wrong):
+    """The learner's function did not return in time: the message says what probably loops."""
+
+
+def _stop_thread(thread) -> None:
+    """Ask a runaway thread to stop by raising SystemExit in it at its next bytecode.
+
+    Best effort, so a forgotten loop does not keep one of the machine's cores busy for
+    the rest of the session: a thread blocked in C (a sleep, a recv) only stops when that
+    call returns. The thread is a daemon anyway, so it never keeps the kernel alive.
+    """
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                               ctypes.py_object(SystemExit))
+
+
+def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops forever."):
+    """fn(*args), but give up after `seconds` with a hint instead of hanging the cell.
+
+    The learner's function runs in a daemon thread; if it has not returned in time,
+    this raises `DidNotReturn` (a failed case, printed by the check with `hint`, which
+    should say what probably loops, e.g. "your read never re-reads the version"), and
+    the thread is asked to stop. NotImplementedError passes through ("not done yet");
+    any other exception becomes a failed case that names it, as in `_call`.
+    """
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"bounded-{getattr(fn, '__name__', 'fn')}",
+                              daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        _stop_thread(thread)
+        name = getattr(fn, "__name__", "your function")
+        raise DidNotReturn(f"{name} did not return within {seconds:g} s.\n  Hint: {hint}")
+    error = outcome.get("error")
+    if isinstance(error, NotImplementedError):
+        raise error
+    if error is not None:
+        shown = ", ".join(repr(a) for a in args)
+        raise _Wrong(f"it raised {type(error).__name__}: {error} when called with ({shown})")
+    return outcome["value"]
+
+
+SEQLOCK_LOOPS = ("it never returned: your read probably never re-reads the version. Each try "
+                 "must start by reading it anew: the writer finishes its write, but a number you "
+                 "read before stays odd (or stale) for ever.")
+
+_SLOW_WRITER = '''import sys, time
+from hftlab.book import open_untracked      # a reader of the check's segment: never unlinks it
+
+shm = open_untracked(sys.argv[1])
+words = shm.buf.cast("q")                   # version, four fields, done
+print("ready", flush=True)
+try:
+    for k in range(1, int(sys.argv[2]) + 1):
+        words[0] += 1                       # odd: a write is in progress
+        for i in range(1, 5):
+            words[i] = k                    # field by field, slowly: torn until the last one
+            time.sleep(0.0002)
+        words[0] += 1                       # even: whole again
+        time.sleep(0.0002)
+finally:
+    words[5] = 1
+    words.release()
+    shm.close()
+'''
+
+
+def seqlock_against_a_writer(fn, rounds: int = 300, seconds: float = 30.0) -> int:
+    """Run fn(load_version, load_fields) over and over against a real, slow writer process.
+
+    The writer (another process) writes round k as four fields equal to k, one store at a
+    time, with the seqlock's odd/even version around them, so it is in mid-write most of
+    the time. Every copy fn returns must have four equal fields. Returns how many copies
+    were read; raises _Wrong on a torn copy, DidNotReturn if fn does not return.
+    """
+    import subprocess
+    import sys
+
+    shm = book.create_untracked(book.new_name(), 48)
+    words = shm.buf.cast("q")
+    writer = None
+    try:
+        for i in range(6):
+            words[i] = 0
+        writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, shm.name, str(rounds)],
+                                  stdout=subprocess.PIPE, text=True)
+        if writer.stdout.readline() != "ready\n":
+            raise RuntimeError("the check's writer process did not start; run the cell again")
+
+        def load_version():
+            return words[0]
+
+        def load_fields():
+            return tuple(words[1:5])
+
+        def read_until_done():
+            copies = []
+            while not words[5]:
+                copies.append(fn(load_version, load_fields))
+            return copies
+
+        copies = bounded(read_until_done, seconds=seconds, hint=SEQLOCK_LOOPS)
+        for got in copies:
+            if not (isinstance(got, tuple) and len(got) == 4):
+                raise _Wrong(f"against a real writer it returned {got!r}: return what "
+                             "load_fields() returned.")
+            if len(set(got)) > 1:
+                raise _Wrong(f"against a real writer process it returned the torn copy {got!r} "
+                             "(a whole record has four equal fields).\n  Hint: read the version "
+                             "before AND after copying, and keep the copy only if both reads are "
+                             "the same even number.")
+        return len(copies)
+    finally:
+        if writer is not None:
+            try:
+                writer.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                writer.wait()
+            writer.stdout.close()
+        book.unlink_untracked(shm)  # the name goes first, whatever happens to the mapping
+        try:
+            words.release()
+            shm.close()
+        except BufferError:  # a runaway reader thread still holds a view: the GC unmaps it
+            pass
+
+
+# --- lesson 04 ---
+
+def check_count_gaps_live(fn, subscriptions) -> Verdict:
+    """fn(messages) on what a live price feed really sent, against the package's FeedHandler.
+
+    `subscriptions` is a list of the bytes read by successive subscriptions to a live
+    gateway (each starts with its HELLO): a resubscription to the same gateway (same
+    session: the seqs sent in between were lost to this subscriber) and one after the
+    gateway restarted (a new session: not a gap). The expected count is what
+    `orderbook.FeedHandler` counts when fed the same bytes, connection by connection.
+    """
+    import logging
+
+    from hftlab import orderbook
+
+    chunks = [bytes(s) for s in subscriptions]
+    messages, sessions = [], []
+    for chunk in chunks:
+        decoded = [m for m in protocol.Decoder().feed(chunk)
+                   if isinstance(m, (protocol.Hello, protocol.Price, protocol.Heartbeat))]
+        messages += decoded
+        sessions += [m.session for m in decoded if isinstance(m, protocol.Hello)]
+    if not chunks or not messages:
+        raise ValueError("nothing recorded: subscribe to the live price feed first (the cells above)")
+    log = logging.getLogger("hftlab.checks.count_gaps_live")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    symbols = sorted({m.symbol for m in messages if isinstance(m, protocol.Price)})
+
+    def handler_gaps(connections):
+        """What FeedHandler counts, fed these connections' bytes one after the other."""
+        with book.SharedPriceBook(symbols, book.new_name()) as reference:
+            handler = orderbook.FeedHandler(reference, log)
+            for chunk in connections:
+                handler.connected()
+                handler.feed(chunk)
+            return handler.gaps
+
+    want = handler_gaps(chunks)
+    # what a counter that starts afresh on EVERY hello would say: one handler per subscription
+    per_subscription = sum(handler_gaps([chunk]) for chunk in chunks)
+
+    story = []
+    for i, session in enumerate(sessions):
+        if i == 0:
+            story.append(f"session {session}")
+        elif session == sessions[i - 1]:
+            story.append(f"the same session {session} again (a resubscription)")
+        else:
+            story.append(f"a new session {session} (the gateway restarted)")
+
+    def judge(fn, _):
+        got = bounded(fn, list(messages), hint="it never returned on the live feed's messages: "
+                      "does a loop wait for a message that never comes?")
+        if got == want:
+            return
+        if got == per_subscription:
+            hint = ("a HELLO with the SAME session is a resubscription to the same gateway: its "
+                    "numbering goes on, so the seqs between the two subscriptions were lost. Only "
+                    "a NEW session starts the count again.")
+        elif got > want:
+            hint = ("a HELLO with a new session is a restarted gateway: its seq 1 follows nothing "
+                    "of the old session, so nothing between them is a gap.")
+        else:
+            hint = ("too few. Count the missing messages, not the jumps (after seq 4, seq 7 "
+                    "means 2 lost). And a HELLO with a new session is a restarted gateway whose "
+                    "numbering starts again: compare its seqs with each other, not with the old "
+                    "session's (seqs below the old last one would hide the losses after it).")
+        raise _Wrong(f"on {len(messages)} live messages ({'; then '.join(story)}) it returned "
+                     f"{got!r}; the orderbook's FeedHandler counts {want} lost.\n  Hint: {hint}")
+
+    return _run("count_gaps", fn, [chunks], judge)

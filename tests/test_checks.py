@@ -35,7 +35,8 @@ CHECKS = {
 
 
 def test_every_check_is_listed():
-    assert sorted(CHECKS) == sorted(name[len("check_"):] for name in checks.__all__)
+    assert sorted(CHECKS) == sorted(name[len("check_"):] for name in checks.__all__
+                                    if name.startswith("check_"))
     assert sorted(CHECKS) == sorted(solutions.__all__)
 
 
@@ -496,3 +497,163 @@ def test_fix_quantity_cases_agree_with_the_order_manager():
     reject = protocol.Reject("ex-1", check_order(order, Config()))
     fixed = solutions.fix_quantity(order, reject, Config().max_qty)
     assert check_order(fixed, Config()) is None and fixed.qty == Config().max_qty
+# --- lesson 03 ---
+
+def test_bounded_returns_the_value_in_time():
+    assert checks.bounded(lambda a, b: a + b, 2, 3, seconds=5) == 5
+
+
+def test_bounded_gives_the_hint_instead_of_hanging():
+    """A function that never returns becomes a failed case with the hint, within the bound."""
+    import threading
+    import time
+
+    spins = []
+
+    def never_returns():
+        while True:
+            spins.append(1)
+            if len(spins) > 1000:
+                spins.clear()
+
+    started = time.monotonic()
+    with pytest.raises(checks.DidNotReturn) as caught:
+        checks.bounded(never_returns, seconds=0.5, hint="your read never re-reads the version")
+    assert time.monotonic() - started < 30
+    assert "did not return within 0.5 s" in str(caught.value)
+    assert "your read never re-reads the version" in str(caught.value)
+    # the runaway thread is asked to stop, so it does not keep a core busy
+    deadline = time.monotonic() + 30
+    while any(t.name == "bounded-never_returns" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the runaway thread was not stopped"
+        time.sleep(0.05)
+
+
+def test_bounded_passes_not_done_yet_and_names_a_crash():
+    with pytest.raises(NotImplementedError):
+        checks.bounded(stub, 1)
+
+    def crashes(x):
+        return 1 / x
+
+    with pytest.raises(checks._Wrong, match=r"it raised ZeroDivisionError: .* \(0\)"):
+        checks.bounded(crashes, 0)
+
+
+def test_a_check_using_bounded_prints_the_hint(capsys):
+    """Inside a check, the hint is printed like any failed case and the cell goes on."""
+    def judge(fn, case):
+        checks.bounded(fn, case, seconds=0.3, hint="the loop never ends")
+
+    def loops(_):
+        while True:
+            pass
+
+    assert not checks._run("loops", loops, [1], judge)
+    out = capsys.readouterr().out
+    assert out.startswith("loops is not right yet: loops did not return within 0.3 s"), out
+    assert "Hint: the loop never ends" in out
+
+
+def seqlock_never_rereads(load_version, load_fields):
+    """Waits for an even version, but on the number it read once: loops for ever."""
+    before = load_version()
+    while before % 2:
+        pass
+    return load_fields()
+
+
+def test_a_looping_seqlock_read_gets_a_hint_not_a_hang(capsys):
+    assert not checks.check_seqlock_read(seqlock_never_rereads)
+    out = capsys.readouterr().out
+    assert out.startswith("seqlock_read is not right yet: "), out
+    assert "never re-reads the version" in out, out
+
+
+def test_the_seqlock_read_runs_against_a_real_writer_process():
+    """The solution reads whole records from a real writer; a reader without the
+    protocol gets torn ones and the hint."""
+    assert checks.seqlock_against_a_writer(solutions.seqlock_read) > 0
+
+    def no_protocol(load_version, load_fields):
+        return load_fields()
+
+    with pytest.raises(checks._Wrong, match="torn copy"):
+        checks.seqlock_against_a_writer(no_protocol)
+
+
+# --- lesson 04 ---
+
+def _subscription(session, seqs, hb=None):
+    """The bytes one subscriber reads: HELLO, prices with these seqs, maybe a heartbeat, and
+    a half line (a subscriber that leaves mid-line)."""
+    msgs = [protocol.Hello("PRICE", session)]
+    msgs += [protocol.Price(s, 1000 + s, "AAPL" if s % 2 else "MSFT", 100.0 + s) for s in seqs]
+    if hb is not None:
+        msgs.append(protocol.Heartbeat(hb, 9000))
+    return b"".join(protocol.encode(m) for m in msgs) + b"PRICE,99"
+
+
+LIVE = [_subscription("5e55f00d", range(40, 60)),
+        _subscription("5e55f00d", range(75, 95)),          # resubscribed: 60..74 lost
+        _subscription("0badcafe", range(1, 21), hb=22)]    # restarted; HB says 21, 22 lost
+
+
+def gaps_reset_on_every_hello(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, protocol.Hello):
+            last = None
+        elif isinstance(m, protocol.Price):
+            if last is not None and m.seq > last + 1:
+                n += m.seq - last - 1
+            last = m.seq
+        elif isinstance(m, protocol.Heartbeat):
+            if last is not None and m.last_seq > last:
+                n += m.last_seq - last
+                last = m.last_seq
+    return n
+
+
+def test_count_gaps_live_agrees_with_the_feed_handler(capsys):
+    assert checks.check_count_gaps_live(solutions.count_gaps, LIVE)
+    assert capsys.readouterr().out == "All 1 cases pass\n"
+    assert not checks.check_count_gaps_live(stub, LIVE)
+    assert capsys.readouterr().out.startswith("not done yet")
+
+
+def gaps_keep_the_old_session(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, (protocol.Price, protocol.Heartbeat)):
+            seq = m.seq if isinstance(m, protocol.Price) else m.last_seq + 1
+            if last is not None and seq > last + 1:
+                n += seq - last - 1
+            last = max(last or 0, seq if isinstance(m, protocol.Price) else m.last_seq)
+    return n
+
+
+def gaps_restart_is_a_gap(messages):
+    n, last = 0, None
+    for m in messages:
+        if isinstance(m, protocol.Price):
+            if last is not None and m.seq != last + 1:
+                n += abs(m.seq - last - 1)
+            last = m.seq
+        elif isinstance(m, protocol.Heartbeat) and last is not None and m.last_seq > last:
+            n += m.last_seq - last
+            last = m.last_seq
+    return n
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (gaps_reset_on_every_hello, "a HELLO with the SAME session is a resubscription"),
+    (gaps_keep_the_old_session, "compare its seqs with each other, not with the old session's"),
+    (gaps_restart_is_a_gap, "its seq 1 follows nothing of the old session"),
+])
+def test_count_gaps_live_hints(wrong, hint, capsys):
+    assert not checks.check_count_gaps_live(wrong, LIVE)
+    out = capsys.readouterr().out
+    assert out.startswith("count_gaps is not right yet: on "), out
+    assert "the orderbook's FeedHandler counts 17 lost" in out, out
+    assert hint in out, out

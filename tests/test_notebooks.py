@@ -82,12 +82,13 @@ def test_notebook_uses_few_ignores_and_no_skips(path):
 
 
 def test_lesson_exercises_are_checked():
-    """Each lesson has 1 to 3 exercises, each followed by its check cell."""
+    """Each lesson has 1 to 3 exercises, each followed by its check cell (an exercise may
+    be checked twice: 04 checks count_gaps on scripted cases, then on the live feed)."""
     for name in ("03_shared_memory", "04_orderbook", "05_strategy", "06_order_manager"):
         cells = code_cells(load(ROOT / "notebooks" / f"{name}.ipynb"))
         checks = [source(c) for c in cells if "checks.check_" in source(c)]
         stubs = [source(c) for c in cells if 'raise NotImplementedError("your code here")' in source(c)]
-        assert 1 <= len(checks) == len(stubs) <= 3, name
+        assert 1 <= len(stubs) <= len(checks) <= 3, name
         for cell in cells:
             out = "".join(joined(o.get("text", "")) for o in cell.get("outputs", []))
             if "checks.check_" in source(cell):
