@@ -419,12 +419,6 @@ __all__ += ["check_trigger", "check_notional_limit"]
 def _bounded(fn, *args, seconds=5.0):
     """fn(*args) in a daemon thread; a _Wrong if it has not returned within `seconds`,
     so an answer that loops forever gets a hint instead of hanging the notebook."""
-# --- lesson 01 ---
-
-__all__ += ["check_make_length_framer"]
-
-def _within_seconds(seconds, judge, fn, case):
-    """judge(fn, case) in a daemon thread: a learner's loop that never ends is a hint, not a hang."""
     import threading
 
     box = {}
@@ -545,6 +539,18 @@ def check_notional_limit(fn) -> Verdict:
             raise _Wrong(f"{call} returned {got!r}, but it must be rejected with a reason.\n  Hint: {hint}")
 
     return _run("notional_limit", fn, cases, judge)
+
+
+# --- lesson 01 ---
+
+__all__ += ["check_make_length_framer"]
+
+def _within_seconds(seconds, judge, fn, case):
+    """judge(fn, case) in a daemon thread: a learner's loop that never ends is a hint, not a hang."""
+    import threading
+
+    box = {}
+
     def run():
         try:
             judge(fn, case)
@@ -675,6 +681,8 @@ def check_fix_quantity(fn) -> Verdict:
         _expect(got, want, call, hint)
 
     return _run("fix_quantity", fn, cases, judge)
+
+
 # --- lesson 03 ---
 # `bounded` is for every lesson's checks: a learner's loop must give a hint, not hang a cell.
 

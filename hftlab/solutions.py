@@ -158,6 +158,9 @@ def notional_limit(order, config, last_price, max_notional):
     notional = order.qty * order.price  # what the order commits, at its own price
     if notional > max_notional:
         return f"notional {notional:,.2f} is above the limit {max_notional:,.2f}"
+    return None
+
+
 # --- lesson 01 ---
 
 __all__ += ["make_length_framer"]

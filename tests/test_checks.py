@@ -346,6 +346,8 @@ def test_the_seeded_replay_trades_mostly_when_the_news_turns():
     signals, trades = checks._seeded_replay()
     labels = Counter(solutions.trigger(signals[t - 2], signals[t - 1]) for t, _ in trades)
     assert labels == {"news": 7, "price": 2, "both": 3}
+
+
 # --- lesson 01 ---
 
 CHECKS.update(make_length_framer=checks.check_make_length_framer)
@@ -497,6 +499,8 @@ def test_fix_quantity_cases_agree_with_the_order_manager():
     reject = protocol.Reject("ex-1", check_order(order, Config()))
     fixed = solutions.fix_quantity(order, reject, Config().max_qty)
     assert check_order(fixed, Config()) is None and fixed.qty == Config().max_qty
+
+
 # --- lesson 03 ---
 
 def test_bounded_returns_the_value_in_time():
