@@ -211,11 +211,11 @@ ROLES = {"source": source, "relay": relay, "poller": poller, "sink": sink, "read
 
 # -- the command line --------------------------------------------------------------------
 
-def _positive(kind):
+def _positive(kind, zero_ok=False):
     def check(text):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive; got {text}")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_ok else 'positive'}; got {text}")
         return value
     return check
 
@@ -243,8 +243,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--port", **port)
     r.add_argument("--n", **records)
     r.add_argument("--shm", **shm)
-    r.add_argument("--poll-interval", type=_positive(float), required=True,
-                   help="seconds of each select() between looks at the records")
+    r.add_argument("--poll-interval", type=_positive(float, zero_ok=True), required=True,
+                   help="seconds of each select() between looks at the records (0: never sleep, spin)")
     r = sub.add_parser("sink", help=sink.__doc__)
     r.add_argument("--out", required=True, help="the CSV file to write at the end")
     r = sub.add_parser("reader", help=reader.__doc__)
