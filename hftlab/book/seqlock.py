@@ -394,6 +394,12 @@ class SharedPriceBook:
 
     # -- readers (the owner may read too) ------------------------------------
 
+    def updates(self) -> int:
+        """The header's count of every update so far: one 8-byte load, for "anything new?"."""
+        if self._closed:
+            raise BookError(f"book {self.name!r} is closed")
+        return self._u64[_W_UPDATES]
+
     def set_sleeping(self) -> None:
         """Say "a reader is asleep on the doorbell": the writer's next ring() rings.
         Any reader may call it (see `hftlab.book.doorbell` for the order to keep)."""
