@@ -233,8 +233,11 @@ def _remove_segment(name: str) -> None:
 
 
 def measure_baseline_latency(n: int, interval: float, poll_interval: float, duration: float,
-                             run_dir: str, seed: int = Config.seed) -> dict:
-    """The bare path: TCP, a shared-memory record polled the same way, TCP again."""
+                             run_dir: str, seed: int = Config.seed, doorbell: bool = False) -> dict:
+    """The bare path: TCP, a shared-memory record polled the same way, TCP again.
+
+    With `doorbell` the poller sleeps until the relay rings (as the strategy waits);
+    otherwise it sleeps `poll_interval` between looks (0: it spins)."""
     out_csv = os.path.join(run_dir, "baseline.csv")
     # Not "hftlab_...": `hftlab clean` must not take this segment for a stale book.
     shm = "hftbench_" + secrets.token_hex(4)
@@ -249,7 +252,8 @@ def measure_baseline_latency(n: int, interval: float, poll_interval: float, dura
         relay = Role("relay", "--port", source_port, "--n", n, "--shm", shm)
         roles.append(relay)
         relay.said()
-        poller = Role("poller", "--port", sink_port, "--n", n, "--shm", shm, "--poll-interval", poll_interval)
+        poller = Role("poller", "--port", sink_port, "--n", n, "--shm", shm, "--poll-interval", poll_interval,
+                      *(["--doorbell"] if doorbell else []))
         roles.append(poller)
         poller.said()
         pids = {r.name: r.popen.pid for r in roles}
