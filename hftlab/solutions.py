@@ -8,10 +8,12 @@ from the package, so that comparing the two is itself instructive.
 
 from __future__ import annotations
 
+import math
+
 from hftlab.book import HEADER_DTYPE, RECORD_DTYPE
 
 __all__ = ["footprint", "seqlock_read", "split_frames", "count_gaps", "moving_average",
-           "price_signal", "order_for", "validate_order", "audit", "speedup"]
+           "price_signal", "order_for", "validate_order", "audit", "speedup", "expected_wait"]
 
 
 # -- lesson 03: shared memory ------------------------------------------------------
@@ -131,3 +133,17 @@ def speedup(new, base):
     """How many times as many ticks per second `new` delivered as `base`."""
     # Delivered, not sent: a tick the transport dropped was never carried.
     return (new.delivered / new.seconds) / (base.delivered / base.seconds)
+
+
+# -- lesson 08: performance ---------------------------------------------------------
+
+def expected_wait(policy, interval_s, wake_us):
+    """The typical wait (us) from a write to the reader's look, for one way of waiting."""
+    if policy == "spin":
+        return 0.0                      # never asleep: nothing to wake
+    if policy == "doorbell":
+        return wake_us                  # rung at once: one wake-up
+    # Sleep-polling with epoll: the timeout is rounded up to whole milliseconds, and a
+    # tick lands at a random moment of the sleep, so it waits half of it on average.
+    slept_ms = math.ceil(interval_s * 1000 - 1e-9)
+    return slept_ms * 1000 / 2 + wake_us
