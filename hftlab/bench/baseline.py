@@ -46,13 +46,13 @@ from multiprocessing.shared_memory import SharedMemory
 
 from hftlab import book, process
 
-__all__ = ["ROLES", "RECORD", "parser", "main", "source", "relay", "poller", "sink", "reader"]
+__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink", "reader"]
 
 # The relay's segment: one 8-byte "done" word, one 8-byte "sleepers" word (the doorbell's,
 # as in the book's header), then n records of
 # [version u64][seq i64][ts_ns i64][written_ns i64], every field 8-byte aligned so that
 # each store and load of a version is one machine instruction (see hftlab.book).
-_HEAD = 16
+HEAD = 16
 _SLEEPERS = 1  # index of the sleepers word
 WAKE_TIMEOUT = 0.25  # the poller's longest sleep on the doorbell, as the strategy's
 _DATA = struct.Struct("<qqq")  # seq, ts_ns, written_ns
@@ -96,12 +96,12 @@ def source(args) -> None:
 def relay(args) -> None:
     """Read lines from the source; write each into its shared-memory record under a seqlock."""
     n = args.n
-    shm = SharedMemory(args.shm, create=True, size=_HEAD + n * RECORD)
+    shm = SharedMemory(args.shm, create=True, size=HEAD + n * RECORD)
     # As in the book: versions through a view cast to "Q" (one 8-byte store each; never
     # struct.pack_into, which zero-fills its target first), the data copied in whole.
     u64 = shm.buf.cast("Q")
-    vword = [(_HEAD + i * RECORD) // 8 for i in range(n)]
-    data = [shm.buf[_HEAD + i * RECORD + 8:_HEAD + (i + 1) * RECORD] for i in range(n)]
+    vword = [(HEAD + i * RECORD) // 8 for i in range(n)]
+    data = [shm.buf[HEAD + i * RECORD + 8:HEAD + (i + 1) * RECORD] for i in range(n)]
     bell_sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     bell_sender.setblocking(False)
     try:
@@ -147,10 +147,10 @@ def poller(args) -> None:
     n = args.n
     shm = book.open_untracked(args.shm)
     u64 = shm.buf.cast("Q")
-    version_words = u64[_HEAD // 8:(_HEAD + n * RECORD) // 8:RECORD // 8]
+    version_words = u64[HEAD // 8:(HEAD + n * RECORD) // 8:RECORD // 8]
     versions = version_words.tolist
     block = struct.Struct("<" + "8xqqq" * n)
-    start, end = _HEAD, _HEAD + n * RECORD
+    start, end = HEAD, HEAD + n * RECORD
     sock = process.dial("127.0.0.1", args.port)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
