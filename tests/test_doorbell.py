@@ -51,8 +51,8 @@ def test_a_sleeping_reader_process_is_woken_by_a_write():
     with book.SharedPriceBook(["AAPL", "MSFT"]) as prices:
         proc = start_sleeper(prices.name)
         try:
-            prices.update("AAPL", 172.5)
-            assert prices.ring() == 1 and prices.rings == 1
+            prices.update("AAPL", 172.5)           # update() rings; update_index() does not
+            assert prices.rings == 1 and prices.ring() == 0
             assert read_line(proc) == "rung 172.5"
             assert proc.wait(DEADLINE) == 0
         finally:
@@ -71,7 +71,7 @@ def test_no_ring_when_nobody_sleeps():
         with Doorbell(prices.name) as bell:
             assert prices.ring() == 0           # a bell exists, but its reader did not arm it
             bell.arm(prices)
-            prices.update("AAPL", 99.0)
+            prices.update_index(0, 99.0, 500, 1)  # the hot path: the caller rings
             assert prices.ring() == 1           # armed: rung once ...
             assert prices.ring() == 0           # ... and the word is cleared: not twice
             assert bell.drain() == 1 and prices.rings == 1
@@ -83,6 +83,7 @@ def test_wait_looks_again_before_sleeping():
     with book.SharedPriceBook(["AAPL"]) as prices, Doorbell(prices.name) as bell:
         seen = prices.header()["updates"]
         prices.update("AAPL", 10.0)     # lands before the reader arms: nobody is rung
+        assert prices.rings == 0
         assert prices.ring() == 0
         start = time.monotonic()
         assert bell.wait(prices, lambda: prices.header()["updates"] != seen, timeout=120)
@@ -96,7 +97,8 @@ def test_a_reader_that_died_asleep_does_not_break_the_writer():
         proc.wait()
         proc.stdout.close()
         assert len(os.listdir(bell_dir(prices.name))) == 1
-        prices.update("AAPL", 1.0)
+        prices.set_sleeping()                   # as the dead reader had, for this write
+        prices.update_index(0, 1.0, 1, 1)
         assert prices.ring() == 0               # refused, not rung, not raised
         assert os.listdir(bell_dir(prices.name)) == []   # and its entry cleared
         prices.update("AAPL", 2.0)
@@ -107,7 +109,7 @@ def test_a_reader_that_never_drains_does_not_block_the_writer():
     with book.SharedPriceBook(["AAPL"]) as prices, Doorbell(prices.name) as bell:
         for i in range(5000):                  # far more than a socket buffer holds
             bell.arm(prices)
-            prices.update("AAPL", 1.0 + i / 1000)
+            prices.update_index(0, 1.0 + i / 1000, i + 1, 1)
             assert prices.ring() == 1
         assert 0 < bell.drain() <= 5000
 

@@ -310,8 +310,10 @@ class SharedPriceBook:
                             "the orderbook process that created it writes")
 
     def update(self, symbol, price, seq=None, ts_ns=None) -> None:
-        """Set `symbol`'s price.  seq defaults to the last seq + 1, ts_ns to
-        now.  seq must be >= 1 (0 means "no price yet")."""
+        """Set `symbol`'s price and ring the doorbell if a reader sleeps on it.
+        seq defaults to the last seq + 1, ts_ns to now.  seq must be >= 1
+        (0 means "no price yet").  The hot path, update_index(), does not ring:
+        its caller rings once per batch."""
         self._check_writer()
         i = self.index(symbol)
         if seq is None:
@@ -321,6 +323,7 @@ class SharedPriceBook:
         if ts_ns is None:
             ts_ns = time.time_ns()
         self.update_index(i, float(price), seq, ts_ns)
+        self.ring()
 
     def update_index(self, i, price, seq, ts_ns) -> None:
         """The hot path: set record i (seq >= 1), no defaults, no lookups."""
