@@ -28,7 +28,7 @@ from hftlab.config import Config
 __all__ = [
     "check_footprint", "check_seqlock_read", "check_split_frames", "check_count_gaps",
     "check_moving_average", "check_price_signal", "check_order_for", "check_validate_order",
-    "check_audit", "check_speedup",
+    "check_audit", "check_speedup", "check_expected_wait",
 ]
 
 
@@ -900,3 +900,34 @@ def check_count_gaps_live(fn, subscriptions) -> Verdict:
                      f"{got!r}; the orderbook's FeedHandler counts {want} lost.\n  Hint: {hint}")
 
     return _run("count_gaps", fn, [chunks], judge)
+
+
+# -- lesson 08: performance ---------------------------------------------------------
+
+def check_expected_wait(fn) -> Verdict:
+    """fn(policy, interval_s, wake_us) -> the typical wait (us) from a write to the reader's look.
+
+    policy is "spin", "sleep" (a selectors.DefaultSelector, epoll on Linux, with
+    timeout interval_s) or "doorbell"; wake_us is what waking a sleeping process costs."""
+    cases = [
+        ("sleep", 0.001, 50.0, 550.0, "a tick lands at a random moment of the sleep: it waits half "
+                                      "the interval on average, plus the wake-up at the end."),
+        ("sleep", 0.005, 40.0, 2540.0, "half the interval, plus the wake-up."),
+        ("sleep", 0.0001, 50.0, 550.0, "epoll counts its timeout in whole milliseconds, rounded "
+                                       "up: asking for 0.1 ms sleeps 1 ms."),
+        ("doorbell", 0.001, 50.0, 50.0, "the doorbell does not depend on any interval: the writer "
+                                        "wakes the reader at once, which costs one wake-up."),
+        ("spin", 0.001, 50.0, 0.0, "a spinning reader never sleeps: nothing to wait for, "
+                                   "nothing to wake (count its look as 0)."),
+    ]
+
+    def judge(fn, case):
+        policy, interval, wake, want, hint = case
+        got = _call(fn, policy, interval, wake)
+        call = f"expected_wait({policy!r}, {interval!r}, {wake!r})"
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            raise _Wrong(f"{call} returned {got!r}: return a number of microseconds.")
+        if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6):
+            raise _Wrong(f"{call} returned {got!r}, expected {want!r}.\n  Hint: {hint}")
+
+    return _run("expected_wait", fn, cases, judge)

@@ -57,7 +57,12 @@ class Config:
                                "its ACK: survives a power loss, not only a crash, at a cost per order")
     strategy_id: str = _knob("strategy", "the strategy's name; a restarted strategy with the same "
                                          "name asks the order manager for its positions")
-    poll_interval: float = _knob(0.001, "strategy's pause between looks at the book, in seconds")
+    poll_interval: float = _knob(0.001, "strategy's pause between looks at the book, in seconds, "
+                                        "when it does not wait on the doorbell (--no-doorbell)")
+    doorbell: bool = _knob(True, "strategy sleeps until the orderbook rings after a write "
+                                 "(--no-doorbell: it looks every poll_interval instead)")
+    wake_timeout: float = _knob(0.25, "strategy's longest sleep on the doorbell, in seconds: "
+                                      "a safety net, and how often its links are kept up when idle")
     bench_ticks: int = _knob(0, "gateway benchmark mode: each SIGUSR1 sends a burst of this many "
                                 "price ticks as fast as subscribers take them (0 = off)")
     bench_rate: float = _knob(0.0, "offered rate of a benchmark burst in ticks per second "
@@ -91,7 +96,8 @@ class Config:
         for name in ("price_port", "news_port", "order_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 yield f"{name} must be 0..65535"
-        for name in ("tick_interval", "news_interval", "heartbeat_interval", "poll_interval"):
+        for name in ("tick_interval", "news_interval", "heartbeat_interval", "poll_interval",
+                     "wake_timeout"):
             if not getattr(self, name) > 0:
                 yield f"{name} must be positive"
         if not 1 <= self.short_window < self.long_window:

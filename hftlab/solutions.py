@@ -8,10 +8,12 @@ from the package, so that comparing the two is itself instructive.
 
 from __future__ import annotations
 
+import math
+
 from hftlab.book import HEADER_DTYPE, RECORD_DTYPE
 
 __all__ = ["footprint", "seqlock_read", "split_frames", "count_gaps", "moving_average",
-           "price_signal", "order_for", "validate_order", "audit", "speedup"]
+           "price_signal", "order_for", "validate_order", "audit", "speedup", "expected_wait"]
 
 
 # -- lesson 03: shared memory ------------------------------------------------------
@@ -195,3 +197,17 @@ def fix_quantity(order, reject, max_qty):
     if "above the maximum" in reject.reason and order.qty > max_qty:
         return order._replace(qty=max_qty)
     return None
+
+
+# -- lesson 08: performance ---------------------------------------------------------
+
+def expected_wait(policy, interval_s, wake_us):
+    """The typical wait (us) from a write to the reader's look, for one way of waiting."""
+    if policy == "spin":
+        return 0.0                      # never asleep: nothing to wake
+    if policy == "doorbell":
+        return wake_us                  # rung at once: one wake-up
+    # Sleep-polling with epoll: the timeout is rounded up to whole milliseconds, and a
+    # tick lands at a random moment of the sleep, so it waits half of it on average.
+    slept_ms = math.ceil(interval_s * 1000 - 1e-9)
+    return slept_ms * 1000 / 2 + wake_us

@@ -1,11 +1,15 @@
 """The strategy: the trader. Reads prices from shared memory, news from a socket, sends orders.
 
-Prices come ONLY from the shared-memory book: the strategy looks at the book every
-``poll_interval`` seconds and follows each symbol by its record's update counter, so it
-knows when a price is new and how many it never saw (the book keeps only the latest
-price: that is conflation). News and order replies come over TCP, each through the one
-reconnecting client (`hftlab.link.Link`); one `select` waits on both sockets for at most
-``poll_interval``, so one thread does everything.
+Prices come ONLY from the shared-memory book: the strategy looks at the book whenever the
+orderbook rings its doorbell after a write (`hftlab.book.doorbell`), and follows each symbol
+by its record's update counter, so it knows when a price is new and how many it never saw
+(the book keeps only the latest price: that is conflation). News and order replies come
+over TCP, each through the one reconnecting client (`hftlab.link.Link`); one `select` waits
+on both sockets and the doorbell's socket, so one thread does everything and sleeps, at no
+CPU, until there is something to do. Before it sleeps it arms the doorbell and looks at the
+book's update count once more, so a write that lands between its last look and its sleep
+is never missed; ``wake_timeout`` (0.25 s) bounds every sleep as a safety net. With
+``--no-doorbell`` it looks every ``poll_interval`` (1 ms) instead, as it did before.
 
 The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
@@ -59,9 +63,12 @@ class BookReader:
 
     BUSY_SAY = 1.0
 
-    def __init__(self, name: str, symbols, log):
+    def __init__(self, name: str, symbols, log, doorbell: bool = False):
         self.name, self.log = name, log
         self.follower = _book.Follower(name, symbols, interval=1.0)
+        # The bell is the book's name's, so it outlives an orderbook restart.
+        self.bell = _book.Doorbell(name) if doorbell else None
+        self.looked_updates = -1  # the book header's update count at the last look
         self.said_waiting = False
         self.busy_since = None
         self.said_busy = False
@@ -98,6 +105,9 @@ class BookReader:
             self._busy(exc)
             return []
         self.seen_ns = time.time_ns()
+        book = self.follower.current
+        if book is not None:
+            self.looked_updates = book.updates()
         if self.said_busy and self.follower.current is not None:
             self.log.info(f"the book {self.name!r} reads again; carrying on")
         self.busy_since, self.said_busy = None, False
@@ -112,8 +122,24 @@ class BookReader:
             self.said_busy = True
             self.log.warning(f"waiting: the book has been unreadable for {self.BUSY_SAY:.0f} s ({exc})")
 
+    def arm(self) -> bool:
+        """Before sleeping on the bell: say so in the book, then look again.
+
+        True if the book changed since the last look (do not sleep). The order, arm then
+        look, is what loses no wake-up (`hftlab.book.doorbell`)."""
+        book = self.follower.current
+        if book is None or self.bell is None:
+            return False
+        try:
+            self.bell.arm(book)
+            return book.updates() != self.looked_updates
+        except _book.BookError:  # closed under us by the follower: look now
+            return True
+
     def close(self) -> None:
         self.follower.close()
+        if self.bell is not None:
+            self.bell.close()
 
 
 class LatencyLog:
@@ -156,16 +182,30 @@ class Strategy:
         self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval,
                          selector=self.selector)
         self.orders = Link("order manager", config.host, config.order_port, log, selector=self.selector)
-        self.book = BookReader(config.shm_name, config.symbols, log)
+        self.book = BookReader(config.shm_name, config.symbols, log, doorbell=config.doorbell)
+        if self.book.bell is not None:
+            self.selector.register(self.book.bell, selectors.EVENT_READ, None)
         self.tag = secrets.token_hex(2)
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
         self.latency = LatencyLog(config.latency_log) if config.latency_log else None
 
     def step(self) -> None:
-        """One turn of the loop: wait for sockets (at most poll_interval), then look at the book."""
-        for key, _ in self.selector.select(self.config.poll_interval):
+        """One turn of the loop: wait for sockets or the doorbell, then look at the book.
+
+        With the doorbell the wait ends when the orderbook rings after a write, or after
+        wake_timeout at most; without it (or before the book is found), after poll_interval."""
+        if self.book.bell is None:
+            timeout = self.config.poll_interval
+        elif self.book.book is None:    # no book yet: look for it again soon
+            timeout = min(self.config.wake_timeout, 0.05)
+        else:
+            timeout = 0.0 if self.book.arm() else self.config.wake_timeout
+        for key, _ in self.selector.select(timeout):
             link = key.data
+            if link is None:            # the doorbell rang
+                self.book.bell.drain()
+                continue
             msgs = link.read()
             if msgs is None:
                 if link is self.orders and self.trader.pending:

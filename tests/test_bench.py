@@ -22,12 +22,15 @@ from hftlab import book, cli, gateway, process, protocol
 from hftlab.bench import baseline
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
-        "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes")
+        "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes", "floor_tick_to_trade_us",
+        "poll_floor_tick_to_trade_us", "poll_floor_cpu_cores", "doorbell")
 
 
 def percentile_dicts(results):
     yield "tick_to_trade_us", results["tick_to_trade_us"]
     yield "baseline_tick_to_trade_us", results["baseline_tick_to_trade_us"]
+    yield "floor_tick_to_trade_us", results["floor_tick_to_trade_us"]
+    yield "poll_floor_tick_to_trade_us", results["poll_floor_tick_to_trade_us"]
     for name, p in results["hops_us"].items():
         yield name, p
     for name, p in results["baseline"]["hops_us"].items():
@@ -72,6 +75,8 @@ def test_quick_bench_json(tmp_path, capsys):
     assert 0 < s["orders_journaled"] == s["journaled_and_logged"] <= s["orders_logged"]
     base = r["baseline"]
     assert base["hops_us"]["source_to_shm"]["n"] == base["ticks_seen"] == r["baseline_tick_to_trade_us"]["n"]
+    # The floor is the baseline that waits as the strategy waits (the doorbell, by default).
+    assert r["doorbell"] is True and r["floor_tick_to_trade_us"] == r["baseline_tick_to_trade_us"]
 
     # The footprint is the book's layout, and the mapping is whole pages.
     assert r["book_bytes"] == book.layout_nbytes(r["n_symbols"])
@@ -143,7 +148,7 @@ def test_relay_versions_only_grow_as_the_books_do():
         assert json.loads(relay.stdout.readline()) == {"shm": name}
         shm = book.open_untracked(name)
         u64 = shm.buf.cast("Q")
-        words = [(8 + i * baseline.RECORD) // 8 for i in range(n)]
+        words = [(baseline.HEAD + i * baseline.RECORD) // 8 for i in range(n)]
 
         def send():
             with conn:

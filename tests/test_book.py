@@ -178,12 +178,12 @@ def test_create_update_read(name):
         assert math.isnan(book.snapshot()["price"][2])
 
         h = book.header()
-        assert h["magic"] == "HFTBOOK1" and h["layout_version"] == 1
+        assert h["magic"] == "HFTBOOK1" and h["layout_version"] == 2
         assert h["n_symbols"] == 3
         assert h["record_size"] == RECORD_DTYPE.itemsize == 56
-        assert h["header_size"] == HEADER_DTYPE.itemsize == 96
+        assert h["header_size"] == HEADER_DTYPE.itemsize == 104
         assert h["writer_pid"] == os.getpid()
-        assert h["last_seq"] == 9 and h["updates"] == 3 and h["gaps"] == 0
+        assert h["last_seq"] == 9 and h["updates"] == 3 and h["gaps"] == 0 and h["sleepers"] == 0
         assert h["feed_state"] == 0 and h["session"] == ""
 
         book.set_feed_state(FEED_UP, "sess-1")
@@ -201,7 +201,7 @@ def test_create_update_read(name):
         assert list(qs) == SYMBOLS and qs["GOOG"] is None
         assert qs["MSFT"].price == 101.25
 
-        assert book.nbytes == layout_nbytes(3) == 96 + 3 * 56
+        assert book.nbytes == layout_nbytes(3) == 104 + 3 * 56
         assert book.mapped_bytes % mmap.PAGESIZE == 0
         assert book.mapped_bytes >= book.nbytes
 

@@ -31,6 +31,7 @@ CHECKS = {
     "validate_order": checks.check_validate_order,
     "audit": checks.check_audit,
     "speedup": checks.check_speedup,
+    "expected_wait": checks.check_expected_wait,
 }
 
 
@@ -191,6 +192,18 @@ def speedup_from_times(new, base):
     return base.seconds / new.seconds
 
 
+def wait_without_rounding(policy, interval, wake):
+    return {"spin": 0.0, "doorbell": wake}.get(policy, interval * 1e6 / 2 + wake)
+
+
+def wait_whole_interval(policy, interval, wake):
+    return {"spin": 0.0, "doorbell": wake}.get(policy, max(interval, 0.001) * 1e6 + wake)
+
+
+def wait_doorbell_polls(policy, interval, wake):
+    return 0.0 if policy == "spin" else max(interval, 0.001) * 1e6 / 2 + wake
+
+
 WRONG = [
     ("footprint", footprint_no_rounding, "round `used` UP"),
     ("footprint", footprint_rounds_down, "round `used` UP"),
@@ -215,6 +228,9 @@ WRONG = [
     ("speedup", speedup_from_sent, "count the ticks DELIVERED"),
     ("speedup", speedup_upside_down, "it is upside down"),
     ("speedup", speedup_from_times, "compare rates (ticks per second), not times"),
+    ("expected_wait", wait_without_rounding, "rounded up"),
+    ("expected_wait", wait_whole_interval, "half the interval"),
+    ("expected_wait", wait_doorbell_polls, "does not depend on any interval"),
 ]
 
 

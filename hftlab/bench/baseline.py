@@ -17,9 +17,12 @@ manager with no trading logic:
 - ``relay``: reads them and writes each into its record of a shared-memory segment under
   a seqlock, exactly as the book writes (`hftlab.book`): the version word goes odd, the
   data is copied in, the version goes even, each version store one aligned 8-byte store;
+  after each chunk it rings the sleeping poller if its "sleepers" word says one sleeps,
+  as the orderbook does (`hftlab.book.doorbell`);
 - ``poller``: looks at the records the way the strategy looks at the book (a ``select()``
-  with the poll interval as timeout, then a snapshot taken as the book takes one) and
-  sends one line per new record over TCP;
+  with the poll interval as timeout, or with ``--doorbell`` asleep on the book's doorbell
+  until the relay rings, as the strategy sleeps; then a snapshot taken as the book takes
+  one) and sends one line per new record over TCP;
 - ``sink``: stamps each line with its arrival time and writes them all to a CSV.
 
 The throughput baseline is one process:
@@ -43,12 +46,15 @@ from multiprocessing.shared_memory import SharedMemory
 
 from hftlab import book, process
 
-__all__ = ["ROLES", "RECORD", "parser", "main", "source", "relay", "poller", "sink", "reader"]
+__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink", "reader"]
 
-# The relay's segment: one 8-byte "done" word, then n records of
+# The relay's segment: one 8-byte "done" word, one 8-byte "sleepers" word (the doorbell's,
+# as in the book's header), then n records of
 # [version u64][seq i64][ts_ns i64][written_ns i64], every field 8-byte aligned so that
 # each store and load of a version is one machine instruction (see hftlab.book).
-_HEAD = 8
+HEAD = 16
+_SLEEPERS = 1  # index of the sleepers word
+WAKE_TIMEOUT = 0.25  # the poller's longest sleep on the doorbell, as the strategy's
 _DATA = struct.Struct("<qqq")  # seq, ts_ns, written_ns
 RECORD = 8 + _DATA.size
 
@@ -90,12 +96,14 @@ def source(args) -> None:
 def relay(args) -> None:
     """Read lines from the source; write each into its shared-memory record under a seqlock."""
     n = args.n
-    shm = SharedMemory(args.shm, create=True, size=_HEAD + n * RECORD)
+    shm = SharedMemory(args.shm, create=True, size=HEAD + n * RECORD)
     # As in the book: versions through a view cast to "Q" (one 8-byte store each; never
     # struct.pack_into, which zero-fills its target first), the data copied in whole.
     u64 = shm.buf.cast("Q")
-    vword = [(_HEAD + i * RECORD) // 8 for i in range(n)]
-    data = [shm.buf[_HEAD + i * RECORD + 8:_HEAD + (i + 1) * RECORD] for i in range(n)]
+    vword = [(HEAD + i * RECORD) // 8 for i in range(n)]
+    data = [shm.buf[HEAD + i * RECORD + 8:HEAD + (i + 1) * RECORD] for i in range(n)]
+    bell_sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bell_sender.setblocking(False)
     try:
         sock = process.dial("127.0.0.1", args.port)
         sock.settimeout(None)
@@ -118,8 +126,13 @@ def relay(args) -> None:
                 data[i][:] = packed
                 u64[vword[i]] = v + 1      # even: done
                 versions[i] = v + 1
+            if u64[_SLEEPERS]:             # as SharedPriceBook.ring: once per chunk
+                u64[_SLEEPERS] = 0
+                book.ring_bells(args.shm, bell_sender)
         u64[0] = 1  # done: the poller stops
+        book.ring_bells(args.shm, bell_sender)
     finally:
+        bell_sender.close()
         for view in (u64, *data):
             view.release()
         shm.close()
@@ -134,18 +147,29 @@ def poller(args) -> None:
     n = args.n
     shm = book.open_untracked(args.shm)
     u64 = shm.buf.cast("Q")
-    version_words = u64[_HEAD // 8:(_HEAD + n * RECORD) // 8:RECORD // 8]
+    version_words = u64[HEAD // 8:(HEAD + n * RECORD) // 8:RECORD // 8]
     versions = version_words.tolist
     block = struct.Struct("<" + "8xqqq" * n)
-    start, end = _HEAD, _HEAD + n * RECORD
+    start, end = HEAD, HEAD + n * RECORD
     sock = process.dial("127.0.0.1", args.port)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
+    bell = book.Doorbell(args.shm) if args.doorbell else None
+    if bell is not None:
+        sel.register(bell, selectors.EVENT_READ)
     last = [0] * n
+    looked = None  # the versions at the last look
     try:
-        say(polling=args.poll_interval)
+        say(polling=args.poll_interval, doorbell=bool(args.doorbell))
         while not u64[0]:
-            sel.select(args.poll_interval)  # the sink never writes: a timed wait, as in the strategy
+            if bell is None:
+                sel.select(args.poll_interval)  # the sink never writes: a timed wait, as in the strategy
+            else:
+                # As the strategy: arm, look again, and sleep only if nothing changed.
+                u64[_SLEEPERS] = 1
+                if versions() == looked:
+                    sel.select(WAKE_TIMEOUT)
+                    bell.drain()
             # A snapshot as the book takes one: versions, copy, versions again; retried
             # until no record was being written and none changed in between.
             while True:
@@ -153,6 +177,7 @@ def poller(args) -> None:
                 raw = bytes(shm.buf[start:end])
                 if versions() == before and not any(v & 1 for v in before):
                     break
+            looked = before
             seen = time.time_ns()
             values = block.unpack(raw)
             for i in range(n):
@@ -165,6 +190,8 @@ def poller(args) -> None:
                     last[i] = seq
     finally:
         sock.close()
+        if bell is not None:
+            bell.close()
         version_words.release()
         u64.release()
         shm.close()
@@ -211,11 +238,11 @@ ROLES = {"source": source, "relay": relay, "poller": poller, "sink": sink, "read
 
 # -- the command line --------------------------------------------------------------------
 
-def _positive(kind):
+def _positive(kind, zero_ok=False):
     def check(text):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive; got {text}")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_ok else 'positive'}; got {text}")
         return value
     return check
 
@@ -243,8 +270,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--port", **port)
     r.add_argument("--n", **records)
     r.add_argument("--shm", **shm)
-    r.add_argument("--poll-interval", type=_positive(float), required=True,
-                   help="seconds of each select() between looks at the records")
+    r.add_argument("--poll-interval", type=_positive(float, zero_ok=True), required=True,
+                   help="seconds of each select() between looks at the records (0: never sleep, spin)")
+    r.add_argument("--doorbell", action="store_true",
+                   help="sleep until the relay rings instead (at most %g s), as the strategy does" % WAKE_TIMEOUT)
     r = sub.add_parser("sink", help=sink.__doc__)
     r.add_argument("--out", required=True, help="the CSV file to write at the end")
     r = sub.add_parser("reader", help=reader.__doc__)

@@ -19,7 +19,8 @@ def report(r: dict) -> str:
     fmt = lambda x: "-" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
     lines = [
         f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, {m['system']}",
-        f"clock: {r['clock']}; strategy poll interval {r['poll_interval_s'] * 1e3:g} ms",
+        f"clock: {r['clock']}; strategy waits "
+        + ("on the doorbell" if r.get("doorbell") else f"polling every {r['poll_interval_s'] * 1e3:g} ms"),
         "",
         f"THROUGHPUT  burst of {r['burst']['ticks']:,} ticks, gateway -> book",
         f"  hftlab orderbook  {r['throughput_ticks_per_s']:>12,.0f} ticks/s   "
@@ -43,6 +44,8 @@ def report(r: dict) -> str:
     for h in BASELINE_HOPS:
         row("bare " + h.replace("_", " "), r["baseline"]["hops_us"][h])
     row("bare TICK-TO-TRADE", r["baseline_tick_to_trade_us"])
+    if "poll_floor_tick_to_trade_us" in r:
+        row(f"bare, polling {r['poll_interval_s'] * 1e3:g} ms", r["poll_floor_tick_to_trade_us"])
     ratio = r["ratios"]["tick_to_trade_p50"]
     s = r["strategy"]
     lines += [

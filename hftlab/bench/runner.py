@@ -233,8 +233,11 @@ def _remove_segment(name: str) -> None:
 
 
 def measure_baseline_latency(n: int, interval: float, poll_interval: float, duration: float,
-                             run_dir: str, seed: int = Config.seed) -> dict:
-    """The bare path: TCP, a shared-memory record polled the same way, TCP again."""
+                             run_dir: str, seed: int = Config.seed, doorbell: bool = False) -> dict:
+    """The bare path: TCP, a shared-memory record polled the same way, TCP again.
+
+    With `doorbell` the poller sleeps until the relay rings (as the strategy waits);
+    otherwise it sleeps `poll_interval` between looks (0: it spins)."""
     out_csv = os.path.join(run_dir, "baseline.csv")
     # Not "hftlab_...": `hftlab clean` must not take this segment for a stale book.
     shm = "hftbench_" + secrets.token_hex(4)
@@ -249,7 +252,8 @@ def measure_baseline_latency(n: int, interval: float, poll_interval: float, dura
         relay = Role("relay", "--port", source_port, "--n", n, "--shm", shm)
         roles.append(relay)
         relay.said()
-        poller = Role("poller", "--port", sink_port, "--n", n, "--shm", shm, "--poll-interval", poll_interval)
+        poller = Role("poller", "--port", sink_port, "--n", n, "--shm", shm, "--poll-interval", poll_interval,
+                      *(["--doorbell"] if doorbell else []))
         roles.append(poller)
         poller.said()
         pids = {r.name: r.popen.pid for r in roles}
@@ -318,20 +322,28 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
         config = config.replace(poll_interval=poll_interval)
     results = {"machine": machine(), "clock": "time.time_ns(), one machine",
                "ticks": ticks, "duration_s": duration, "tick_interval_s": tick_interval,
-               "poll_interval_s": config.poll_interval}
+               "poll_interval_s": config.poll_interval, "doorbell": config.doorbell}
     with tempfile.TemporaryDirectory(prefix="hftlab-bench-") as tmp:
         say(f"hftlab bench: the four processes, a burst of {ticks:,} ticks, then {duration:g} s paced ...")
         system = measure_system(config, ticks, duration, os.path.join(tmp, "system"))
         say("hftlab bench: the bare reader ...")
         bare = measure_bare_reader(config, ticks, os.path.join(tmp, "bare"))
-        say("hftlab bench: the bare latency baseline ...")
+        say("hftlab bench: the bare latency baseline (the floor), waiting as the strategy waits ...")
         base = measure_baseline_latency(system["n_symbols"], tick_interval, config.poll_interval, duration,
-                                        tmp)
+                                        tmp, doorbell=config.doorbell)
+        say(f"hftlab bench: the bare latency baseline polling every {config.poll_interval * 1e3:g} ms ...")
+        polled = measure_baseline_latency(system["n_symbols"], tick_interval, config.poll_interval, duration,
+                                          tmp, doorbell=False)
     # The raw samples (nanoseconds) are for plots; they stay out of the JSON.
     results["samples_ns"] = {"hftlab": system.pop("samples_ns"), "baseline": base.pop("samples_ns")}
     results.update(system)
     results["baseline_throughput_ticks_per_s"] = bare["throughput_ticks_per_s"]
     results["baseline_tick_to_trade_us"] = base.pop("tick_to_trade_us")
+    # The floor: the bare four-process path waiting the way the strategy waits (the same run).
+    results["floor_tick_to_trade_us"] = results["baseline_tick_to_trade_us"]
+    polled.pop("samples_ns")
+    results["poll_floor_tick_to_trade_us"] = polled["tick_to_trade_us"]
+    results["poll_floor_cpu_cores"] = polled["cpu_cores"]
     results["baseline"] = base
     results["ratios"] = {
         "throughput": results["throughput_ticks_per_s"] / results["baseline_throughput_ticks_per_s"],

@@ -16,14 +16,17 @@ name and read.  One idea per module, each with its part of the story:
 - `hftlab.book.follow`: `Follower`, following a book across orderbook restarts;
   every long-lived reader reads through it.
 
-A reader that wants to sleep until the writer has news, rather than poll, would
-add one more module beside these (a doorbell: a "somebody is asleep" word in the
-header, in `layout`; the writer rings after each update, in `seqlock`; a
-`Follower` method waits on it).
+- `hftlab.book.doorbell`: `Doorbell`, for a reader that sleeps until the
+  writer has news rather than polling: a "somebody is asleep" word in the
+  header, a UNIX datagram socket per sleeping reader, rung by
+  `SharedPriceBook.ring` after each write or batch, and the order of arming,
+  looking and sleeping that loses no wake-up (section "Waking on the doorbell"
+  of its docstring).
 
 Everything is importable from here, as ``from hftlab.book import SharedPriceBook``.
 """
 
+from hftlab.book.doorbell import Doorbell, bell_dir, ring_bells
 from hftlab.book.follow import Follower
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_STATES, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, MAX_NAME_LEN, MAX_SYMBOLS, RECORD_DTYPE, BookBusy,
@@ -50,4 +53,6 @@ __all__ = [
     "CREATION_GRACE", "remove_stale",
     # following a book
     "Follower",
+    # sleeping until the writer rings
+    "Doorbell", "bell_dir", "ring_bells",
 ]

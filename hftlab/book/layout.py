@@ -2,13 +2,15 @@
 
 Layout (little-endian, every field 8-byte aligned)::
 
-    offset 0            HEADER_DTYPE, one record (96 bytes)
+    offset 0            HEADER_DTYPE, one record (104 bytes)
     offset header_size  RECORD_DTYPE * n_symbols (56 bytes each)
 
 The header says what the segment is (magic, layout_version, n_symbols,
 record_size, header_size), who writes it (writer_pid, created_ns,
 heartbeat_ns), the state of the feed (feed_state, session, last_seq, gaps)
-and a total update count.  A record holds one symbol's latest price with the
+a total update count, and ``sleepers``: not 0 while a reader sleeps on the
+doorbell and wants to be rung after the next write (`hftlab.book.doorbell`;
+any reader may set it, the writer clears it when it rings).  A record holds one symbol's latest price with the
 feed seq and timestamps of the tick that set it; seq 0 means "no price yet"
 (price is NaN until then).  ``version`` is the record's seqlock counter (see
 `hftlab.book.seqlock`).
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"HFTBOOK1"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the header's "sleepers" word (the doorbell)
 MAX_SYMBOLS = 64
 MAX_NAME_LEN = 30
 FEED_NEVER, FEED_UP, FEED_DOWN = 0, 1, 2
@@ -64,6 +66,7 @@ HEADER_DTYPE = np.dtype([
     ("last_seq", "<u8"),
     ("updates", "<u8"),
     ("gaps", "<u8"),
+    ("sleepers", "<u8"),
 ])
 
 RECORD_DTYPE = np.dtype([

@@ -63,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import socket
 import struct
 import sys
 import time
@@ -70,6 +71,7 @@ import time
 import numpy as np
 
 from hftlab.book import stale
+from hftlab.book.doorbell import bell_dir, ring_bells
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, MAX_SYMBOLS, RECORD_DTYPE, BookBusy, BookError,
                                 BookInUse, BookNotFound, LayoutMismatch, Quote, check_name,
@@ -113,7 +115,7 @@ _U64_MAX = 2**64 - 1
 # machine, best of 9 timeit runs, 1.9-3.3 us with it, 2.3-2.5 us without.)
 assert sys.byteorder == "little"      # the cast views are native-endian
 _DATA = struct.Struct("<dQqqQ")       # price, seq, ts_ns, written_ns, updates
-_HEADER = struct.Struct("<8s4I4q16s3Q")  # all of HEADER_DTYPE, for header()
+_HEADER = struct.Struct("<8s4I4q16s4Q")  # all of HEADER_DTYPE, for header()
 assert _HEADER.size == HEADER_DTYPE.itemsize
 
 _R_DATA = _off(RECORD_DTYPE, "price")
@@ -131,6 +133,7 @@ _W_FEED_STATE = _off(HEADER_DTYPE, "feed_state") // 8
 _W_LAST_SEQ = _off(HEADER_DTYPE, "last_seq") // 8
 _W_UPDATES = _off(HEADER_DTYPE, "updates") // 8
 _W_GAPS = _off(HEADER_DTYPE, "gaps") // 8
+_W_SLEEPERS = _off(HEADER_DTYPE, "sleepers") // 8
 
 
 def _header_of(shm):
@@ -294,6 +297,8 @@ class SharedPriceBook:
         self._writable = owner
         self._closed = False
         self._unlinked = False
+        self.rings = 0              # bells rung by ring(), for the writer's counts
+        self._bell_sender = None    # the writer's socket for ringing, made on the first ring
 
     # -- writer --------------------------------------------------------------
 
@@ -305,8 +310,10 @@ class SharedPriceBook:
                             "the orderbook process that created it writes")
 
     def update(self, symbol, price, seq=None, ts_ns=None) -> None:
-        """Set `symbol`'s price.  seq defaults to the last seq + 1, ts_ns to
-        now.  seq must be >= 1 (0 means "no price yet")."""
+        """Set `symbol`'s price and ring the doorbell if a reader sleeps on it.
+        seq defaults to the last seq + 1, ts_ns to now.  seq must be >= 1
+        (0 means "no price yet").  The hot path, update_index(), does not ring:
+        its caller rings once per batch."""
         self._check_writer()
         i = self.index(symbol)
         if seq is None:
@@ -316,6 +323,7 @@ class SharedPriceBook:
         if ts_ns is None:
             ts_ns = time.time_ns()
         self.update_index(i, float(price), seq, ts_ns)
+        self.ring()
 
     def update_index(self, i, price, seq, ts_ns) -> None:
         """The hot path: set record i (seq >= 1), no defaults, no lookups."""
@@ -370,7 +378,37 @@ class SharedPriceBook:
         self._check_writer()
         self._i64[_W_HEARTBEAT] = time.time_ns() if ts_ns is None else ts_ns
 
+    def ring(self) -> int:
+        """Ring the doorbell if a reader sleeps on it; return how many bells were rung.
+
+        The writer calls this after each write or batch of writes.  When nobody
+        sleeps it is one 8-byte load; otherwise it clears the ``sleepers`` word and
+        sends one byte to each bell, never blocking (`hftlab.book.doorbell`)."""
+        u64 = self._u64
+        if not u64[_W_SLEEPERS]:
+            return 0
+        u64[_W_SLEEPERS] = 0    # cleared before ringing: a reader arming now is rung next time
+        if self._bell_sender is None:
+            self._bell_sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._bell_sender.setblocking(False)
+        n = ring_bells(self.name, self._bell_sender)
+        self.rings += n
+        return n
+
     # -- readers (the owner may read too) ------------------------------------
+
+    def updates(self) -> int:
+        """The header's count of every update so far: one 8-byte load, for "anything new?"."""
+        if self._closed:
+            raise BookError(f"book {self.name!r} is closed")
+        return self._u64[_W_UPDATES]
+
+    def set_sleeping(self) -> None:
+        """Say "a reader is asleep on the doorbell": the writer's next ring() rings.
+        Any reader may call it (see `hftlab.book.doorbell` for the order to keep)."""
+        if self._closed:
+            raise BookError(f"book {self.name!r} is closed")
+        self._u64[_W_SLEEPERS] = 1
 
     def index(self, symbol) -> int:
         try:
@@ -495,6 +533,8 @@ class SharedPriceBook:
         self._data = []
         self._buf = None
         self._shm.close()
+        if self._bell_sender is not None:
+            self._bell_sender.close()
 
     def unlink(self) -> None:
         """Remove the segment (owner only).  Mapped readers keep their
@@ -507,6 +547,8 @@ class SharedPriceBook:
         self._unlinked = True
         with contextlib.suppress(FileNotFoundError):   # removed behind our back
             unlink_untracked(self._shm)
+        with contextlib.suppress(OSError):  # the bells' folder, if no reader has a bell left
+            os.rmdir(bell_dir(self.name))
 
     def __enter__(self):
         return self

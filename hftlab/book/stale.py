@@ -101,9 +101,12 @@ def remove_unless_live(name, mine_is_stale=False):
 
 
 def _claimed(h):
-    """(writer pid or 0, is a valid book) for a segment's header record."""
+    """(writer pid or 0, is a valid book) for a segment's header record.
+
+    A book of another layout version still names its writer at the same offset: while that
+    writer runs, its book is live and must not be removed (an older or newer hftlab's)."""
     valid = h["magic"] == MAGIC and h["layout_version"] == LAYOUT_VERSION
-    if valid or h["magic"] == b"":
+    if h["magic"] in (MAGIC, b""):
         return int(h["writer_pid"]), valid
     return 0, False
 
