@@ -131,3 +131,17 @@ def speedup(new, base):
     """How many times as many ticks per second `new` delivered as `base`."""
     # Delivered, not sent: a tick the transport dropped was never carried.
     return (new.delivered / new.seconds) / (base.delivered / base.seconds)
+
+
+# --- lesson 07 ---
+
+def gateway_kill():
+    """What the book view shows a few seconds after the gateway is SIGKILLed."""
+    return {"prices": "last known",  # the book keeps the latest price; nobody erases it
+            "stale": "every row",    # the orderbook marks the feed DOWN in the header
+            "feed": "DOWN",
+            "seq": "frozen",         # no PRICE arrives, nothing is written
+            "orderbook": "running"}  # it reconnects with back-off
+
+
+__all__ += ["gateway_kill"]
