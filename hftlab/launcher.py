@@ -62,7 +62,7 @@ from hftlab.config import Config
 
 __all__ = ["NAMES", "READY_TIMEOUT", "STOP_TIMEOUT", "MAX_RESTARTS", "RESTART_WINDOW",
            "RESTART_DELAY", "LOG_MODE", "DIR_MODE", "LaunchError", "GaveUp", "Event", "Child",
-           "tail", "Launcher"]
+           "Launcher"]
 
 # Dependency order: servers first, then the book's writer, then its reader.
 NAMES = ("gateway", "order_manager", "orderbook", "strategy")
