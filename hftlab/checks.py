@@ -446,7 +446,7 @@ def _bounded(fn, *args, seconds: float = 5.0):
         except BaseException as exc:  # handed back to the caller's thread
             box["error"] = exc
 
-    worker = threading.Thread(target=run, name="hftlab check", daemon=True)
+    worker = threading.Thread(target=run, name="check: the answer under test", daemon=True)
     worker.start()
     worker.join(seconds)
     if worker.is_alive():

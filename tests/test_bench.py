@@ -141,7 +141,7 @@ def test_relay_versions_only_grow_as_the_books_do():
         srv.settimeout(60)
         conn, _ = srv.accept()
         assert json.loads(relay.stdout.readline()) == {"shm": name}
-        shm = book._open_untracked(name)
+        shm = book.open_untracked(name)
         u64 = shm.buf.cast("Q")
         words = [(8 + i * baseline.RECORD) // 8 for i in range(n)]
 

@@ -281,6 +281,8 @@ def test_package_feed_result_passes_speedup():
 
 # --- lesson 07 ---
 
+import threading
+
 CHECKS["gateway_kill"] = checks.check_gateway_kill
 
 
@@ -300,8 +302,12 @@ def predicts_in_words():
     return dict(solutions.gateway_kill(), feed="down, I think")
 
 
+RELEASE = threading.Event()
+
+
 def predicts_forever():
-    while True:
+    """Loops until the test releases it (a learner's loop would not: the check must not wait)."""
+    while not RELEASE.wait(0.01):
         pass
 
 
@@ -328,5 +334,8 @@ def test_gateway_kill_is_judged_against_what_was_observed(capsys):
 
 
 def test_gateway_kill_answer_that_never_returns_gets_a_hint_in_seconds(capsys):
-    assert not checks.check_gateway_kill(predicts_forever)
-    assert "had not returned after 5 s" in capsys.readouterr().out
+    try:
+        assert not checks.check_gateway_kill(predicts_forever)
+        assert "had not returned after 5 s" in capsys.readouterr().out
+    finally:
+        RELEASE.set()     # end the thread the check left behind, so no test sees it
