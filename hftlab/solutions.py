@@ -211,3 +211,17 @@ def expected_wait(policy, interval_s, wake_us):
     # tick lands at a random moment of the sleep, so it waits half of it on average.
     slept_ms = math.ceil(interval_s * 1000 - 1e-9)
     return slept_ms * 1000 / 2 + wake_us
+
+
+# --- lesson 07 ---
+
+def gateway_kill():
+    """What the book view shows a few seconds after the gateway is SIGKILLed."""
+    return {"prices": "last known",  # the book keeps the latest price; nobody erases it
+            "stale": "every row",    # the orderbook marks the feed DOWN in the header
+            "feed": "DOWN",
+            "seq": "frozen",         # no PRICE arrives, nothing is written
+            "orderbook": "running"}  # it reconnects with back-off
+
+
+__all__ += ["gateway_kill"]

@@ -234,7 +234,8 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize("name, wrong, hint", WRONG, ids=[w[1].__name__ for w in WRONG])
+@pytest.mark.parametrize("name, wrong, hint", WRONG,  # ids lazily: later blocks add to WRONG
+                         ids=lambda v: getattr(v, "__name__", None) if callable(v) else None)
 def test_wrong_answer_gets_its_hint(name, wrong, hint, capsys):
     assert not CHECKS[name](wrong)
     out = capsys.readouterr().out
@@ -677,3 +678,65 @@ def test_count_gaps_live_hints(wrong, hint, capsys):
     assert out.startswith("count_gaps is not right yet: on "), out
     assert "the orderbook's FeedHandler counts 17 lost" in out, out
     assert hint in out, out
+
+
+# --- lesson 07 ---
+
+import threading
+
+CHECKS["gateway_kill"] = checks.check_gateway_kill
+
+
+def predicts_an_empty_book():
+    return dict(solutions.gateway_kill(), prices="empty")
+
+
+def predicts_fresh_prices():
+    return dict(solutions.gateway_kill(), stale="no row")
+
+
+def predicts_a_dead_orderbook():
+    return dict(solutions.gateway_kill(), orderbook="exited")
+
+
+def predicts_in_words():
+    return dict(solutions.gateway_kill(), feed="down, I think")
+
+
+RELEASE = threading.Event()
+
+
+def predicts_forever():
+    """Loops until the test releases it (a learner's loop would not: the check must not wait)."""
+    while not RELEASE.wait(0.01):
+        pass
+
+
+WRONG += [
+    ("gateway_kill", predicts_an_empty_book, "nobody erases the book"),
+    ("gateway_kill", predicts_fresh_prices, "every price of a DOWN feed stale"),
+    ("gateway_kill", predicts_a_dead_orderbook, "reconnects with back-off"),
+    ("gateway_kill", predicts_in_words, "choose 'UP' or 'DOWN'"),
+]
+
+
+def test_gateway_kill_solution_passes_and_stub_is_not_done_yet(capsys):
+    assert checks.check_gateway_kill(solutions.gateway_kill)
+    assert capsys.readouterr().out == "All 5 cases pass\n"
+    assert not checks.check_gateway_kill(stub)
+    assert capsys.readouterr().out == \
+        "not done yet: complete gateway_kill above, then run this cell again.\n"
+
+
+def test_gateway_kill_is_judged_against_what_was_observed(capsys):
+    seen = dict(checks.GATEWAY_KILL_TRUTH, orderbook="exited")
+    assert not checks.check_gateway_kill(solutions.gateway_kill, seen)
+    assert "the book view showed 'exited'" in capsys.readouterr().out
+
+
+def test_gateway_kill_answer_that_never_returns_gets_a_hint_in_seconds(capsys):
+    try:
+        assert not checks.check_gateway_kill(predicts_forever)
+        assert "had not returned after 5 s" in capsys.readouterr().out
+    finally:
+        RELEASE.set()     # end the thread the check left behind, so no test sees it
