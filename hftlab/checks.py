@@ -417,32 +417,9 @@ __all__ += ["check_trigger", "check_notional_limit"]
 
 
 def _bounded(fn, *args, seconds=5.0):
-    """fn(*args) in a daemon thread; a _Wrong if it has not returned within `seconds`,
-    so an answer that loops forever gets a hint instead of hanging the notebook."""
-    import threading
-
-    box = {}
-
-    def call():
-        try:
-            box["value"] = fn(*args)
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=call, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        shown = ", ".join(repr(a) for a in args)
-        raise _Wrong(f"it did not return within {seconds:g} s when called with ({shown}).\n"
-                     "  Hint: look for a loop that never ends; each answer needs only a few comparisons.")
-    if "error" in box:
-        error = box["error"]
-        if isinstance(error, NotImplementedError):
-            raise error
-        shown = ", ".join(repr(a) for a in args)
-        raise _Wrong(f"it raised {type(error).__name__}: {error} when called with ({shown})")
-    return box["value"]
+    """`bounded`, with the hint these answers need."""
+    return bounded(fn, *args, seconds=seconds,
+                   hint="look for a loop that never ends; each answer needs only a few comparisons.")
 
 
 def _seeded_replay(ticks: int = 300, config: Config | None = None):
@@ -546,26 +523,10 @@ def check_notional_limit(fn) -> Verdict:
 __all__ += ["check_make_length_framer"]
 
 def _within_seconds(seconds, judge, fn, case):
-    """judge(fn, case) in a daemon thread: a learner's loop that never ends is a hint, not a hang."""
-    import threading
-
-    box = {}
-
-    def run():
-        try:
-            judge(fn, case)
-        except BaseException as exc:  # handed back to the caller, which knows what each means
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True, name="hftlab-check")
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise _Wrong(f"it did not return within {seconds:g} s, so it probably loops forever.\n"
-                     "  Hint: each pass of a loop must either take a whole frame out of the "
-                     "buffer or stop (return) until more bytes arrive.")
-    if "error" in box:
-        raise box["error"]
+    """judge(fn, case) under `bounded`: a learner's loop that never ends is a hint, not a hang."""
+    bounded(judge, fn, case, seconds=seconds, what="your framer",
+            hint="it probably loops forever: each pass of a loop must either take a whole frame "
+                 "out of the buffer or stop (return) until more bytes arrive.")
 
 
 def _length_frame(payload: bytes) -> bytes:
@@ -706,7 +667,8 @@ def _stop_thread(thread) -> None:
                                                ctypes.py_object(SystemExit))
 
 
-def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops forever."):
+def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops forever.",
+            what: str | None = None):
     """fn(*args), but give up after `seconds` with a hint instead of hanging the cell.
 
     The learner's function runs in a daemon thread; if it has not returned in time,
@@ -731,10 +693,10 @@ def bounded(fn, *args, seconds: float = 3.0, hint: str = "something in it loops 
     thread.join(seconds)
     if thread.is_alive():
         _stop_thread(thread)
-        name = getattr(fn, "__name__", "your function")
+        name = what or getattr(fn, "__name__", "your function")
         raise DidNotReturn(f"{name} did not return within {seconds:g} s.\n  Hint: {hint}")
     error = outcome.get("error")
-    if isinstance(error, NotImplementedError):
+    if isinstance(error, (NotImplementedError, _Wrong)):  # "not done yet", or a judge's verdict
         raise error
     if error is not None:
         shown = ", ".join(repr(a) for a in args)
@@ -961,28 +923,9 @@ _GATEWAY_KILL_HINTS = {
 
 
 def _within_07(fn, *args, seconds: float = 5.0):
-    """fn(*args) in a daemon thread; a _Wrong if it has not returned within `seconds`."""
-    import threading
-
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn(*args)
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name="check: the answer under test", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise _Wrong(f"it had not returned after {seconds:g} s.\n  Hint: return the dict at once; "
-                     "the check runs nothing else.")
-    if "error" in box:
-        if isinstance(box["error"], NotImplementedError):
-            raise box["error"]
-        raise _Wrong(f"it raised {type(box['error']).__name__}: {box['error']}") from None
-    return box.get("value")
+    """`bounded`, with the hint this answer needs."""
+    return bounded(fn, *args, seconds=seconds,
+                   hint="return the dict at once; the check runs nothing else.")
 
 
 def check_gateway_kill(fn, observed: dict | None = None) -> Verdict:

@@ -737,6 +737,6 @@ def test_gateway_kill_is_judged_against_what_was_observed(capsys):
 def test_gateway_kill_answer_that_never_returns_gets_a_hint_in_seconds(capsys):
     try:
         assert not checks.check_gateway_kill(predicts_forever)
-        assert "had not returned after 5 s" in capsys.readouterr().out
+        assert "did not return within 5 s" in capsys.readouterr().out
     finally:
         RELEASE.set()     # end the thread the check left behind, so no test sees it
