@@ -952,3 +952,24 @@ def check_gateway_kill(fn, observed: dict | None = None) -> Verdict:
 
 
 __all__ += ["check_gateway_kill"]
+
+
+# --- lesson 08: conflation ---
+
+__all__ += ["check_seen_and_missed"]
+
+
+def check_seen_and_missed(fn) -> Verdict:
+    """fn(looks) -> (seen, missed): a reader's looks at a record's `updates` counter."""
+    cases = [([0, 1, 1, 4, 9], (3, 6)), ([5], (0, 0)), ([0, 0, 0], (0, 0)), ([2, 3, 4, 5], (3, 0)),
+             ([0, 100], (1, 99))]
+
+    def judge(fn, case):
+        looks, want = case
+        got = bounded(fn, list(looks), hint="one pass over the looks is enough; no loop needs to wait.")
+        if not isinstance(got, (tuple, list)) or tuple(got) != want:
+            raise _Wrong(f"seen_and_missed({looks}) returned {got!r}, expected {want}.\n  Hint: a look "
+                         "that finds the counter moved by k saw 1 tick and missed k - 1; one that "
+                         "finds it unchanged saw none; the first value is only where counting starts.")
+
+    return _run("seen_and_missed", fn, cases, judge)

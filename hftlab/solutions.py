@@ -225,3 +225,18 @@ def gateway_kill():
 
 
 __all__ += ["gateway_kill"]
+
+
+# --- lesson 08: conflation ---
+
+__all__ += ["seen_and_missed"]
+
+
+def seen_and_missed(looks):
+    """(seen, missed) from a reader's looks at an `updates` counter that never goes down."""
+    seen = missed = 0
+    for before, now in zip(looks, looks[1:]):
+        if now > before:         # it moved by k: the newest tick seen, k - 1 overwritten unseen
+            seen += 1
+            missed += now - before - 1
+    return seen, missed

@@ -740,3 +740,35 @@ def test_gateway_kill_answer_that_never_returns_gets_a_hint_in_seconds(capsys):
         assert "did not return within 5 s" in capsys.readouterr().out
     finally:
         RELEASE.set()     # end the thread the check left behind, so no test sees it
+
+
+# --- lesson 08: conflation ---
+
+CHECKS["seen_and_missed"] = checks.check_seen_and_missed
+
+
+def test_seen_and_missed_solution_passes_and_stub_is_not_done_yet(capsys):
+    assert checks.check_seen_and_missed(solutions.seen_and_missed)
+    assert capsys.readouterr().out == "All 5 cases pass\n"
+    assert not checks.check_seen_and_missed(stub)
+    assert capsys.readouterr().out.startswith("not done yet: complete seen_and_missed above")
+
+
+def seen_counts_every_tick(looks):
+    return looks[-1] - looks[0], 0
+
+
+def seen_counts_the_first_value(looks):
+    seen, missed = solutions.seen_and_missed(looks)
+    return seen + 1, missed
+
+
+@pytest.mark.parametrize("wrong, hint", [(seen_counts_every_tick, "missed k - 1"),
+                                         (seen_counts_the_first_value, "only where counting starts")])
+def test_seen_and_missed_wrong_answers_get_their_hint(wrong, hint, capsys):
+    assert not checks.check_seen_and_missed(wrong)
+    assert hint in capsys.readouterr().out
+
+
+WRONG = WRONG + [("seen_and_missed", seen_counts_every_tick, "missed k - 1"),
+                 ("seen_and_missed", seen_counts_the_first_value, "only where counting starts")]
