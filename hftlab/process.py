@@ -15,6 +15,13 @@ Signal dispositions, decided here rather than inherited by accident:
   SIGINT; a lab process that then ignored Ctrl-C and the tests' SIGINT would go on
   trading. To keep a process out of reach of a terminal's Ctrl-C, start it in its own
   session (``setsid``), as the launcher does, rather than by ignoring SIGINT.
+- A stop must not be lost. Python runs a signal handler between any two bytecodes,
+  and an exception raised where Python cannot pass it on (a destructor, a weakref
+  callback, such as the one the import system runs when a lazy import finishes) is
+  printed as "Exception ignored" and dropped: the process would go on running after
+  SIGTERM. `main` therefore stops it again when that happens, by SIGALRM (an alarm
+  10 ms later, handled like SIGTERM), until the stop lands in ordinary code
+  (`_stop_again_if_swallowed`).
 - SIGHUP and SIGQUIT are left as inherited, so ``nohup`` keeps working.
 - SIGPIPE is ignored (Python does that at start-up, whatever was inherited): a write to
   a peer that has gone raises BrokenPipeError / ConnectionResetError, which the servers
@@ -174,6 +181,17 @@ def watch_lifeline() -> None:
     threading.Thread(target=wait, name="lifeline", daemon=True).start()
 
 
+def _stop_again_if_swallowed(unraisable) -> None:
+    """sys.unraisablehook: a KeyboardInterrupt raised in a destructor or callback was
+    dropped; deliver the stop again so it lands in ordinary code (see the module
+    docstring). By an alarm 10 ms from now rather than a signal at once, which would be
+    handled here, inside this hook, and dropped once more."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(name: str, description: str, run, add_arguments=None, argv=None) -> int:
     """Run a process: parse flags, log, handle Ctrl-C/SIGTERM and fatal errors.
 
@@ -193,6 +211,8 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
     # works even if SIGINT was inherited ignored (see the module docstring).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
+    sys.unraisablehook = _stop_again_if_swallowed
     watch_lifeline()
     try:
         # run returns on its own only when an asyncio server was stopped

@@ -124,3 +124,42 @@ def test_hftlab_run_stops_cleanly_when_its_output_pipe_is_closed(tmp_path):
     for pid in pids:                         # hftlab run stopped and reaped them before exiting
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# A process whose run() has a destructor run exactly when the stop signal is handled: the
+# handler's KeyboardInterrupt is raised inside the destructor, where Python drops it
+# ("Exception ignored"). An orderbook on 3.13 once lost its SIGTERM that way, inside the
+# import system's weakref callback, and ran on.
+SWALLOWED = """\
+import signal, sys, time
+from hftlab import process
+
+class StopLandsHere:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)   # handled at the next bytecode: in here
+        for _ in range(100):
+            pass
+
+def run(config, log):
+    process.ready(log, what="swallow")
+    StopLandsHere()                           # its destructor runs (and drops the stop) now
+    log.info("ran on after the stop was dropped")
+    while True:
+        time.sleep(0.05)
+
+sys.exit(process.main("swallow", "a stop lands in a destructor", run, argv=[]))
+"""
+
+
+def test_a_stop_that_lands_in_a_destructor_is_delivered_again():
+    popen = subprocess.Popen([sys.executable, "-c", SWALLOWED], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = popen.communicate(timeout=30)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+    assert "ran on after the stop was dropped" in out     # the first stop was really dropped
+    assert popen.returncode == 0, out                     # the second one stopped it cleanly
+    assert "stopped" in out and "Exception ignored" not in out, out
