@@ -37,7 +37,9 @@ Bring your own process: ``commands={"strategy": ["python", "my_strategy.py"]}`` 
 string, split like a shell would) runs that command in the role instead of ours, with the
 same configuration (every value as flags appended to the command, and in the environment
 as ``HFTLAB_PRICE_PORT`` etc.), log, readiness wait, stop, lifeline and supervision. The
-contract a command must keep is docs/roles.md; ``hftlab conform`` checks it.
+contract a command must keep is docs/roles.md; ``hftlab conform`` checks it. A command
+is started through `hftlab.keeper`, which becomes the command (same pid) and leaves a
+small watcher behind, so it never outlives the launcher even if it ignores its lifeline.
 
 Signals: the launcher leaves its own process's signal handlers alone (it may live in a
 notebook kernel). Children start in their own session, so a Ctrl-C typed in a terminal
@@ -225,7 +227,15 @@ class Launcher:
         with open(fd, "ab") as log:
             start = log.seek(0, os.SEEK_END)
             if name in self.commands:  # a learner's command: every value, as flags and in env
-                argv = [*self.commands[name], *self.config.to_args(everything=True)]
+                command = self.commands[name]
+                if shutil.which(command[0]) is None:
+                    os.close(read_end)
+                    os.close(write_end)
+                    raise LaunchError(f"the {name} command {shlex.join(command)!r} could not start: "
+                                      f"{command[0]!r} is not a program (not found, or not executable)")
+                # Through the keeper, so that it dies with us even if it ignores its lifeline.
+                argv = [sys.executable, "-m", "hftlab.keeper", *command,
+                        *self.config.to_args(everything=True)]
                 env.update(self.config.to_env())
             else:
                 argv = [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()]
@@ -238,8 +248,7 @@ class Launcher:
             except OSError as exc:  # no such program, not executable
                 os.close(read_end)
                 os.close(write_end)
-                raise LaunchError(f"the {name} command {shlex.join(argv[:len(self.commands[name])])!r} "
-                                  f"could not start: {exc.strerror or exc}") from None
+                raise LaunchError(f"{self._label(name)} could not start: {exc.strerror or exc}") from None
         os.close(read_end)
         return Child(name, popen, log_path, start, write_end)
 

@@ -140,3 +140,47 @@ def test_supervise_restarts_a_learners_process_like_ours():
         assert [e.kind for e in events] == ["died", "restarted"]
         assert lab.pid("strategy") != old and lab.status()["strategy"]["running"]
         assert lab.log("strategy", 400).count("my_strategy: ready: ok") == 2
+
+
+def pid_gone(pid):
+    """True once `pid` has exited (a zombie counts as gone: it runs no code)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_learners_command_that_ignores_its_lifeline_dies_with_the_launcher(tmp_path):
+    """A notebook kernel killed under a running lab: the learner's process, which never
+    looks at HFTLAB_LIFELINE_FD, is stopped by the keeper's watcher, and the watcher goes too."""
+    script = tmp_path / "deaf.py"
+    script.write_text("import os, signal, sys, time\n"
+                      "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+                      "print('mine: ready: pid=%d' % os.getpid(), flush=True)\n"
+                      "while True: time.sleep(1)\n")
+    owner_code = ("import sys, time\n"
+                  "from hftlab.launcher import Launcher\n"
+                  "lab = Launcher(free_ports=True, names=('strategy',),\n"
+                  f"               commands={{'strategy': [sys.executable, {str(script)!r}]}}).start()\n"
+                  "print(lab.pid('strategy'), flush=True)\n"
+                  "time.sleep(600)\n")
+    owner = subprocess.Popen([PY, "-c", owner_code], stdout=subprocess.PIPE, text=True)
+    try:
+        command = int(owner.stdout.readline())
+        watchers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == command]
+        assert watchers, "the keeper left no watcher beside the command"
+        assert not pid_gone(command)
+    finally:
+        owner.kill()                                # SIGKILL: no atexit, no clean stop
+        owner.wait()
+    wait_for(lambda: pid_gone(command), 15, "the learner's command to stop with its launcher")
+    wait_for(lambda: all(map(pid_gone, watchers)), 15, "the watcher to exit")
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
