@@ -8,8 +8,7 @@ import socket
 import pytest
 
 from conftest import free_port, wait_for
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.link import SILENCE_HEARTBEATS, Link
 
 
@@ -139,15 +138,15 @@ def stop(lab, name):
 def test_a_hung_gateway_is_noticed_by_the_orderbook_and_the_strategy_alike(lab):
     """SIGSTOP the gateway: its sockets stay open, it only falls silent. The orderbook and
     the strategy use the same client, and both drop it after the same silence."""
-    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, what="the feed to be up")
+    with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_UP, what="the feed to be up")
         stop(lab, "gateway")
         try:
-            wait_for(lambda: book.header()["feed_state"] == _book.FEED_DOWN, 15, "the book to say DOWN")
+            wait_for(lambda: price_book.header()["feed_state"] == book.FEED_DOWN, 15, "the book to say DOWN")
             wait_for(lambda: "lost the price feed: silent for" in lab.log("orderbook", 200), 15,
                      "the orderbook to say the feed went silent")
             wait_for(lambda: "lost the news feed: silent for" in lab.log("strategy", 200), 15,
                      "the strategy to say the news went silent")
         finally:
             lab.children["gateway"].popen.send_signal(signal.SIGCONT)
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, 15, "the feed to come back")
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_UP, 15, "the feed to come back")

@@ -19,8 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher, free_port
 
@@ -126,7 +125,7 @@ class Ctx:
             except Exception:
                 pass
         self.launcher.close()
-        _book.remove_stale(self.config.shm_name)  # a book the process left behind
+        book.remove_stale(self.config.shm_name)  # a book the process left behind
 
 
 def wait_until(condition, timeout: float, interval: float = 0.01):
@@ -283,7 +282,7 @@ def base_config(**changes) -> Config:
         ports.add(free_port())
     price, news, order = sorted(ports)
     return Config(price_port=price, news_port=news, order_port=order,
-                  shm_name=_book.new_name()).replace(**changes)
+                  shm_name=book.new_name()).replace(**changes)
 
 
 # -- running cases ----------------------------------------------------------------------

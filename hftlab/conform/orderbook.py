@@ -8,8 +8,7 @@ import sys
 import threading
 import time
 
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.conform.harness import CaseFailed, Server, case, wait_until
 
 SYMBOLS = ("AAPL", "MSFT")
@@ -53,10 +52,10 @@ class Gateway:
         return self.server.live()[-1]
 
 
-def attach(ctx) -> _book.SharedPriceBook:
+def attach(ctx) -> book.SharedPriceBook:
     try:
-        b = _book.SharedPriceBook.attach(ctx.config.shm_name, SYMBOLS)
-    except _book.BookError as exc:
+        b = book.SharedPriceBook.attach(ctx.config.shm_name, SYMBOLS)
+    except book.BookError as exc:
         raise CaseFailed(f"after its ready line: {exc}") from None
     ctx.on_cleanup(b.close)
     return b
@@ -118,7 +117,7 @@ def no_torn_reads(ctx):
         while not done.is_set():
             try:
                 snap = b.snapshot()
-            except _book.BookBusy:
+            except book.BookBusy:
                 continue
             looks[0] += 1
             for rec in snap:
@@ -172,15 +171,15 @@ def reconnects(ctx):
     gw, b = start(ctx)
     conn = gw.connection(1)
     conn.sendall(protocol.encode(protocol.Hello("PRICE", "up1")) + ticks(1, 3))
-    settle(b, "feed_state did not become FEED_UP (1)", lambda: b.header()["feed_state"] == _book.FEED_UP)
+    settle(b, "feed_state did not become FEED_UP (1)", lambda: b.header()["feed_state"] == book.FEED_UP)
     gw.server.stop()
     settle(b, "feed_state did not become FEED_DOWN (2) after the gateway went away",
-           lambda: b.header()["feed_state"] == _book.FEED_DOWN)
+           lambda: b.header()["feed_state"] == book.FEED_DOWN)
     gw.server.reopen()
     conn = gw.connection(2, timeout=8.0)
     conn.sendall(protocol.encode(protocol.Hello("PRICE", "up2")) + ticks(1, 4))
     settle(b, "after reconnecting, feed_state FEED_UP and the new ticks in the book",
-           lambda: b.header()["feed_state"] == _book.FEED_UP and b.header()["last_seq"] == 4)
+           lambda: b.header()["feed_state"] == book.FEED_UP and b.header()["last_seq"] == 4)
 
 
 @case(6, "split and merged TCP segments decode the same",
@@ -221,8 +220,8 @@ def readers_come_and_go(ctx):
         subprocess.run([sys.executable, "-c", READER, ctx.config.shm_name], timeout=20, check=False,
                        capture_output=True)
     try:
-        again = _book.SharedPriceBook.attach(ctx.config.shm_name, SYMBOLS)
-    except _book.BookError as exc:
+        again = book.SharedPriceBook.attach(ctx.config.shm_name, SYMBOLS)
+    except book.BookError as exc:
         raise CaseFailed(f"after 5 readers came and went: {exc}") from None
     ctx.on_cleanup(again.close)
     conn.sendall(ticks(3, 6))
@@ -239,8 +238,8 @@ def sigterm(ctx):
     if code != 0:
         raise CaseFailed(f"exit status {code} after SIGTERM; log: {ctx.log_tail()}")
     try:
-        _book.SharedPriceBook.attach(ctx.config.shm_name).close()
-    except _book.BookNotFound:
+        book.SharedPriceBook.attach(ctx.config.shm_name).close()
+    except book.BookNotFound:
         return
     raise CaseFailed(f"the book {ctx.config.shm_name!r} is still in shared memory after the exit")
 

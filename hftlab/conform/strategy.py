@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.conform.harness import CaseFailed, Server, case, read_lines, wait_until
 
 CFG = dict(symbols=("AAPL",), short_window=2, long_window=4, bullish=60, bearish=40,
@@ -63,7 +62,7 @@ class World:
 
     def __init__(self, ctx, positions=None):
         self.ctx = ctx
-        self.book = _book.SharedPriceBook(ctx.config.symbols, ctx.config.shm_name)
+        self.book = book.SharedPriceBook(ctx.config.symbols, ctx.config.shm_name)
         ctx.on_cleanup(self.book.unlink)
         ctx.on_cleanup(self.book.close)
         self.written = []
@@ -82,7 +81,7 @@ class World:
             raise CaseFailed(f"within 5 s of its ready line it had not connected to "
                              f"{'the news feed' if not self.news.live() else 'the order manager'}; "
                              f"log: {ctx.log_tail()}")
-        self.book.set_feed_state(_book.FEED_UP, "conform")
+        self.book.set_feed_state(book.FEED_UP, "conform")
 
     def _news(self, conn):
         conn.sendall(protocol.encode(protocol.Hello("NEWS", "conform")))
