@@ -320,7 +320,7 @@ class BookWatcher:
 
     def last_price(self, symbol: str) -> float | None:
         try:
-            quote = self.follower.read(symbol)
+            quote = self.follower.latest(symbol)
         except book.BookBusy:
             raise  # a live writer stuck in mid-write: the price cannot be checked
         except book.BookError as exc:  # another layout or version, a damaged header

@@ -78,7 +78,7 @@ class BookReader:
         """The book attached now, or None."""
         return self.follower.current
 
-    def ensure(self) -> None:
+    def attach_if_needed(self) -> None:
         """Look for the book (the follower looks at most once a second) and log a change."""
         had, attaches = self.follower.current, self.follower.attaches
         try:
@@ -205,7 +205,7 @@ class Strategy:
             if link is None:            # the doorbell rang
                 self.book.bell.drain()
                 continue
-            msgs = link.read()
+            msgs = link.messages()
             if msgs is None:
                 if link is self.orders and self.trader.pending:
                     self.log.warning(f"orders {' '.join(self.trader.pending)} are unconfirmed: the order "
@@ -216,7 +216,7 @@ class Strategy:
         self.news.keep_up()
         if self.orders.keep_up():
             self.on_orders_connected()
-        self.book.ensure()
+        self.book.attach_if_needed()
         for quote, missed in self.book.new_prices():
             decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
             decided_ns, order_id = 0, ""
@@ -299,7 +299,7 @@ def run(config, log) -> None:
     strategy = Strategy(config, log)
     try:
         while strategy.book.book is None:
-            strategy.book.ensure()
+            strategy.book.attach_if_needed()
             if strategy.book.book is None:
                 time.sleep(0.1)  # waiting for the orderbook to create the book
         strategy.news.keep_up()

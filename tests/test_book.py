@@ -547,7 +547,7 @@ def exists_at_all(name):
 def test_follower_reads_answer_none_without_a_book(name):
     follower = book.Follower(name, interval=0)
     try:
-        assert follower.read("AAPL") is None
+        assert follower.latest("AAPL") is None
         assert follower.snapshot() is None and follower.quotes() is None
         assert follower.header() is None and follower.new_quotes() == []
     finally:
@@ -568,8 +568,8 @@ def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_m
             assert got == {"AAPL": (4.0, 4, 2), "MSFT": (5.0, 1, 0)}
             price_book.update("GOOG", float("nan"))             # not a usable price: left out
             assert follower.new_quotes() == []
-            assert follower.read("AAPL").price == 4.0
-            assert follower.read("IBM") is None            # not in this book
+            assert follower.latest("AAPL").price == 4.0
+            assert follower.latest("IBM") is None            # not in this book
             assert follower.quotes()["MSFT"].price == 5.0
             assert follower.header()["updates"] == 6
             price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62  # "dies"
@@ -588,18 +588,18 @@ def test_follower_raises_busy_for_a_live_writer_and_drops_a_dead_writers_book(na
     try:
         with SharedPriceBook(SYMBOLS, name) as price_book:
             price_book.update("AAPL", 1.0)
-            assert follower.read("AAPL").price == 1.0
+            assert follower.latest("AAPL").price == 1.0
             w = HEADER_DTYPE.itemsize // 8                       # AAPL's version word
             price_book._u64[w] += 1                                    # odd: stuck in mid-write
             with pytest.raises(book.BookBusy) as busy:
-                follower.read("AAPL")
+                follower.latest("AAPL")
             assert busy.value.writer_alive
             with pytest.raises(book.BookBusy):
                 follower.new_quotes()
             assert follower.current is not None                  # a live writer's: kept
             # the writer "dies" in mid-write: a pid that is no process
             price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62
-            assert follower.read("AAPL") is None                 # dropped, not raised
+            assert follower.latest("AAPL") is None                 # dropped, not raised
             assert follower.current is None
             price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = os.getpid()
             price_book._u64[w] += 1
