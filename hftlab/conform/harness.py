@@ -92,8 +92,9 @@ class Ctx:
         child = self.launcher.children.get(self.role)
         return child is not None and child.running()
 
-    def sigterm(self) -> int:
-        """SIGTERM the process; its exit status, or CaseFailed if it is still running after STOP_TIMEOUT."""
+    def sigterm(self) -> None:
+        """SIGTERM the process; CaseFailed unless it exits with status 0 within STOP_TIMEOUT
+        (every role's contract: SIGTERM is a clean exit)."""
         child = self.launcher.children[self.role]
         if not child.running():
             raise CaseFailed(f"it had already exited with status {child.popen.returncode}; "
@@ -104,7 +105,8 @@ class Ctx:
         except Exception:
             raise CaseFailed(f"still running {STOP_TIMEOUT:g} s after SIGTERM") from None
         child.cut_lifeline()
-        return code
+        if code != 0:
+            raise CaseFailed(f"exit status {code} after SIGTERM; log: {self.log_tail()}")
 
     def alive(self, what: str = "") -> None:
         """CaseFailed if the process has died."""
