@@ -103,8 +103,9 @@ def test_launcher_runs_a_learners_command_with_flags_and_environment(tmp_path):
     script.write_text("import os, sys, time\n"
                       "print('args', ' '.join(sys.argv[1:]))\n"
                       "print('env', os.environ['HFTLAB_ORDER_PORT'], os.environ['HFTLAB_SHM_NAME'])\n"
-                      "print('mine: ready: ok', flush=True)\n"
+                      # the SIGTERM handler before the ready line: the test may stop it at once
                       "import signal; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+                      "print('mine: ready: ok', flush=True)\n"
                       "while True: time.sleep(1)\n")
     with Launcher(free_ports=True, names=("order_manager",),
                   commands={"order-manager": f"python {script}"}) as lab:
