@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 
-from hftlab import book as _book
+from hftlab import book
 from hftlab import config as _config
 from hftlab import process, replay
 from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
@@ -220,20 +220,20 @@ def cmd_status(config, args) -> int:
         state = "listening" if _answers(config.host, port) else "not running"
         print(f"{label:<15} {config.host}:{port:<6} {state}")
     try:
-        book = _book.SharedPriceBook.attach(config.shm_name)
-    except _book.BookError as exc:
+        price_book = book.SharedPriceBook.attach(config.shm_name)
+    except book.BookError as exc:
         print(f"book            {exc}")
         return 0
-    with book:
-        h = book.header()
-        feed = _book.FEED_STATES.get(h["feed_state"], "?")
-        if h["feed_state"] == _book.FEED_DOWN:
+    with price_book:
+        h = price_book.header()
+        feed = book.FEED_STATES.get(h["feed_state"], "?")
+        if h["feed_state"] == book.FEED_DOWN:
             feed += " (prices are stale)"
-        writer = "alive" if book.writer_alive() else "DEAD (run hftlab clean)"
+        writer = "alive" if price_book.writer_alive() else "DEAD (run hftlab clean)"
         print(f"book            {config.shm_name!r}: writer pid {h['writer_pid']} {writer}, feed {feed}, "
-              f"{h['updates']} updates, {h['gaps']} gaps, {book.nbytes} bytes ({book.mapped_bytes} mapped)")
+              f"{h['updates']} updates, {h['gaps']} gaps, {price_book.nbytes} bytes ({price_book.mapped_bytes} mapped)")
         now = time.time_ns()
-        for symbol, q in book.quotes().items():
+        for symbol, q in price_book.quotes().items():
             if q is None:
                 print(f"  {symbol:<8} no price yet")
             else:
@@ -248,8 +248,8 @@ def cmd_clean(config, args) -> int:
     removed = 0
     for name in sorted(names):
         try:
-            pid = _book.remove_stale(name)
-        except (ValueError, _book.BookError) as exc:
+            pid = book.remove_stale(name)
+        except (ValueError, book.BookError) as exc:
             print(f"left {name!r} alone: {exc}")
             continue
         if pid is not None:

@@ -19,7 +19,7 @@ dials with a short timeout (a refused dial on loopback returns at once), and `re
 waits only as long as its ``timeout``. A caller with a selector gives it to the link,
 which registers its socket there while connected, so one ``select`` can wait on several
 links (the strategy's loop). Bytes arrive with `recv` (the orderbook feeds them to its own
-decoder) or as whole messages with `read`.
+decoder) or as whole messages with `messages`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Link:
         news = Link("news feed", host, port, log, heartbeat=1.0)
         while True:
             news.keep_up()              # dial if down (when the back-off allows), drop if silent
-            for msg in news.read(0.1) or []:
+            for msg in news.messages(0.1) or []:
                 ...
 
     `name` is what the log calls the server ("the news feed"). `log` may be None (a
@@ -141,7 +141,7 @@ class Link:
             return None
         return b""
 
-    def read(self, timeout: float | None = 0.0) -> list | None:
+    def messages(self, timeout: float | None = 0.0) -> list | None:
         """Whole messages now available (see `recv` for `timeout`); None if the link is down."""
         data = self.recv(timeout)
         return None if data is None else self.decoder.feed(data)

@@ -37,8 +37,7 @@ import stat
 import time
 from typing import NamedTuple
 
-from hftlab import book as _book
-from hftlab import process, protocol
+from hftlab import book, process, protocol
 
 __all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "JournalFull", "Journal",
            "read_all", "sync_directory", "file_kind", "terms", "read_journal", "check_order",
@@ -316,15 +315,15 @@ class BookWatcher:
 
     def __init__(self, config, log):
         self.log = log
-        self.follower = _book.Follower(config.shm_name, interval=1.0)
+        self.follower = book.Follower(config.shm_name, interval=1.0)
         self.said = None  # the last complaint about the segment, so it is logged once
 
     def last_price(self, symbol: str) -> float | None:
         try:
-            quote = self.follower.read(symbol)
-        except _book.BookBusy:
+            quote = self.follower.latest(symbol)
+        except book.BookBusy:
             raise  # a live writer stuck in mid-write: the price cannot be checked
-        except _book.BookError as exc:  # another layout or version, a damaged header
+        except book.BookError as exc:  # another layout or version, a damaged header
             if str(exc) != self.said:
                 self.said = str(exc)
                 self.log.warning(f"orders are checked without the price band: {exc}")
@@ -380,7 +379,7 @@ class OrderManager:
             return protocol.Ack(msg.order_id, order_no)
         try:
             last_price = self.prices.last_price(msg.symbol) if msg.symbol in self.config.symbols else None
-        except _book.BookBusy:
+        except book.BookBusy:
             return protocol.Reject(msg.order_id, f"cannot check the price: the book's {msg.symbol} "
                                    "record is stuck in mid-write (orderbook stalled); retry later")
         reason = check_order(msg, self.config, last_price)

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import time
 
-from hftlab import book as _book
-from hftlab import process, protocol
+from hftlab import book, process, protocol
 from hftlab.link import Link
 
 __all__ = ["SUMMARY_EVERY", "BEAT_EVERY", "FIRST_SUMMARY", "FeedHandler", "summary", "follow",
@@ -38,10 +37,10 @@ FIRST_SUMMARY = 1.5  # the first one soon after connecting, so a new run shows p
 class FeedHandler:
     """Turns price-feed bytes into book updates, counting gaps. No sockets in here."""
 
-    def __init__(self, book: _book.SharedPriceBook, log):
-        self.book, self.log = book, log
+    def __init__(self, price_book: book.SharedPriceBook, log):
+        self.book, self.log = price_book, log
         self.decoder = protocol.Decoder()
-        self.index = {s: book.index(s) for s in book.symbols}
+        self.index = {s: price_book.index(s) for s in price_book.symbols}
         self.session = None
         self.last_seq = None
         self.gaps = 0
@@ -115,13 +114,13 @@ class FeedHandler:
                 self.log.info(f"new gateway session {msg.session} (was {self.session}): "
                               "sequence numbers start again, not a gap")
             self.session, self.last_seq = msg.session, None
-        self.book.set_feed_state(_book.FEED_UP, msg.session)
+        self.book.set_feed_state(book.FEED_UP, msg.session)
 
 
-def summary(book: _book.SharedPriceBook) -> str:
-    quotes = book.quotes()
+def summary(price_book: book.SharedPriceBook) -> str:
+    quotes = price_book.quotes()
     prices = "  ".join(f"{s} {q.price:.2f}" if q else f"{s} -" for s, q in quotes.items())
-    h = book.header()
+    h = price_book.header()
     return f"book: {prices}  (seq {h['last_seq']}, {h['gaps']} gaps)"
 
 
@@ -146,29 +145,29 @@ def follow(feed: Link, handler: FeedHandler, log) -> None:
 
 def run(config, log) -> None:
     try:
-        book = _book.SharedPriceBook(config.symbols, config.shm_name)
-    except _book.BookError as exc:
+        price_book = book.SharedPriceBook(config.symbols, config.shm_name)
+    except book.BookError as exc:
         raise process.Fatal(str(exc)) from None
     feed = Link("price feed", config.host, config.price_port, log, config.heartbeat_interval)
     try:
-        if book.took_over_from is not None:
+        if price_book.took_over_from is not None:
             log.warning(f"removed a stale book {config.shm_name!r} left by crashed process "
-                        f"{book.took_over_from}")
-        process.ready(log, book=config.shm_name, symbols=",".join(book.symbols),
-                      bytes=book.nbytes, mapped=book.mapped_bytes)
-        handler = FeedHandler(book, log)
+                        f"{price_book.took_over_from}")
+        process.ready(log, book=config.shm_name, symbols=",".join(price_book.symbols),
+                      bytes=price_book.nbytes, mapped=price_book.mapped_bytes)
+        handler = FeedHandler(price_book, log)
         while True:
             if not feed.keep_up():
-                book.heartbeat()  # no gateway, but a live writer: readers can tell the two apart
+                price_book.heartbeat()  # no gateway, but a live writer: readers can tell the two apart
                 time.sleep(feed.retry_in())
                 continue
             handler.connected()
             follow(feed, handler, log)
-            book.set_feed_state(_book.FEED_DOWN)
+            price_book.set_feed_state(book.FEED_DOWN)
     finally:
         feed.close()
-        book.close()
-        book.unlink()
+        price_book.close()
+        price_book.unlink()
 
 
 def main(argv=None) -> int:

@@ -244,18 +244,32 @@ def wait_for(condition, timeout: float = 10.0, what: str = "the condition", inte
 
 # -- child processes and their logs (the launcher's, the bench's) -----------------------
 
-def terminate(popen: subprocess.Popen, timeout: float) -> int:
+def terminate(child, timeout: float) -> int:
     """Stop a child politely: SIGTERM, then SIGKILL if it has not exited after `timeout` s.
 
+    `child` is a `subprocess.Popen` (the launcher's, the bench's) or a
+    `multiprocessing.Process` (the comparisons' helpers in `hftlab.alternatives`).
     Returns its exit status (negative: the signal that ended it). Every hftlab process
     turns SIGTERM into its clean exit (see `main`); SIGKILL is for one that hangs."""
-    if popen.poll() is None:
-        popen.terminate()
-        try:
+    if isinstance(child, subprocess.Popen):
+        running, wait, status = (lambda: child.poll() is None), _popen_wait(child), child.wait
+    else:  # a multiprocessing.Process: joined, not waited for
+        running, wait, status = child.is_alive, child.join, (lambda: child.exitcode)
+    if running():
+        child.terminate()
+        wait(timeout)
+        if running():
+            child.kill()
+    wait(None)
+    return status()
+
+
+def _popen_wait(popen: subprocess.Popen):
+    """popen.wait(timeout) that, like Process.join, returns when the time is up."""
+    def wait(timeout):
+        with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-    return popen.wait()
+    return wait
 
 
 def tail(path: str, lines: int = 10) -> str:

@@ -12,8 +12,7 @@ import math
 
 from hftlab.book import HEADER_DTYPE, RECORD_DTYPE
 
-__all__ = ["footprint", "seqlock_read", "split_frames", "count_gaps", "moving_average",
-           "price_signal", "order_for", "validate_order", "audit", "speedup", "expected_wait"]
+__all__ = ["footprint", "seqlock_read", "count_gaps", "audit", "speedup", "expected_wait"]
 
 
 # -- lesson 03: shared memory ------------------------------------------------------
@@ -38,12 +37,6 @@ def seqlock_read(load_version, load_fields):
 
 # -- lesson 04: the orderbook ------------------------------------------------------
 
-def split_frames(pending, data):
-    """(complete lines, bytes still waiting for their newline)."""
-    *lines, pending = (pending + data).split(b"\n")
-    return lines, pending
-
-
 def count_gaps(messages):
     """How many price messages were lost, judged by their sequence numbers."""
     from hftlab.protocol import Heartbeat, Hello, Price
@@ -62,53 +55,6 @@ def count_gaps(messages):
                 lost += msg.last_seq - last           # it sent up to last_seq; we have up to last
             last = msg.last_seq if last is None else max(last, msg.last_seq)
     return lost
-
-
-# -- lesson 05: the strategy -------------------------------------------------------
-
-def moving_average(values, n):
-    """Mean of the last n values."""
-    window = list(values)[-n:]
-    return sum(window) / len(window)
-
-
-def price_signal(history, short, long):
-    """'BUY' if the short average is strictly above the long one, 'SELL' if strictly below."""
-    if len(history) < long:
-        return None
-    fast, slow = moving_average(history, short), moving_average(history, long)
-    if fast > slow:
-        return "BUY"
-    if fast < slow:
-        return "SELL"
-    return None
-
-
-def order_for(position, side, qty):
-    """The order that moves `position` to +qty (BUY) or -qty (SELL), or None."""
-    if side is None:
-        return None
-    change = (qty if side == "BUY" else -qty) - position
-    if change > 0:
-        return ("BUY", change)
-    if change < 0:
-        return ("SELL", -change)
-    return None
-
-
-# -- lesson 06: the order manager --------------------------------------------------
-
-def validate_order(order, config, last_price):
-    """None to accept the order, or the reason to reject it."""
-    if order.symbol not in config.symbols:
-        return f"unknown symbol {order.symbol}"
-    if not 0 < order.qty <= config.max_qty:
-        return f"quantity must be 1..{config.max_qty}; got {order.qty}"
-    if not order.price > 0:
-        return f"price must be positive; got {order.price}"
-    if last_price is not None and abs(order.price - last_price) > config.price_band * last_price:
-        return f"price {order.price:.2f} is too far from the book's {last_price:.2f}"
-    return None
 
 
 # -- lesson 09: faults and recovery ------------------------------------------------

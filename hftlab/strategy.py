@@ -38,8 +38,7 @@ import secrets
 import selectors
 import time
 
-from hftlab import book as _book
-from hftlab import process, protocol, rules
+from hftlab import book, process, protocol, rules
 from hftlab.link import Link
 
 __all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "BookReader", "LatencyLog",
@@ -65,9 +64,9 @@ class BookReader:
 
     def __init__(self, name: str, symbols, log, doorbell: bool = False):
         self.name, self.log = name, log
-        self.follower = _book.Follower(name, symbols, interval=1.0)
+        self.follower = book.Follower(name, symbols, interval=1.0)
         # The bell is the book's name's, so it outlives an orderbook restart.
-        self.bell = _book.Doorbell(name) if doorbell else None
+        self.bell = book.Doorbell(name) if doorbell else None
         self.looked_updates = -1  # the book header's update count at the last look
         self.said_waiting = False
         self.busy_since = None
@@ -79,41 +78,41 @@ class BookReader:
         """The book attached now, or None."""
         return self.follower.current
 
-    def ensure(self) -> None:
+    def attach_if_needed(self) -> None:
         """Look for the book (the follower looks at most once a second) and log a change."""
         had, attaches = self.follower.current, self.follower.attaches
         try:
-            book = self.follower.book()
-        except _book.BookError as exc:  # a segment of that name that is not a book we can read
+            price_book = self.follower.book()
+        except book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
-        if had is not None and book is not had:
+        if had is not None and price_book is not had:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
-        if book is None:
+        if price_book is None:
             if not self.said_waiting:
                 self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
                 self.said_waiting = True
         elif self.follower.attaches != attaches:
             self.said_waiting = False
-            self.log.info(f"attached to the book {self.name!r} ({book.nbytes} bytes)")
+            self.log.info(f"attached to the book {self.name!r} ({price_book.nbytes} bytes)")
 
     def new_prices(self) -> list:
         """[(quote, missed), ...] for each symbol updated since the last look
         (`hftlab.book.Follower.new_quotes`); [] while the book is unreadable."""
         try:
             quotes = self.follower.new_quotes()
-        except _book.BookBusy as exc:
+        except book.BookBusy as exc:
             self._busy(exc)
             return []
         self.seen_ns = time.time_ns()
-        book = self.follower.current
-        if book is not None:
-            self.looked_updates = book.updates()
+        price_book = self.follower.current
+        if price_book is not None:
+            self.looked_updates = price_book.updates()
         if self.said_busy and self.follower.current is not None:
             self.log.info(f"the book {self.name!r} reads again; carrying on")
         self.busy_since, self.said_busy = None, False
         return quotes
 
-    def _busy(self, exc: _book.BookBusy) -> None:
+    def _busy(self, exc: book.BookBusy) -> None:
         """A look found a record in mid-write: wait it out (the follower notices a dead writer)."""
         now = time.monotonic()
         if self.busy_since is None:
@@ -127,13 +126,13 @@ class BookReader:
 
         True if the book changed since the last look (do not sleep). The order, arm then
         look, is what loses no wake-up (`hftlab.book.doorbell`)."""
-        book = self.follower.current
-        if book is None or self.bell is None:
+        price_book = self.follower.current
+        if price_book is None or self.bell is None:
             return False
         try:
-            self.bell.arm(book)
-            return book.updates() != self.looked_updates
-        except _book.BookError:  # closed under us by the follower: look now
+            self.bell.arm(price_book)
+            return price_book.updates() != self.looked_updates
+        except book.BookError:  # closed under us by the follower: look now
             return True
 
     def close(self) -> None:
@@ -206,7 +205,7 @@ class Strategy:
             if link is None:            # the doorbell rang
                 self.book.bell.drain()
                 continue
-            msgs = link.read()
+            msgs = link.messages()
             if msgs is None:
                 if link is self.orders and self.trader.pending:
                     self.log.warning(f"orders {' '.join(self.trader.pending)} are unconfirmed: the order "
@@ -217,7 +216,7 @@ class Strategy:
         self.news.keep_up()
         if self.orders.keep_up():
             self.on_orders_connected()
-        self.book.ensure()
+        self.book.attach_if_needed()
         for quote, missed in self.book.new_prices():
             decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
             decided_ns, order_id = 0, ""
@@ -300,7 +299,7 @@ def run(config, log) -> None:
     strategy = Strategy(config, log)
     try:
         while strategy.book.book is None:
-            strategy.book.ensure()
+            strategy.book.attach_if_needed()
             if strategy.book.book is None:
                 time.sleep(0.1)  # waiting for the orderbook to create the book
         strategy.news.keep_up()

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import Client, wait_for
-from hftlab import book as _book
-from hftlab import gateway, process, protocol
+from hftlab import book, gateway, process, protocol
 from hftlab.config import Config
 from hftlab.order_manager import MAX_BAD_LINES, check_order, read_journal
 
@@ -26,8 +25,8 @@ def order(order_id, **kw):
 
 
 def book_updates(lab):
-    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-        return book.header()["updates"]
+    with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+        return price_book.header()["updates"]
 
 
 def still_flowing(lab):
@@ -35,8 +34,8 @@ def still_flowing(lab):
     before, booked = book_updates(lab), len(read_journal(lab.config.journal))
     wait_for(lambda: book_updates(lab) > before + 20, 10, "more prices in the book")
     wait_for(lambda: len(read_journal(lab.config.journal)) > booked, 20, "another booked order")
-    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-        assert book.header()["gaps"] == 0
+    with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+        assert price_book.header()["gaps"] == 0
 
 
 GARBAGE = [

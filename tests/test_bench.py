@@ -182,3 +182,25 @@ def test_the_gateways_burst_line_is_read_back_by_its_own_parser():
     assert gateway.parse_burst_line(line) == (11, 1010, 1764087000123456789)
     assert gateway.parse_burst_line("12:00:00.123 gateway: " + line) == (11, 1010, 1764087000123456789)
     assert gateway.parse_burst_line("12:00:00.123 gateway: bench: burst sent in 0.1 s") is None
+
+
+def test_the_bare_reader_says_when_the_gateway_has_subscribed_it():
+    # The bench starts its burst only after this line, instead of looking for a word in the
+    # gateway's log: the HELLO is sent as the gateway adds a subscriber to its feed.
+    srv = socket.create_server(("127.0.0.1", 0))
+    reader = subprocess.Popen([sys.executable, "-m", "hftlab.bench.baseline", "reader", "--port",
+                               str(srv.getsockname()[1]), "--n", "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        srv.settimeout(60)
+        conn, _ = srv.accept()
+        with conn:
+            assert json.loads(reader.stdout.readline()) == {"connected": True}
+            conn.sendall(protocol.encode(protocol.Hello("PRICE", "s1")))
+            assert json.loads(reader.stdout.readline()) == {"subscribed": True}
+            conn.sendall(b"1,AAPL,1.00,1\n2,AAPL,1.01,2\n")
+            assert json.loads(reader.stdout.readline())["lines"] == 3
+        assert reader.wait(60) == 0
+    finally:
+        process.terminate(reader, 5.0)  # already exited, unless the test failed
+        reader.stdout.close()
+        srv.close()

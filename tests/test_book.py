@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from hftlab import book as bookmod
+from hftlab import book
 from hftlab.book import (
     FEED_DOWN, FEED_UP, HEADER_DTYPE, RECORD_DTYPE, BookError, BookInUse,
     BookNotFound, LayoutMismatch, Quote, SharedPriceBook, layout_nbytes,
@@ -36,7 +36,7 @@ TIMEOUT = 10.0
 
 def exists(name):
     try:
-        shm = bookmod.open_untracked(name)
+        shm = book.open_untracked(name)
     except FileNotFoundError:
         return False
     shm.close()
@@ -118,11 +118,11 @@ def name():
     n = new_name()
     yield n
     try:
-        shm = bookmod.open_untracked(n)
+        shm = book.open_untracked(n)
     except FileNotFoundError:
         return
     try:
-        bookmod.unlink_untracked(shm)
+        book.unlink_untracked(shm)
     finally:
         shm.close()
 
@@ -154,30 +154,30 @@ def run_reader(name):
 # -- one process -------------------------------------------------------------
 
 def test_create_update_read(name):
-    with SharedPriceBook(SYMBOLS, name) as book:
-        assert book.owner and book.name == name
-        assert book.symbols == tuple(SYMBOLS)
-        assert book.took_over_from is None
-        assert "owner" in repr(book) and name in repr(book)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        assert price_book.owner and price_book.name == name
+        assert price_book.symbols == tuple(SYMBOLS)
+        assert price_book.took_over_from is None
+        assert "owner" in repr(price_book) and name in repr(price_book)
 
         # "no price yet" is None
-        assert book.read("AAPL") is None
+        assert price_book.read("AAPL") is None
         before = time.time_ns()
-        book.update("AAPL", 0.25, seq=7, ts_ns=123)
+        price_book.update("AAPL", 0.25, seq=7, ts_ns=123)
         after = time.time_ns()
-        q = book.read("AAPL")
+        q = price_book.read("AAPL")
         assert q == Quote("AAPL", 0.25, 7, 123, q.written_ns, 1)
         assert before <= q.written_ns <= after
 
-        book.update("MSFT", 101.25)                  # seq defaults to 8
-        book.update("AAPL", 1.5)                     # 9
-        assert book.read("MSFT").seq == 8
-        assert book.read("AAPL")[1:3] == (1.5, 9)
-        assert book.read("AAPL").updates == 2
-        assert book.read("GOOG") is None
-        assert math.isnan(book.snapshot()["price"][2])
+        price_book.update("MSFT", 101.25)                  # seq defaults to 8
+        price_book.update("AAPL", 1.5)                     # 9
+        assert price_book.read("MSFT").seq == 8
+        assert price_book.read("AAPL")[1:3] == (1.5, 9)
+        assert price_book.read("AAPL").updates == 2
+        assert price_book.read("GOOG") is None
+        assert math.isnan(price_book.snapshot()["price"][2])
 
-        h = book.header()
+        h = price_book.header()
         assert h["magic"] == "HFTBOOK1" and h["layout_version"] == 2
         assert h["n_symbols"] == 3
         assert h["record_size"] == RECORD_DTYPE.itemsize == 56
@@ -186,36 +186,36 @@ def test_create_update_read(name):
         assert h["last_seq"] == 9 and h["updates"] == 3 and h["gaps"] == 0 and h["sleepers"] == 0
         assert h["feed_state"] == 0 and h["session"] == ""
 
-        book.set_feed_state(FEED_UP, "sess-1")
-        book.add_gaps(2)
-        book.add_gaps(1)
-        book.heartbeat(555)
-        h = book.header()
+        price_book.set_feed_state(FEED_UP, "sess-1")
+        price_book.add_gaps(2)
+        price_book.add_gaps(1)
+        price_book.heartbeat(555)
+        h = price_book.header()
         assert (h["feed_state"], h["session"], h["gaps"],
                 h["heartbeat_ns"]) == (FEED_UP, "sess-1", 3, 555)
-        book.set_feed_state(FEED_DOWN)
-        assert book.header()["session"] == "sess-1"   # kept
-        assert book.writer_alive()
+        price_book.set_feed_state(FEED_DOWN)
+        assert price_book.header()["session"] == "sess-1"   # kept
+        assert price_book.writer_alive()
 
-        qs = book.quotes()
+        qs = price_book.quotes()
         assert list(qs) == SYMBOLS and qs["GOOG"] is None
         assert qs["MSFT"].price == 101.25
 
-        assert book.nbytes == layout_nbytes(3) == 104 + 3 * 56
-        assert book.mapped_bytes % mmap.PAGESIZE == 0
-        assert book.mapped_bytes >= book.nbytes
+        assert price_book.nbytes == layout_nbytes(3) == 104 + 3 * 56
+        assert price_book.mapped_bytes % mmap.PAGESIZE == 0
+        assert price_book.mapped_bytes >= price_book.nbytes
 
         if os.path.isdir("/dev/shm"):                 # Linux: check the mode
             mode = os.stat(f"/dev/shm/{name}").st_mode & 0o777
             assert mode & 0o077 == 0, oct(mode)       # 0600 less umask
 
         with pytest.raises(KeyError, match="AAPL, MSFT, GOOG"):
-            book.read("TSLA")
+            price_book.read("TSLA")
         with pytest.raises(ValueError):
-            book.update("AAPL", 1.0, seq=0)
+            price_book.update("AAPL", 1.0, seq=0)
     assert not exists(name)
-    book.close()                                      # idempotent
-    book.unlink()
+    price_book.close()                                      # idempotent
+    price_book.unlink()
 
 
 def test_bad_arguments(name):
@@ -279,12 +279,12 @@ def test_attach_errors(name):
 
 @pytest.mark.parametrize("bad", [0.0, -5.0, -0.0, math.nan, math.inf, -math.inf])
 def test_a_price_that_is_not_a_finite_number_above_zero_reads_as_no_price(name, bad):
-    with SharedPriceBook(SYMBOLS, name) as book:
-        book.update("MSFT", 101.25)
-        book.update("AAPL", bad)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        price_book.update("MSFT", 101.25)
+        price_book.update("AAPL", bad)
         reader = SharedPriceBook.attach(name)
         try:
-            for b in (book, reader):
+            for b in (price_book, reader):
                 assert b.read("AAPL") is None
                 assert b.quotes()["AAPL"] is None and b.quotes()["MSFT"].price == 101.25
                 snap = b.snapshot()
@@ -295,32 +295,32 @@ def test_a_price_that_is_not_a_finite_number_above_zero_reads_as_no_price(name, 
 
 
 def test_a_record_held_in_mid_write_makes_a_non_waiting_read_say_busy_at_once(name):
-    with SharedPriceBook(SYMBOLS, name) as book:
-        book.update("AAPL", 1.0)
-        book.update("MSFT", 2.0)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        price_book.update("AAPL", 1.0)
+        price_book.update("MSFT", 2.0)
         w = HEADER_DTYPE.itemsize // 8
-        book._u64[w] += 1                             # odd: this (live) writer is in mid-write
+        price_book._u64[w] += 1                             # odd: this (live) writer is in mid-write
         reader = SharedPriceBook.attach(name)
         try:
             for read in (lambda: reader.read("AAPL", wait=False),
                          lambda: reader.snapshot(wait=False), lambda: reader.quotes(wait=False)):
-                with pytest.raises(bookmod.BookBusy, match="stopped or stalled in mid-write") as e:
+                with pytest.raises(book.BookBusy, match="stopped or stalled in mid-write") as e:
                     read()
                 assert e.value.writer_alive
-            assert reader.retries == 3 * bookmod.seqlock._SPIN     # spun a little, never slept long
+            assert reader.retries == 3 * book.seqlock._SPIN     # spun a little, never slept long
             assert reader.read("MSFT", wait=False).price == 2.0
-            book._u64[w] += 1                         # even: the write is done
+            price_book._u64[w] += 1                         # even: the write is done
             assert reader.read("AAPL", wait=False).price == 1.0
         finally:
             reader.close()
 
 
 def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):
-    monkeypatch.setattr(bookmod.seqlock, "MAX_RETRIES", 500)
-    with SharedPriceBook(SYMBOLS, name) as book:
-        book.update("AAPL", 1.0)
+    monkeypatch.setattr(book.seqlock, "MAX_RETRIES", 500)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        price_book.update("AAPL", 1.0)
         # what a writer killed between its two version stores leaves behind
-        book._u64[HEADER_DTYPE.itemsize // 8] = 3
+        price_book._u64[HEADER_DTYPE.itemsize // 8] = 3
         reader = SharedPriceBook.attach(name)
         try:
             with pytest.raises(BookError, match="mid-write"):
@@ -336,9 +336,9 @@ def test_dead_writer_in_mid_write_does_not_hang_readers(name, monkeypatch):
 # -- several processes -------------------------------------------------------
 
 def test_attach_from_another_process(name, spawn):
-    with SharedPriceBook(SYMBOLS, name) as book:
-        book.update("AAPL", 187.5, seq=41, ts_ns=99)
-        book.set_feed_state(FEED_UP, "abc")
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        price_book.update("AAPL", 187.5, seq=41, ts_ns=99)
+        price_book.set_feed_state(FEED_UP, "abc")
         seen = run_reader(name)
         assert seen["owner"] is False
         assert seen["quotes"]["AAPL"]["price"] == 187.5
@@ -387,8 +387,8 @@ def test_tracker_trap_is_real(name, spawn):
 
 
 def test_readers_that_exit_leave_the_book_intact(name):
-    with SharedPriceBook(SYMBOLS, name) as book:
-        book.update("GOOG", 170.0)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        price_book.update("GOOG", 170.0)
         for i in range(3):
             seen = run_reader(name)       # attaches, reads, exits
             assert seen["quotes"]["GOOG"]["price"] == 170.0 + i
@@ -398,7 +398,7 @@ def test_readers_that_exit_leave_the_book_intact(name):
                 assert again.read("GOOG").price == 170.0 + i
             finally:
                 again.close()
-            book.update("GOOG", 171.0 + i)
+            price_book.update("GOOG", 171.0 + i)
     assert not exists(name)
 
 
@@ -453,9 +453,9 @@ def test_sigkilled_owner_leaves_its_book_to_the_next_owner(name, spawn):
     # No resource tracker removes it by name behind a new owner's back: it
     # stays until the next owner takes it over (or remove_stale removes it).
     assert exists(name)
-    with SharedPriceBook(SYMBOLS, name) as book:
-        assert book.took_over_from == dead
-        book.update("AAPL", 1.0)
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        assert price_book.took_over_from == dead
+        price_book.update("AAPL", 1.0)
         with SharedPriceBook.attach(name) as reader:
             assert reader.read("AAPL").price == 1.0
     assert not exists(name)
@@ -470,17 +470,17 @@ def test_take_over_a_dead_writers_book(name):
         assert not old.writer_alive()
     finally:
         old.close()
-    with SharedPriceBook(SYMBOLS, name) as book:
-        assert book.took_over_from == dead
-        assert book.read("AAPL") is None
-        assert book.header()["writer_pid"] == os.getpid()
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        assert price_book.took_over_from == dead
+        assert price_book.read("AAPL") is None
+        assert price_book.header()["writer_pid"] == os.getpid()
     assert not exists(name)
 
 
 def test_take_over_a_segment_that_is_not_a_book(name):
     make_segment(name, "badmagic")
-    with SharedPriceBook(SYMBOLS, name) as book:
-        assert book.took_over_from == 0
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        assert price_book.took_over_from == 0
         reader = SharedPriceBook.attach(name, SYMBOLS)    # a book now
         reader.close()
     assert not exists(name)
@@ -502,12 +502,12 @@ def test_remove_stale(name):
 
 def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
     make_segment(name, "stale")
-    follower = bookmod.Follower(name, interval=0)
+    follower = book.Follower(name, interval=0)
     try:
         assert follower.book() is None          # there, but its writer is dead: not attached
         assert follower.attaches == 0
-        with SharedPriceBook(SYMBOLS, name) as book:   # a new orderbook takes the name over
-            book.update("AAPL", 3.0)
+        with SharedPriceBook(SYMBOLS, name) as price_book:   # a new orderbook takes the name over
+            price_book.update("AAPL", 3.0)
             assert follower.book().read("AAPL").price == 3.0
             assert follower.attaches == 1
             follower.lost()                    # a failed read: look again at once
@@ -518,25 +518,25 @@ def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
 
 
 def test_an_empty_segment_is_not_a_book_and_is_cleaned_once_old(name, monkeypatch):
-    fd = bookmod.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR)
+    fd = book.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR)
     os.close(fd)                               # a creator that died before sizing it
     try:
-        with pytest.raises(bookmod.BookEmpty):
+        with pytest.raises(book.BookEmpty):
             SharedPriceBook.attach(name)
         assert remove_stale(name) is None      # it may be a creator's, about to size it
         assert exists_at_all(name)
-        monkeypatch.setattr(bookmod.stale, "CREATION_GRACE", 0.0)   # as if it were that old
+        monkeypatch.setattr(book.stale, "CREATION_GRACE", 0.0)   # as if it were that old
         assert remove_stale(name) == 0
         assert not exists_at_all(name)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            bookmod.shm_unlink(name)
+            book.shm_unlink(name)
 
 
 def exists_at_all(name):
     """Is there a segment of that name, even an empty one?"""
     try:
-        os.close(bookmod.shm_open(name, os.O_RDONLY))
+        os.close(book.shm_open(name, os.O_RDONLY))
     except FileNotFoundError:
         return False
     return True
@@ -545,9 +545,9 @@ def exists_at_all(name):
 # -- the follower's read path: what every long-lived reader uses ------------------------
 
 def test_follower_reads_answer_none_without_a_book(name):
-    follower = bookmod.Follower(name, interval=0)
+    follower = book.Follower(name, interval=0)
     try:
-        assert follower.read("AAPL") is None
+        assert follower.latest("AAPL") is None
         assert follower.snapshot() is None and follower.quotes() is None
         assert follower.header() is None and follower.new_quotes() == []
     finally:
@@ -555,28 +555,28 @@ def test_follower_reads_answer_none_without_a_book(name):
 
 
 def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_missed(name):
-    follower = bookmod.Follower(name, SYMBOLS, interval=0)
+    follower = book.Follower(name, SYMBOLS, interval=0)
     try:
-        with SharedPriceBook(SYMBOLS, name) as book:
-            book.update("AAPL", 1.0)
+        with SharedPriceBook(SYMBOLS, name) as price_book:
+            price_book.update("AAPL", 1.0)
             assert follower.new_quotes() == []            # the first look only learns
             assert follower.new_quotes() == []            # nothing new since
             for price in (2.0, 3.0, 4.0):
-                book.update("AAPL", price)
-            book.update("MSFT", 5.0)
+                price_book.update("AAPL", price)
+            price_book.update("MSFT", 5.0)
             got = {q.symbol: (q.price, q.updates, missed) for q, missed in follower.new_quotes()}
             assert got == {"AAPL": (4.0, 4, 2), "MSFT": (5.0, 1, 0)}
-            book.update("GOOG", float("nan"))             # not a usable price: left out
+            price_book.update("GOOG", float("nan"))             # not a usable price: left out
             assert follower.new_quotes() == []
-            assert follower.read("AAPL").price == 4.0
-            assert follower.read("IBM") is None            # not in this book
+            assert follower.latest("AAPL").price == 4.0
+            assert follower.latest("IBM") is None            # not in this book
             assert follower.quotes()["MSFT"].price == 5.0
             assert follower.header()["updates"] == 6
-            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62  # "dies"
-        with SharedPriceBook(SYMBOLS, name) as book:      # a restarted orderbook's book
-            book.update("AAPL", 9.0)
+            price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62  # "dies"
+        with SharedPriceBook(SYMBOLS, name) as price_book:      # a restarted orderbook's book
+            price_book.update("AAPL", 9.0)
             assert follower.new_quotes() == []            # a new book: learn it again
-            book.update("AAPL", 10.0)
+            price_book.update("AAPL", 10.0)
             ((quote, missed),) = follower.new_quotes()
             assert (quote.price, missed) == (10.0, 0) and follower.attaches == 2
     finally:
@@ -584,25 +584,25 @@ def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_m
 
 
 def test_follower_raises_busy_for_a_live_writer_and_drops_a_dead_writers_book(name):
-    follower = bookmod.Follower(name, SYMBOLS, interval=3600)   # looks again only when told
+    follower = book.Follower(name, SYMBOLS, interval=3600)   # looks again only when told
     try:
-        with SharedPriceBook(SYMBOLS, name) as book:
-            book.update("AAPL", 1.0)
-            assert follower.read("AAPL").price == 1.0
+        with SharedPriceBook(SYMBOLS, name) as price_book:
+            price_book.update("AAPL", 1.0)
+            assert follower.latest("AAPL").price == 1.0
             w = HEADER_DTYPE.itemsize // 8                       # AAPL's version word
-            book._u64[w] += 1                                    # odd: stuck in mid-write
-            with pytest.raises(bookmod.BookBusy) as busy:
-                follower.read("AAPL")
+            price_book._u64[w] += 1                                    # odd: stuck in mid-write
+            with pytest.raises(book.BookBusy) as busy:
+                follower.latest("AAPL")
             assert busy.value.writer_alive
-            with pytest.raises(bookmod.BookBusy):
+            with pytest.raises(book.BookBusy):
                 follower.new_quotes()
             assert follower.current is not None                  # a live writer's: kept
             # the writer "dies" in mid-write: a pid that is no process
-            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62
-            assert follower.read("AAPL") is None                 # dropped, not raised
+            price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = 2**62
+            assert follower.latest("AAPL") is None                 # dropped, not raised
             assert follower.current is None
-            book._i64[bookmod.field_offset(HEADER_DTYPE, "writer_pid") // 8] = os.getpid()
-            book._u64[w] += 1
+            price_book._i64[book.field_offset(HEADER_DTYPE, "writer_pid") // 8] = os.getpid()
+            price_book._u64[w] += 1
     finally:
         follower.close()
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from conftest import Output, wait_for
-from hftlab import book as _book
+from hftlab import book
 from hftlab.process import parse_ready
 
 # Sets the dispositions named on the command line, then execs the rest: an ignored signal
@@ -54,7 +54,7 @@ def port_of(address):
 
 
 def test_every_process_stops_on_sigint_even_when_it_inherited_sigint_ignored(tmp_path):
-    shm = _book.new_name()
+    shm = book.new_name()
     started = []
     try:
         gateway = start("gateway", "--price-port", "0", "--news-port", "0", "--tick-interval", "0.05")
@@ -71,21 +71,21 @@ def test_every_process_stops_on_sigint_even_when_it_inherited_sigint_ignored(tmp
                 assert {signal.SIGINT, signal.SIGTERM} <= caught      # handled: a clean stop
                 assert signal.SIGPIPE in ignored                      # a gone peer is an error, not a kill
                 assert signal.SIGQUIT in ignored                      # left as inherited
-        with _book.SharedPriceBook.attach(shm) as book:
-            wait_for(lambda: all(book.quotes().values()), 20, "prices in the book")
+        with book.SharedPriceBook.attach(shm) as price_book:
+            wait_for(lambda: all(price_book.quotes().values()), 20, "prices in the book")
         for popen, out, _ in reversed(started):     # Ctrl-C in each terminal, the strategy first
             popen.send_signal(signal.SIGINT)
             assert popen.wait(20) == 0
             out.until(lambda text: re.search(r": stopped$", text, re.M), 10, "the 'stopped' line")
             assert "Traceback" not in out.text
-        with pytest.raises(_book.BookNotFound):     # the orderbook removed its book on the way out
-            _book.SharedPriceBook.attach(shm)
+        with pytest.raises(book.BookNotFound):     # the orderbook removed its book on the way out
+            book.SharedPriceBook.attach(shm)
     finally:
         for popen, _, _ in started:
             if popen.poll() is None:
                 popen.kill()
                 popen.wait()
-        _book.remove_stale(shm)
+        book.remove_stale(shm)
 
 
 def test_a_process_stops_on_sigterm_whatever_sigint_it_inherited(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Output, wait_for
-from hftlab import book as _book
+from hftlab import book
 from hftlab.order_manager import read_journal
 
 MAKE_SEGMENT = Path(__file__).parent / "book_procs" / "make_segment.py"
@@ -36,26 +36,26 @@ def assert_untouched(lab, before):
 def test_gateway_killed_book_goes_stale_then_recovers(lab):
     journal_grows(lab, 0)
     untouched = others(lab, "gateway")
-    book = _book.SharedPriceBook.attach(lab.config.shm_name)
+    price_book = book.SharedPriceBook.attach(lab.config.shm_name)
     try:
-        session = book.header()["session"]
+        session = price_book.header()["session"]
         lab.kill("gateway")
         assert lab.dead()[0][:2] == ("gateway", -9)        # the launcher can say who died
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_DOWN, 10, "the book to be marked stale")
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_DOWN, 10, "the book to be marked stale")
         wait_for(lambda: "lost the news feed" in lab.log("strategy", 200), 10, "the strategy to notice")
-        updates = book.header()["updates"]
+        updates = price_book.header()["updates"]
 
         lab.start_one("gateway")
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, 10, "the feed to come back")
-        wait_for(lambda: book.header()["updates"] > updates + 20, 10, "new prices in the book")
-        header = book.header()
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_UP, 10, "the feed to come back")
+        wait_for(lambda: price_book.header()["updates"] > updates + 20, 10, "new prices in the book")
+        header = price_book.header()
         assert header["session"] != session                  # a new gateway session...
         assert header["gaps"] == 0                           # ...is not a gap
         assert "new gateway session" in lab.log("orderbook", 200)
         wait_for(lambda: lab.log("strategy", 500).count("connected to the news feed") == 2, 10,
                  "the strategy to reconnect to the news")
     finally:
-        book.close()
+        price_book.close()
     n = len(read_journal(lab.config.journal))
     journal_grows(lab, n)                                    # and it still trades
     assert_untouched(lab, untouched)
@@ -82,8 +82,8 @@ def test_strategy_killed_a_new_one_attaches_and_trades(lab):
     untouched = others(lab, "strategy")
     lab.kill("strategy")
     wait_for(lambda: "disconnected" in lab.log("order_manager", 200), 10, "the order manager to see it go")
-    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-        assert book.writer_alive() and all(book.quotes().values())   # the book did not notice
+    with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+        assert price_book.writer_alive() and all(price_book.quotes().values())   # the book did not notice
     lab.start_one("strategy")
     later = journal_grows(lab, len(read_journal(lab.config.journal)))
     tags = {row["order_id"].split("-")[0] for row in later}
@@ -124,7 +124,7 @@ def test_a_dead_child_is_reported_with_its_status_and_log(lab):
 
 
 def test_hftlab_clean_removes_a_stale_book_and_says_so():
-    name = _book.new_name()
+    name = book.new_name()
     made = subprocess.run([sys.executable, str(MAKE_SEGMENT), name, "stale"], capture_output=True,
                           text=True, timeout=30)
     assert made.stdout.strip() == "made"
@@ -133,10 +133,10 @@ def test_hftlab_clean_removes_a_stale_book_and_says_so():
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0
         assert re.search(rf"removed shared-memory segment '{name}' \(left by dead process \d+\)", out.stdout)
-        with pytest.raises(_book.BookNotFound):
-            _book.SharedPriceBook.attach(name)
+        with pytest.raises(book.BookNotFound):
+            book.SharedPriceBook.attach(name)
     finally:
-        _book.remove_stale(name)
+        book.remove_stale(name)
     again = subprocess.run([sys.executable, "-m", "hftlab", "clean", "--shm-name", name],
                            capture_output=True, text=True, timeout=30)
     assert "nothing to clean" in again.stdout
@@ -147,7 +147,7 @@ def test_cleaning_raced_against_an_orderbook_creating_its_book_never_removes_the
     """`hftlab clean` (remove_stale, called as fast as it goes) while an orderbook creates its
     book, or takes over a stale one: the orderbook's live book survives every time."""
     for attempt in range(15):  # the unfixed race lost the live book in about 1 of 4 starts
-        name = _book.new_name()
+        name = book.new_name()
         if before == "a stale book":
             subprocess.run([sys.executable, str(MAKE_SEGMENT), name, "stale"], check=True, timeout=30,
                            capture_output=True)
@@ -160,16 +160,16 @@ def test_cleaning_raced_against_an_orderbook_creating_its_book_never_removes_the
             # Clean as fast as it goes until the orderbook says it is ready (its book complete).
             deadline = time.monotonic() + 30
             while "ready:" not in out.text:
-                removed.append(_book.remove_stale(name))
+                removed.append(book.remove_stale(name))
                 with contextlib.suppress(queue.Empty):
                     out.text += out.lines.get_nowait() or ""
                 assert orderbook.poll() is None and time.monotonic() < deadline, out.text
-            with _book.SharedPriceBook.attach(name) as book:           # its book is there...
-                assert book.header()["writer_pid"] == orderbook.pid      # ...and it is its own
+            with book.SharedPriceBook.attach(name) as price_book:           # its book is there...
+                assert price_book.header()["writer_pid"] == orderbook.pid      # ...and it is its own
             assert orderbook.pid not in removed
-            assert _book.remove_stale(name) is None                    # and clean leaves it alone
+            assert book.remove_stale(name) is None                    # and clean leaves it alone
         finally:
             orderbook.terminate()
             orderbook.wait(30)
-            _book.remove_stale(name)
+            book.remove_stale(name)
         assert orderbook.returncode == 0, (attempt, out.text)

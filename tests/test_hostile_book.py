@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import Client, wait_for
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.book import HEADER_DTYPE, SharedPriceBook
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
@@ -34,9 +33,9 @@ def order(order_id, symbol="AAPL", price=100.0, side="BUY"):
     return protocol.Order(order_id, TS, side, 10, symbol, price)
 
 
-def version_word(book, symbol):
+def version_word(price_book, symbol):
     """Index of `symbol`'s version in book._u64: making it odd is a writer in mid-write."""
-    return (HEADER_DTYPE.itemsize + book.index(symbol) * _book.RECORD_DTYPE.itemsize) // 8
+    return (HEADER_DTYPE.itemsize + price_book.index(symbol) * book.RECORD_DTYPE.itemsize) // 8
 
 
 class FakeFeed:
@@ -83,11 +82,11 @@ class FakeFeed:
 def test_order_manager_answers_at_once_on_a_stuck_record_and_other_clients_are_not_delayed():
     config = Config(symbols=("AAPL", "MSFT"), price_band=0.10)
     with Launcher(config, free_ports=True, names=["order_manager"]) as om, \
-            SharedPriceBook(["AAPL", "MSFT"], om.config.shm_name) as book:
-        book.update("AAPL", 100.0)
-        book.update("MSFT", 200.0)
-        w = version_word(book, "AAPL")
-        book._u64[w] += 1                  # this live writer is now "stopped in mid-write"
+            SharedPriceBook(["AAPL", "MSFT"], om.config.shm_name) as price_book:
+        price_book.update("AAPL", 100.0)
+        price_book.update("MSFT", 200.0)
+        w = version_word(price_book, "AAPL")
+        price_book._u64[w] += 1                  # this live writer is now "stopped in mid-write"
         with Client(om.config.order_port) as c, Client(om.config.order_port) as bystander:
             # Before the fix each of these spun ~0.93 s inside the event loop: 20 s in all.
             c.send(*[order(f"s{i}") for i in range(20)])
@@ -96,7 +95,7 @@ def test_order_manager_answers_at_once_on_a_stuck_record_and_other_clients_are_n
             answers = c.receive(20, timeout=10.0)
             assert all(isinstance(a, protocol.Reject) and "stuck in mid-write" in a.reason
                        for a in answers), answers
-            book._u64[w] += 1              # the write completes
+            price_book._u64[w] += 1              # the write completes
             c.send(order("after"), order("band", price=150.0))
             ok, band = c.receive(2)
             assert ok == protocol.Ack("after", 2)           # the band check is back
@@ -109,26 +108,26 @@ def test_strategy_waits_out_an_orderbook_stopped_mid_write_and_resumes(lab):
     """SIGSTOP the orderbook and leave a record in mid-write, as a stop between the two
     version stores does; then let it run again; then do it again and kill it instead."""
     wait_for(lambda: read_journal(lab.config.journal), 20, "a first booked order")
-    book = SharedPriceBook.attach(lab.config.shm_name)
+    price_book = SharedPriceBook.attach(lab.config.shm_name)
     orderbook = lab.pid("orderbook")
-    w = version_word(book, lab.config.symbols[0])
+    w = version_word(price_book, lab.config.symbols[0])
     try:
         stop(orderbook)
-        book._u64[w] += 1                       # odd: stopped in mid-write
+        price_book._u64[w] += 1                       # odd: stopped in mid-write
         wait_for(lambda: "the book has been unreadable" in lab.log("strategy", 200), 15,
                  "the strategy to say it waits for the book")
         with Client(lab.config.order_port) as c:   # and the order manager answers at once
             c.send(order("stuck", lab.config.symbols[0]))
             (answer,) = c.receive(1, timeout=5.0)
             assert isinstance(answer, protocol.Reject) and "stuck in mid-write" in answer.reason
-        book._u64[w] -= 1                       # the orderbook's own count: even again
+        price_book._u64[w] -= 1                       # the orderbook's own count: even again
         os.kill(orderbook, signal.SIGCONT)
         wait_for(lambda: "reads again" in lab.log("strategy", 200), 15, "the strategy to read again")
         n = len(read_journal(lab.config.journal))
         wait_for(lambda: len(read_journal(lab.config.journal)) > n, 20, "the strategy to trade again")
 
         stop(orderbook)                         # stopped in mid-write again, and then it dies
-        book._u64[w] += 1
+        price_book._u64[w] += 1
         lab.kill("orderbook")
         lab.start_one("orderbook")              # replaced by a new orderbook and book
         wait_for(lambda: lab.log("strategy", 500).count("attached to the book") == 2, 15,
@@ -138,7 +137,7 @@ def test_strategy_waits_out_an_orderbook_stopped_mid_write_and_resumes(lab):
     finally:
         with contextlib.suppress(ProcessLookupError):   # SIGKILLed already
             os.kill(orderbook, signal.SIGCONT)
-        book.close()
+        price_book.close()
     assert lab.children["strategy"].running() and lab.children["order_manager"].running()
     log = lab.log("strategy", 1000)
     assert log.count("ready:") == 1 and "Traceback" not in log
@@ -163,8 +162,8 @@ def stop(pid):
 # -- 2. a segment under the book's name that is not a book we can read ----------------------
 
 def _tamper(kind):
-    def tamper(book):
-        h = book._buf
+    def tamper(price_book):
+        h = price_book._buf
         if kind == "magic":
             h[:8] = b"NOTABOOK"
         elif kind == "version":
@@ -182,9 +181,9 @@ def _tamper(kind):
 def test_a_segment_that_is_not_our_book_still_gets_every_order_answered(kind, says):
     config = Config(symbols=("AAPL",))
     with Launcher(config, free_ports=True, names=["order_manager"]) as om, \
-            SharedPriceBook(["AAPL"], om.config.shm_name) as book:
-        book.update("AAPL", 100.0)
-        _tamper(kind)(book)
+            SharedPriceBook(["AAPL"], om.config.shm_name) as price_book:
+        price_book.update("AAPL", 100.0)
+        _tamper(kind)(price_book)
         with Client(om.config.order_port) as c:
             # Orders over a few seconds, so the order manager looks at the segment again.
             start, i = time.monotonic(), 0
@@ -207,9 +206,9 @@ def test_a_segment_that_is_not_our_book_still_gets_every_order_answered(kind, sa
 def test_strategy_never_trades_on_a_book_price_that_is_not_above_zero(bad):
     news = FakeFeed(b"HELLO,NEWS,n1\nNEWS,1,%d,10\n" % TS, lambda: b"HB,1,%d\n" % time.time_ns())
     config = Config(**FAST).replace(symbols=("AAPL", "MSFT"), news_port=news.port, price_port=1,
-                                    order_port=0, shm_name=_book.new_name())
+                                    order_port=0, shm_name=book.new_name())
     try:
-        with SharedPriceBook(config.symbols, config.shm_name) as book, \
+        with SharedPriceBook(config.symbols, config.shm_name) as price_book, \
                 Launcher(config, names=["order_manager", "strategy"]) as lab:
             journal = lab.config.journal
 
@@ -218,7 +217,7 @@ def test_strategy_never_trades_on_a_book_price_that_is_not_above_zero(bad):
 
             # MSFT falls until the strategy sells it: the news (bearish) has arrived.
             for price in range(200, 140, -1):
-                book.update("MSFT", float(price))
+                price_book.update("MSFT", float(price))
                 _tick()
                 if sold("MSFT"):
                     break
@@ -227,12 +226,12 @@ def test_strategy_never_trades_on_a_book_price_that_is_not_above_zero(bad):
             # AAPL flat, then the bad price: before the fix the strategy sold at it (or,
             # for NaN and inf, its averages were poisoned and it did not sell at 95).
             for _ in range(config.long_window + 10):   # it may miss a few; 8 are enough
-                book.update("AAPL", 100.0)
+                price_book.update("AAPL", 100.0)
                 _tick()
-            book.update("AAPL", bad)
+            price_book.update("AAPL", bad)
             for _ in range(6):
                 _tick()                                 # long enough to be seen
-            book.update("AAPL", 95.0)                   # stays until the strategy acts on it
+            price_book.update("AAPL", 95.0)                   # stays until the strategy acts on it
             rows = wait_for(lambda: sold("AAPL"), 10, "the strategy to sell AAPL at 95")
             assert [r["price"] for r in rows] == ["95.00"]
             log = lab.log("strategy", 500)
@@ -288,17 +287,17 @@ def feed_lines(draw):
 def test_property_the_feed_handler_survives_any_valid_line_and_counts_the_rest(lines, data):
     stream = "".join(line + "\n" for line, _ in lines).encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
-    with SharedPriceBook(["AAPL", "MSFT"]) as book:
-        handler = FeedHandler(book, ListLog())
+    with SharedPriceBook(["AAPL", "MSFT"]) as price_book:
+        handler = FeedHandler(price_book, ListLog())
         for a, b in zip([0] + cuts, cuts + [len(stream)]):
             handler.feed(stream[a:b])
         assert handler.errors == sum(bad for _, bad in lines)
-        for rec in book.snapshot().tolist():               # the raw records, as stored
+        for rec in price_book.snapshot().tolist():               # the raw records, as stored
             _, _, price, seq, ts_ns, _, _ = rec
             assert seq == 0 or (price > 0 and 1 <= seq <= U64 and 0 <= ts_ns <= NS)
-        raw = book._records[["price", "seq"]].tolist()
+        raw = price_book._records[["price", "seq"]].tolist()
         assert all(seq == 0 or price > 0 for price, seq in raw)
-        h = book.header()
+        h = price_book.header()
         assert 0 <= h["gaps"] <= U64 and len(h["session"]) <= 16
 
 
@@ -319,18 +318,18 @@ def test_a_real_orderbook_survives_a_gateway_sending_the_edges_of_the_protocol()
     ]
     gateway = FakeFeed("".join(line + "\n" for line in lines).encode(),
                        lambda: b"HB,%d,%d\n" % (U64, time.time_ns()))
-    config = Config(symbols=("AAPL", "MSFT"), price_port=gateway.port, shm_name=_book.new_name())
+    config = Config(symbols=("AAPL", "MSFT"), price_port=gateway.port, shm_name=book.new_name())
     try:
         with Launcher(config, names=["orderbook"]) as lab:
-            book = SharedPriceBook.attach(config.shm_name)
+            price_book = SharedPriceBook.attach(config.shm_name)
             try:
-                wait_for(lambda: (q := book.read("AAPL")) and q.seq == U64, 15,
+                wait_for(lambda: (q := price_book.read("AAPL")) and q.seq == U64, 15,
                          "the last AAPL price in the book")
-                assert book.read("AAPL")[1:4] == (102.0, U64, NS)
-                assert book.read("MSFT")[1:3] == (101.0, 4)
-                assert book.header()["session"] == "sess1" and book.header()["gaps"] > 0
+                assert price_book.read("AAPL")[1:4] == (102.0, U64, NS)
+                assert price_book.read("MSFT")[1:3] == (101.0, 4)
+                assert price_book.header()["session"] == "sess1" and price_book.header()["gaps"] > 0
             finally:
-                book.close()
+                price_book.close()
             log = lab.log("orderbook", 200)
             assert log.count("bad line from the gateway, skipped") >= 6, log
             for says in ("session must be 1-16", "seq is above 18446744073709551615",

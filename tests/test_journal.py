@@ -16,8 +16,7 @@ import threading
 import pytest
 
 from conftest import Client, wait_for
-from hftlab import book as _book
-from hftlab import process, protocol
+from hftlab import book, process, protocol
 from hftlab.config import Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import JOURNAL_COLUMNS, read_journal
@@ -38,7 +37,7 @@ class OrderManagerProcess:
             if fsize is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
-        config = Config(order_port=0, journal=str(journal), shm_name=_book.new_name())
+        config = Config(order_port=0, journal=str(journal), shm_name=book.new_name())
         self.proc = subprocess.Popen([sys.executable, "-m", "hftlab.order_manager", *config.to_args(), *extra],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, preexec_fn=limit)

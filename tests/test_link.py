@@ -8,8 +8,7 @@ import socket
 import pytest
 
 from conftest import free_port, wait_for
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, protocol
 from hftlab.link import SILENCE_HEARTBEATS, Link
 
 
@@ -65,11 +64,11 @@ def test_connects_reads_whole_messages_and_says_so(server):
         assert link.keep_up() is False  # already up: nothing to do
         peer = accept(server)
         peer.sendall(b"HB,4,17\nNEWS,1,2")
-        got = wait_for(lambda: link.read(), what="the first message")
+        got = wait_for(lambda: link.messages(), what="the first message")
         assert got == [protocol.Heartbeat(4, 17)]
         peer.sendall(b",72\n")
-        assert wait_for(lambda: link.read(1.0), what="the rest") == [protocol.News(1, 2, 72)]
-        assert link.read() == []  # nothing more: an empty list, the link still up
+        assert wait_for(lambda: link.messages(1.0), what="the rest") == [protocol.News(1, 2, 72)]
+        assert link.messages() == []  # nothing more: an empty list, the link still up
         assert link.send(protocol.encode(protocol.Ack("a1", 1)))
         peer.settimeout(10)
         assert peer.recv(100) == b"ACK,a1,1\n"
@@ -87,10 +86,10 @@ def test_a_closed_connection_is_dropped_and_dialled_again(server):
         link.keep_up()
         assert [key.data for key in sel.get_map().values()] == [link]  # one select waits on it
         accept(server).close()
-        assert wait_for(lambda: link.read(1.0) is None, what="the close to be seen")
+        assert wait_for(lambda: link.messages(1.0) is None, what="the close to be seen")
         assert not link.up and not sel.get_map()
         assert log.count("lost the test feed: closed by the other side; reconnecting") == 1
-        assert link.read() is None and link.recv() is None  # down: None, not an error
+        assert link.messages() is None and link.recv() is None  # down: None, not an error
         wait_for(lambda: link.keep_up(), what="a new connection")
         assert link.connects == 2 and len(sel.get_map()) == 1
         assert link.backoff.delay == link.backoff.first  # connecting resets the back-off
@@ -139,15 +138,15 @@ def stop(lab, name):
 def test_a_hung_gateway_is_noticed_by_the_orderbook_and_the_strategy_alike(lab):
     """SIGSTOP the gateway: its sockets stay open, it only falls silent. The orderbook and
     the strategy use the same client, and both drop it after the same silence."""
-    with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, what="the feed to be up")
+    with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_UP, what="the feed to be up")
         stop(lab, "gateway")
         try:
-            wait_for(lambda: book.header()["feed_state"] == _book.FEED_DOWN, 15, "the book to say DOWN")
+            wait_for(lambda: price_book.header()["feed_state"] == book.FEED_DOWN, 15, "the book to say DOWN")
             wait_for(lambda: "lost the price feed: silent for" in lab.log("orderbook", 200), 15,
                      "the orderbook to say the feed went silent")
             wait_for(lambda: "lost the news feed: silent for" in lab.log("strategy", 200), 15,
                      "the strategy to say the news went silent")
         finally:
             lab.children["gateway"].popen.send_signal(signal.SIGCONT)
-        wait_for(lambda: book.header()["feed_state"] == _book.FEED_UP, 15, "the feed to come back")
+        wait_for(lambda: price_book.header()["feed_state"] == book.FEED_UP, 15, "the feed to come back")

@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 
 from conftest import wait_for
-from hftlab import book as _book
+from hftlab import book
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
@@ -66,14 +66,14 @@ def test_a_rejecting_order_manager_gets_a_bounded_number_of_orders():
     strict = Config(**FAST, order_qty=2, max_qty=4)
     with Launcher(strict, free_ports=True, names=["order_manager"]) as om:
         rest = Config(**FAST, price_port=0, news_port=0, order_port=om.config.order_port,
-                      shm_name=_book.new_name())
+                      shm_name=book.new_name())
         with Launcher(rest, names=["gateway", "orderbook", "strategy"]) as lab:
             started = time.monotonic()
             wait_for(lambda: "REJECT" in lab.log("strategy", 100), 30, "the first REJECT")
-            with _book.SharedPriceBook.attach(lab.config.shm_name) as book:
-                ticks = book.header()["updates"]
+            with book.SharedPriceBook.attach(lab.config.shm_name) as price_book:
+                ticks = price_book.header()["updates"]
                 # 40 more prices for every symbol: 40 chances each to send the order again.
-                wait_for(lambda: book.header()["updates"] >= ticks + 40 * len(rest.symbols), 30,
+                wait_for(lambda: price_book.header()["updates"] >= ticks + 40 * len(rest.symbols), 30,
                          "more prices")
             elapsed = time.monotonic() - started
             rejects = om.log("order_manager", 10_000).count("Rejected ")
@@ -95,5 +95,5 @@ def test_a_rejecting_order_manager_gets_a_bounded_number_of_orders():
 def test_a_configuration_that_cannot_work_is_refused_at_start(flags, says, tmp_path):
     for name in ("strategy", "order_manager"):
         out = subprocess.run([sys.executable, "-m", f"hftlab.{name}", *flags, "--journal", str(tmp_path / "j.csv"),
-                              "--shm-name", _book.new_name()], capture_output=True, text=True, timeout=30)
+                              "--shm-name", book.new_name()], capture_output=True, text=True, timeout=30)
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr

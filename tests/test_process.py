@@ -1,9 +1,11 @@
 """`hftlab.process`'s helpers for child processes and their logs: the one stop, the one tail,
 the one follower of a log that another process is writing."""
 
+import multiprocessing
 import signal
 import subprocess
 import sys
+import time
 
 from hftlab import process
 
@@ -32,6 +34,25 @@ def test_terminate_of_a_finished_child_returns_its_status():
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     child.wait()
     assert process.terminate(child, 1.0) == 3
+
+
+def _ignore_sigterm_and_sleep(ready):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(60)
+
+
+def test_terminate_stops_a_multiprocessing_child_too():
+    # The comparisons' helper processes (hftlab.alternatives) are stopped the same way.
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=_ignore_sigterm_and_sleep, args=(ready,), daemon=True)
+    child.start()
+    assert ready.wait(60)
+    assert process.terminate(child, 0.2) == -signal.SIGKILL and not child.is_alive()
+    polite = ctx.Process(target=time.sleep, args=(60,), daemon=True)
+    polite.start()
+    assert process.terminate(polite, 10.0) == -signal.SIGTERM
 
 
 def test_tail_gives_the_last_lines_and_nothing_for_a_missing_file(tmp_path):

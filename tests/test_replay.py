@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from conftest import wait_for
-from hftlab import book as _book
-from hftlab import replay, rules
+from hftlab import book, replay, rules
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
@@ -209,9 +208,9 @@ def replay_once(tmp_path, name, ticks_file, n_prices, n_orders):
         c = lab.config
         rows = wait_for(lambda: (r := read_journal(c.journal)) and len(r) >= n_orders and r, 60,
                         f"{n_orders} booked orders")
-        with _book.SharedPriceBook.attach(c.shm_name) as book:
-            wait_for(lambda: book.header()["updates"] >= n_prices, 10, "every price in the book")
-            header, quotes = book.header(), book.quotes()
+        with book.SharedPriceBook.attach(c.shm_name) as price_book:
+            wait_for(lambda: price_book.header()["updates"] >= n_prices, 10, "every price in the book")
+            header, quotes = price_book.header(), price_book.quotes()
     seen = list(csv.DictReader(latency.open()))  # the strategy wrote it as it stopped
     return {"orders": [(r["side"], int(r["qty"]), r["symbol"], r["price"]) for r in rows],
             "updates": header["updates"], "gaps": header["gaps"],

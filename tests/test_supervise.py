@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import Output, wait_for
-from hftlab import book as _book
+from hftlab import book
 from hftlab.launcher import NAMES, GaveUp, Launcher
 
 RUNNING = re.compile(r"^hftlab: running \((.*?)\)\. .* orders 127\.0\.0\.1:(\d+)", re.M)
@@ -141,8 +141,8 @@ def test_launcher_supervise_restarts_then_gives_up(fast_config, tmp_path):
             lab.supervise()
         assert not any(c.running() for c in lab.children.values())
         assert lab.supervise() == []              # stopped on purpose: nothing to restart
-    with pytest.raises(_book.BookNotFound):
-        _book.SharedPriceBook.attach(lab.config.shm_name)
+    with pytest.raises(book.BookNotFound):
+        book.SharedPriceBook.attach(lab.config.shm_name)
 
 
 def test_the_run_folder_and_logs_are_the_users_alone(tmp_path):

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from conftest import Output, wait_for, with_sigint
-from hftlab import book as _book
+from hftlab import book
 from hftlab.order_manager import read_journal
 
 
@@ -25,23 +25,23 @@ def pid_alive(pid):
 
 def segment_exists(name):
     try:
-        _book.SharedPriceBook.attach(name).close()
+        book.SharedPriceBook.attach(name).close()
         return True
-    except _book.BookNotFound:
+    except book.BookNotFound:
         return False
 
 
 def test_the_system_trades_end_to_end_and_cleans_up(lab):
     config = lab.config
     # Prices reach the book, through the orderbook process.
-    book = _book.SharedPriceBook.attach(config.shm_name)
+    price_book = book.SharedPriceBook.attach(config.shm_name)
     try:
-        quotes = wait_for(lambda: (q := book.quotes()) and all(q.values()) and q, 10, "a price for every symbol")
+        quotes = wait_for(lambda: (q := price_book.quotes()) and all(q.values()) and q, 10, "a price for every symbol")
         assert set(quotes) == set(config.symbols)
         assert all(q.price > 0 and q.seq > 0 and q.ts_ns <= q.written_ns for q in quotes.values())
-        assert book.header()["feed_state"] == _book.FEED_UP
+        assert price_book.header()["feed_state"] == book.FEED_UP
     finally:
-        book.close()
+        price_book.close()
     # The strategy trades on them and the order manager books the orders.
     rows = wait_for(lambda: (r := read_journal(config.journal)) and len(r) >= 3 and r, 20, "three booked orders")
     assert [int(r["order_no"]) for r in rows] == list(range(1, len(rows) + 1))

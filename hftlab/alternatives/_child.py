@@ -24,6 +24,8 @@ import sys
 import traceback
 import warnings
 
+from hftlab import process
+
 _CTX = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
@@ -95,12 +97,7 @@ class Child:
     def close(self, timeout: float = 5.0) -> None:
         """Wait for the process to exit; terminate, then kill it if it does not."""
         self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(2.0)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(2.0)
+        process.terminate(self.proc, 2.0)
         self.conn.close()
         self.proc.close()
 

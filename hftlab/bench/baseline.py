@@ -217,7 +217,10 @@ def sink(args) -> None:
 
 
 def reader(args) -> None:
-    """Receive a gateway's price stream and only split it into lines; report when n arrived."""
+    """Receive a gateway's price stream and only split it into lines; report when n arrived.
+
+    It says when the first line (the gateway's HELLO) arrives: the gateway sends HELLO as
+    it adds a subscriber to the feed, so from then on a burst reaches this reader."""
     sock = process.dial("127.0.0.1", args.port)
     sock.settimeout(None)
     say(connected=True)
@@ -228,6 +231,8 @@ def reader(args) -> None:
             break
         lines = (tail + chunk).split(b"\n")
         tail = lines.pop()
+        if count == 0 and lines:  # the gateway's HELLO: it has added this reader to its feed
+            say(subscribed=True)
         count += len(lines)
     say(lines=count, end_ns=time.time_ns())
     sock.close()

@@ -295,8 +295,10 @@ def measure_bare_reader(config: Config, ticks: int, run_dir: str) -> dict:
     with Launcher(quiet, free_ports=True, run_dir=run_dir, names=("gateway",)) as gw:
         reader = Role("reader", "--port", gw.config.price_port, "--n", ticks + 1)  # + the HELLO
         try:
-            reader.said()
-            wait(lambda: "subscriber" in gw.log("gateway", 5), "the reader to subscribe")
+            reader.said()  # connected
+            said = reader.said()  # the HELLO arrived, so the gateway has subscribed it
+            if not said.get("subscribed"):
+                raise BenchError(f"the bare reader was not subscribed by the gateway: {said}")
             _, _, start_ns = start_burst(gw.children["gateway"])
             done = reader.said()
             reader.finish()

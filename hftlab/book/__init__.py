@@ -8,6 +8,8 @@ name and read.  One idea per module, each with its part of the story:
   constants), the names and symbols a book accepts, the errors.
 - `hftlab.book.seqlock`: `SharedPriceBook`, one writer and many readers
   under a seqlock, and why a seqlock rather than a lock.
+- `hftlab.book.opening`: creating a book's segment (taking a dead writer's
+  name over) and checking that a segment is a book this code can read.
 - `hftlab.book.untracked`: opening, creating and unlinking a segment without
   multiprocessing's resource tracker, which would otherwise destroy the book
   when its first reader exits (cpython issue 82300).

@@ -45,7 +45,7 @@ class Follower:
     caller can tell a new book from the old one.  LayoutMismatch (a book with other
     symbols) is not waited out: it is raised.
 
-    The read methods (`read`, `snapshot`, `quotes`, `header`, `new_quotes`) do all of
+    The read methods (`latest`, `snapshot`, `quotes`, `header`, `new_quotes`) do all of
     that for the caller: see the module docstring for what they answer.
     """
 
@@ -109,7 +109,7 @@ class Follower:
             self.lost()
             return None
 
-    def read(self, symbol) -> Quote | None:
+    def latest(self, symbol) -> Quote | None:
         """`symbol`'s latest quote, without waiting (SharedPriceBook.read with wait=False).
 
         None if there is no live book, the book does not hold `symbol`, or `symbol` has
@@ -119,12 +119,12 @@ class Follower:
 
     def snapshot(self) -> np.ndarray | None:
         """A consistent copy of all records (SharedPriceBook.snapshot, without waiting),
-        or None if there is no live book.  BookBusy as for read()."""
+        or None if there is no live book.  BookBusy as for latest()."""
         return self._look(lambda book: book.snapshot(wait=False))
 
     def quotes(self) -> dict | None:
         """symbol -> Quote (None for no usable price), from one snapshot; None if there
-        is no live book.  BookBusy as for read()."""
+        is no live book.  BookBusy as for latest()."""
         return self._look(lambda book: book.quotes(wait=False))
 
     def header(self) -> dict | None:
@@ -138,7 +138,7 @@ class Follower:
 
         The first call on a book, and the first after a new book was attached, only
         learns what is in it and returns []; so does a call with no live book.  A symbol
-        whose new price is not usable is left out.  BookBusy as for read()."""
+        whose new price is not usable is left out.  BookBusy as for latest()."""
         snap = self.snapshot()
         if snap is None:
             return []

@@ -53,9 +53,8 @@ on the microseconds of interpreter work between one store (or load) and the
 next, which in practice exceed any reordering window.  The torn-read stress
 test in tests/test_book.py checks this on the machine it runs on.
 
-Opening and creating the segment goes through `hftlab.book.untracked` (no
-resource tracker may ever unlink a book), and a creator that finds the name
-taken asks `hftlab.book.stale` whether it may take it over.
+Creating the segment (and taking a dead writer's name over) and checking that
+a segment is a book this code can read are `hftlab.book.opening`'s subject.
 """
 
 from __future__ import annotations
@@ -70,14 +69,13 @@ import time
 
 import numpy as np
 
-from hftlab.book import stale
 from hftlab.book.doorbell import bell_dir, ring_bells
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
-                                MAGIC, MAX_SYMBOLS, RECORD_DTYPE, BookBusy, BookError,
-                                BookInUse, BookNotFound, LayoutMismatch, Quote, check_name,
-                                check_symbols, layout_nbytes, new_name, pid_alive)
+                                MAGIC, RECORD_DTYPE, BookBusy, BookError, LayoutMismatch, Quote,
+                                check_name, check_symbols, layout_nbytes, new_name, pid_alive)
 from hftlab.book.layout import field_offset as _off
-from hftlab.book.untracked import create_untracked, open_untracked, unlink_untracked
+from hftlab.book.opening import book_symbols, create_segment, open_segment
+from hftlab.book.untracked import unlink_untracked
 
 __all__ = ["SharedPriceBook", "MAX_RETRIES"]
 
@@ -136,15 +134,6 @@ _W_GAPS = _off(HEADER_DTYPE, "gaps") // 8
 _W_SLEEPERS = _off(HEADER_DTYPE, "sleepers") // 8
 
 
-def _header_of(shm):
-    """The header of a segment as a numpy record, or None if too small."""
-    if shm.size < HEADER_DTYPE.itemsize:
-        return None
-    return np.frombuffer(bytes(shm.buf[:HEADER_DTYPE.itemsize]),
-                         HEADER_DTYPE)[0]
-
-
-
 class SharedPriceBook:
     """Latest price per symbol in shared memory: one writer, many readers.
 
@@ -157,34 +146,7 @@ class SharedPriceBook:
         symbols = check_symbols(symbols)
         name = new_name() if name is None else check_name(name)
         nbytes = layout_nbytes(len(symbols))
-        self.took_over_from = None
-        tries = 0
-        give_up = time.monotonic() + stale.CREATION_GRACE + 5.0
-        while True:
-            try:
-                shm = create_untracked(name, nbytes)
-                # Claim it at once: until our pid is in the header, a rival
-                # creator or remove_stale() would take it for a dead one's.
-                struct.pack_into("<q", shm.buf, _off(HEADER_DTYPE, "writer_pid"), os.getpid())
-                break
-            except FileExistsError:
-                pass
-            outcome, pid, valid = stale.remove_unless_live(name, mine_is_stale=True)
-            if outcome == "alive":
-                raise BookInUse(
-                    f"book {name!r} is owned by running process {pid}: "
-                    "stop it or choose another --shm-name")
-            if outcome == "removed":
-                self.took_over_from = pid if valid else 0
-            if outcome == "young":
-                # Another creator is between creating and claiming it (or died
-                # there): it claims it within microseconds, or it grows old.
-                time.sleep(0.01)
-            else:
-                tries += 1
-            if tries >= 5 or time.monotonic() > give_up:
-                raise BookError(f"could not create book {name!r}: the name keeps "
-                                "being re-created by another process")
+        shm, self.took_over_from = create_segment(name, nbytes)
 
         self._setup(shm, symbols, owner=True)
         # Fill everything, then the magic last: a reader that sees the magic
@@ -216,16 +178,9 @@ class SharedPriceBook:
     def attach(cls, name, symbols=None) -> "SharedPriceBook":
         """Open an existing book as a reader.  Never registers the segment
         with this process's resource tracker (see the module docstring)."""
+        shm = open_segment(name)
         try:
-            shm = open_untracked(check_name(name))
-        except FileNotFoundError:
-            raise BookNotFound(f"no book named {name!r} in shared memory: "
-                               "is the orderbook running?") from None
-        except OSError as exc:      # e.g. another user's segment of that name
-            raise BookError(f"cannot open shared memory {name!r}: {exc.strerror or exc}; "
-                            "choose another --shm-name") from None
-        try:
-            found = cls._validate(shm, name)
+            found = book_symbols(shm, name)
             if symbols is not None and tuple(symbols) != found:
                 raise LayoutMismatch(
                     f"book {name!r} holds symbols {found}, not the expected "
@@ -238,37 +193,6 @@ class SharedPriceBook:
         except BaseException:
             shm.close()
             raise
-
-    @staticmethod
-    def _validate(shm, name):
-        h = _header_of(shm)
-        if h is None:
-            raise LayoutMismatch(f"shared memory {name!r} is {shm.size} "
-                                 "bytes, too small for a book header")
-        if h["magic"] == b"":
-            raise BookNotFound(f"shared memory {name!r} exists but is not "
-                               "initialised: its creator is starting up or "
-                               "died; retry, or run remove_stale()")
-        if h["magic"] != MAGIC:
-            raise LayoutMismatch(f"shared memory {name!r} is not a price "
-                                 f"book (magic {bytes(h['magic'])!r}, "
-                                 f"expected {MAGIC!r})")
-        checks = [("layout_version", LAYOUT_VERSION),
-                  ("record_size", RECORD_DTYPE.itemsize),
-                  ("header_size", HEADER_DTYPE.itemsize)]
-        for field, want in checks:
-            if int(h[field]) != want:
-                raise LayoutMismatch(
-                    f"book {name!r} has {field} {int(h[field])}, this code "
-                    f"expects {want}: run the same hftlab version everywhere")
-        n = int(h["n_symbols"])
-        if not 1 <= n <= MAX_SYMBOLS or shm.size < layout_nbytes(n):
-            raise LayoutMismatch(f"book {name!r} claims {n} symbols but the "
-                                 f"segment is {shm.size} bytes")
-        rec = np.frombuffer(shm.buf, RECORD_DTYPE, n, HEADER_DTYPE.itemsize)
-        symbols = tuple(s.decode("ascii", "replace") for s in rec["symbol"])
-        del rec
-        return symbols
 
     def _setup(self, shm, symbols, owner):
         self._shm = shm

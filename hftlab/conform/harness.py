@@ -19,8 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hftlab import book as _book
-from hftlab import protocol
+from hftlab import book, process, protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher, free_port
 
@@ -93,8 +92,9 @@ class Ctx:
         child = self.launcher.children.get(self.role)
         return child is not None and child.running()
 
-    def sigterm(self) -> int:
-        """SIGTERM the process; its exit status, or CaseFailed if it is still running after STOP_TIMEOUT."""
+    def sigterm(self) -> None:
+        """SIGTERM the process; CaseFailed unless it exits with status 0 within STOP_TIMEOUT
+        (every role's contract: SIGTERM is a clean exit)."""
         child = self.launcher.children[self.role]
         if not child.running():
             raise CaseFailed(f"it had already exited with status {child.popen.returncode}; "
@@ -105,7 +105,8 @@ class Ctx:
         except Exception:
             raise CaseFailed(f"still running {STOP_TIMEOUT:g} s after SIGTERM") from None
         child.cut_lifeline()
-        return code
+        if code != 0:
+            raise CaseFailed(f"exit status {code} after SIGTERM; log: {self.log_tail()}")
 
     def alive(self, what: str = "") -> None:
         """CaseFailed if the process has died."""
@@ -126,19 +127,16 @@ class Ctx:
             except Exception:
                 pass
         self.launcher.close()
-        _book.remove_stale(self.config.shm_name)  # a book the process left behind
+        book.remove_stale(self.config.shm_name)  # a book the process left behind
 
 
 def wait_until(condition, timeout: float, interval: float = 0.01):
-    """`condition()`'s first truthy value within `timeout` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
+    """`condition()`'s first truthy value within `timeout` seconds, else None (a case
+    then says what did not happen; `process.wait_for` would raise TimeoutError)."""
+    try:
+        return process.wait_for(condition, timeout, interval=interval)
+    except TimeoutError:
+        return None
 
 
 # -- scripted peers and clients ---------------------------------------------------------
@@ -283,7 +281,7 @@ def base_config(**changes) -> Config:
         ports.add(free_port())
     price, news, order = sorted(ports)
     return Config(price_port=price, news_port=news, order_port=order,
-                  shm_name=_book.new_name()).replace(**changes)
+                  shm_name=book.new_name()).replace(**changes)
 
 
 # -- running cases ----------------------------------------------------------------------

@@ -1,10 +1,5 @@
-"""A starter gateway for the gateway role (docs/roles.md). Copy it, run it, grade it:
-
-    hftlab conform gateway -- python my_gateway.py
-
-It passes cases 1-3, 5 and 8 and fails 4, 6 and 7 on purpose: the TODOs below say what to add.
-Settings come from the environment the lab gives a learner's command (HFTLAB_*).
-"""
+"""Starter gateway: ``hftlab conform gateway -- python my_gateway.py`` passes cases 1-3, 5 and 8
+and fails 4, 6 and 7 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
 import os, random, selectors, signal, socket, sys, time
 from hftlab.protocol import Hello, News, Price, encode
 

@@ -1,10 +1,6 @@
-"""A starter order manager for the order manager role (docs/roles.md). Copy it, run it, grade it:
-
-    hftlab conform order-manager -- python my_order_manager.py
-
-It passes cases 1-4, 6 and 9 and fails 5, 7 and 8 on purpose: the TODOs below say what to add.
-Settings come from the environment the lab gives a learner's command (HFTLAB_*).
-"""
+"""Starter order manager: ``hftlab conform order-manager -- python my_order_manager.py``
+passes cases 1-4, 6 and 9 and fails 5, 7 and 8 on purpose; the TODOs below say what to add
+(hftlab/starters/__init__.py)."""
 import os, signal, socketserver, sys, threading, time
 from hftlab.protocol import Ack, Decoder, Error, Order, ProtocolError, Reject, encode
 

@@ -1,10 +1,5 @@
-"""A starter orderbook for the orderbook role (docs/roles.md). Copy it, run it, grade it:
-
-    hftlab conform orderbook -- python my_orderbook.py
-
-It passes cases 1-3 and 6-8 and fails 4 and 5 on purpose: the TODOs below say what to add.
-Settings come from the environment the lab gives a learner's command (HFTLAB_*).
-"""
+"""Starter orderbook: ``hftlab conform orderbook -- python my_orderbook.py`` passes cases 1-3 and 6-8
+and fails 4 and 5 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
 import os, signal, socket, sys, time
 from hftlab.book import FEED_UP, SharedPriceBook
 from hftlab.protocol import Decoder, Hello, Price

@@ -1,10 +1,5 @@
-"""A starter strategy for the strategy role (docs/roles.md). Copy it, run it, grade it:
-
-    hftlab conform strategy -- python my_strategy.py
-
-It passes cases 1-5, 7 and 10 and fails 6, 8 and 9 on purpose: the TODOs below say what to add.
-Everything comes from the environment the lab gives a learner's command (HFTLAB_*).
-"""
+"""Starter strategy: ``hftlab conform strategy -- python my_strategy.py`` passes cases 1-5, 7 and 10
+and fails 6, 8 and 9 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
 import os, secrets, signal, socket, sys, time
 from collections import deque
 from hftlab.book import SharedPriceBook

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import ipywidgets as W
 
-from hftlab import book as _book
+from hftlab import book
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import MISSING, View, book_name, config_of, html_table, styled, text_table
 
@@ -31,27 +31,27 @@ class BookReader:
 
     def __init__(self, source):
         self.name = book_name(source)
-        self.follower = _book.Follower(self.name, interval=0.5)
+        self.follower = book.Follower(self.name, interval=0.5)
         self._lock = threading.Lock()  # a view's thread and the notebook may both read
 
     def _read(self, what):
         with self._lock:
-            book = self.follower.book()
-            if book is None:
+            price_book = self.follower.book()
+            if price_book is None:
                 return None
             try:
-                return what(book)
-            except _book.BookError:  # its writer died in mid-write: look again next time
+                return what(price_book)
+            except book.BookError:  # its writer died in mid-write: look again next time
                 self.follower.lost()
                 return None
 
     def quotes(self) -> dict | None:
         """symbol -> `hftlab.book.Quote` (None for a symbol without a price yet)."""
-        return self._read(lambda book: book.quotes())
+        return self._read(lambda price_book: price_book.quotes())
 
     def header(self) -> dict | None:
         """The book's header fields, and ``writer_alive``."""
-        return self._read(lambda book: {**book.header(), "writer_alive": book.writer_alive()})
+        return self._read(lambda price_book: {**price_book.header(), "writer_alive": price_book.writer_alive()})
 
     def close(self) -> None:
         with self._lock:
@@ -107,7 +107,7 @@ class BookView(View):
             self.rows = [Row(s, None, None, 0, None, True) for s in self._last]
             return self.rows
         self.header = header
-        feed_ok = header["feed_state"] == _book.FEED_UP and header["writer_alive"]
+        feed_ok = header["feed_state"] == book.FEED_UP and header["writer_alive"]
         now = time.time_ns()
         rows = []
         for symbol, q in quotes.items():
@@ -135,7 +135,7 @@ class BookView(View):
         h = self.header
         if h is None:
             return f"no book {self.reader.name!r} (is the orderbook running?)"
-        state = _book.FEED_STATES.get(h["feed_state"], str(h["feed_state"]))
+        state = book.FEED_STATES.get(h["feed_state"], str(h["feed_state"]))
         return (f"feed {state}  updates {h['updates']}  gaps {h['gaps']}  last seq {h['last_seq']}"
                 f"  writer pid {h['writer_pid']}")
 
