@@ -87,11 +87,11 @@ def test_book_view_text_shows_prices_that_advance(lab):
 def test_book_view_marks_prices_stale_when_the_gateway_stops(lab):
     view = widgets.BookView(lab, start=False, stale_after=60)
     try:
-        wait_for(lambda: view.read() and all(r.price is not None for r in view.rows), what="prices")
+        wait_for(lambda: view.rows_now() and all(r.price is not None for r in view.rows), what="prices")
         assert not any(r.stale for r in view.rows)
         lab.kill("gateway", signal.SIGTERM)
         # The orderbook notices the silence, says the feed is DOWN, and the view shows it.
-        wait_for(lambda: view.read() and all(r.stale for r in view.rows), what="stale rows")
+        wait_for(lambda: view.rows_now() and all(r.stale for r in view.rows), what="stale rows")
         assert "feed DOWN" in view.text()
     finally:
         view.close()
@@ -156,7 +156,7 @@ def test_wire_tap_next_returns_raw_bytes_that_decode_to_the_shown_message(lab):
 def test_wire_tap_on_the_order_port_sees_ack_reject_and_error(lab):
     tap = widgets.WireTap.connect(lab, "orders")
     try:
-        reader = widgets.BookReader(lab)
+        reader = widgets.FollowedBook(lab)
         quote = wait_for(lambda: reader.quotes()["AAPL"], what="an AAPL price")
         reader.close()
         sent = tap.send(protocol.Order("t1", quote.ts_ns, "BUY", 5, "AAPL", quote.price))
@@ -211,7 +211,7 @@ def test_dashboard_buttons_really_stop_and_start_a_process(lab):
         assert not alive(book_pid)
         dash.procs.buttons["orderbook"]["start"].click()
         assert "done" in dash.procs.note.value
-        wait_for(lambda: dash.book.read() and dash.book.header is not None and
+        wait_for(lambda: dash.book.rows_now() and dash.book.header is not None and
                    dash.book.header["writer_pid"] == lab.pid("orderbook"), what="the new book")
     finally:
         dash.close()
@@ -301,7 +301,7 @@ def test_views_take_a_config_or_a_book_name_and_say_what_else_is_wrong(lab):
     by_name = widgets.BookView(lab.config.shm_name, start=False)
     try:
         for view in (by_config, by_name):
-            wait_for(lambda: view.read() and all(r.price is not None for r in view.rows), what="prices")
+            wait_for(lambda: view.rows_now() and all(r.price is not None for r in view.rows), what="prices")
             assert view.reader.name == lab.config.shm_name
         assert by_config.stale_after == 3 * max(lab.config.tick_interval, lab.config.heartbeat_interval)
     finally:

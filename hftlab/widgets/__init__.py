@@ -13,7 +13,7 @@ One module per idea, each short enough to read in one sitting:
 - `view`: what every view shares: what it is given (a Config, a book's name, or a
   launcher's ``.config``), a plain-text form ``.text()``, tables.
 - `bookview`: `BookView`, one row per symbol (price, change, seq, age, stale) and the
-  book's counters; `BookReader` follows the book across orderbook restarts.
+  book's counters; `FollowedBook` follows the book across orderbook restarts.
 - `chart`: `PriceChart`, the recent prices and the strategy's moving averages, drawn by
   matplotlib (the only module that imports it).
 - `wiretap`: `WireTap`, one message at a time, its raw bytes beside its decoded fields.
@@ -31,7 +31,7 @@ This package is the only part of hftlab that imports ipywidgets.
 """
 
 from hftlab.widgets.blotter import Blotter, blotter_rows, recent_orders
-from hftlab.widgets.bookview import BookReader, BookView, Row
+from hftlab.widgets.bookview import FollowedBook, BookView, Row
 from hftlab.widgets.chart import PriceChart, moving_average_series
 from hftlab.widgets.dashboard import Dashboard, ProcessPanel
 from hftlab.widgets.live import DURATION, HEADLESS_FRAMES, Live, headless
@@ -41,7 +41,7 @@ from hftlab.widgets.wiretap import Step, WireTap, fields_of, hexdump, summary_li
 
 __all__ = [
     "Dashboard", "BookView", "PriceChart", "WireTap",
-    "BookReader", "Row", "moving_average_series", "Step", "hexdump", "fields_of", "summary_line",
+    "FollowedBook", "Row", "moving_average_series", "Step", "hexdump", "fields_of", "summary_line",
     "NewsReader", "Blotter", "blotter_rows", "recent_orders", "ProcessPanel",
     "Live", "View", "DURATION", "HEADLESS_FRAMES", "MISSING", "headless",
 ]

@@ -1,6 +1,6 @@
 """The book view: a live table of the shared-memory book, read as any reader would.
 
-`BookReader` attaches to the book by name through `hftlab.book.Follower` (a reader,
+`FollowedBook` attaches to the book by name through `hftlab.book.Follower` (a reader,
 never registered with the resource tracker), so it finds the book again when the
 orderbook is restarted; `BookView` shows one row per symbol (price, change, seq, age,
 stale) and the book's counters.
@@ -19,10 +19,10 @@ from hftlab import book
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import MISSING, View, book_name, config_of, html_table, styled, text_table
 
-__all__ = ["BookReader", "BookView", "Row"]
+__all__ = ["FollowedBook", "BookView", "Row"]
 
 
-class BookReader:
+class FollowedBook:
     """The book of one name, followed across orderbook restarts (`hftlab.book.Follower`).
 
     `quotes()` and `header()` are None while there is no live book (the orderbook is not
@@ -85,7 +85,7 @@ class BookView(View):
         if stale_after is None:
             stale_after = 3 * max(config.tick_interval, config.heartbeat_interval) if config else 3.0
         self.stale_after = stale_after
-        self.reader = BookReader(source)
+        self.reader = FollowedBook(source)
         self._last = {}  # symbol -> (seq, price) last seen
         self._change = {}
         self.rows: list = []
@@ -99,7 +99,7 @@ class BookView(View):
         if start:
             self.start()
 
-    def read(self) -> list:
+    def rows_now(self) -> list:
         """Read the book once; returns the rows (and keeps them, with the header)."""
         quotes, header = self.reader.quotes(), self.reader.header()
         if quotes is None or header is None:
@@ -140,7 +140,7 @@ class BookView(View):
                 f"  writer pid {h['writer_pid']}")
 
     def refresh(self) -> None:
-        self.read()
+        self.rows_now()
         rows = [self._cells(r) for r in self.rows]
         self.table.value = html_table(self.HEADER, [
             [c if r.price is None or i != 2 or r.change is None else
@@ -150,7 +150,7 @@ class BookView(View):
 
     def text(self) -> str:
         """The table and counters as plain text, read from the book now."""
-        self.read()
+        self.rows_now()
         return (f"book {self.reader.name}: {self._counters()}\n"
                 + text_table(self.HEADER, [self._cells(r) for r in self.rows]))
 

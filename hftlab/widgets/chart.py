@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hftlab import rules
-from hftlab.widgets.bookview import BookReader
+from hftlab.widgets.bookview import FollowedBook
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import View, config_of, styled
 
@@ -44,13 +44,13 @@ class PriceChart(View):
     """
 
     def __init__(self, source, windows: tuple | None = None, history: int = 120,
-                 interval: float = 0.5, size=(7.0, 3.6), reader: BookReader | None = None,
+                 interval: float = 0.5, size=(7.0, 3.6), reader: FollowedBook | None = None,
                  start: bool = True):
         config = config_of(source)
         if windows is None:
             windows = (config.short_window, config.long_window) if config else ()
         self.windows = tuple(windows)
-        self.reader = reader or BookReader(source)
+        self.reader = reader or FollowedBook(source)
         self._own_reader = reader is None
         self.history = {}  # symbol -> deque of prices
         self.last_seq = {}
