@@ -13,17 +13,11 @@ import pytest
 
 from conftest import Output, wait_for
 from hftlab import book
+from hftlab.book import pid_alive
 from hftlab.launcher import NAMES, GaveUp, Launcher
 
 RUNNING = re.compile(r"^hftlab: running \((.*?)\)\. .* orders 127\.0\.0\.1:(\d+)", re.M)
 
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def hftlab_run(run_dir, *flags):

@@ -1,6 +1,5 @@
 """End to end: the four real processes trade, then stop and leave nothing behind."""
 
-import os
 import re
 import shutil
 import signal
@@ -12,15 +11,9 @@ import pytest
 
 from conftest import Output, wait_for, with_sigint
 from hftlab import book
+from hftlab.book import pid_alive
 from hftlab.order_manager import read_journal
 
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def segment_exists(name):

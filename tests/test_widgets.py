@@ -17,6 +17,7 @@ import pytest
 
 from conftest import wait_for
 from hftlab import gateway, protocol, widgets
+from hftlab.book import pid_alive
 from hftlab.order_manager import read_journal
 
 TIMEOUT = 60.0  # a deadline for a loaded 2-core machine, not a speed claim
@@ -34,13 +35,6 @@ def mapped(name):
             return f"/dev/shm/{name}" in f.read()
     return name in subprocess.run(["lsof", "-p", str(os.getpid())], capture_output=True, text=True).stdout
 
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def seeded_prices(config, seq):
@@ -190,25 +184,25 @@ def test_dashboard_buttons_really_stop_and_start_a_process(lab):
     try:
         old = lab.pid("strategy")
         dash.procs.buttons["strategy"]["stop"].click()
-        assert not alive(old), "the stop button left the strategy running"
+        assert not pid_alive(old), "the stop button left the strategy running"
         assert lab.status()["strategy"]["running"] is False
         assert dash.procs.buttons["strategy"]["start"].disabled is False
         assert "stopped (exit 0)" in dash.procs.text()
 
         dash.procs.buttons["strategy"]["start"].click()
         new = lab.pid("strategy")
-        assert new != old and alive(new) and lab.status()["strategy"]["running"]
+        assert new != old and pid_alive(new) and lab.status()["strategy"]["running"]
         assert f"running  {new}" in dash.procs.text()
 
         gw = lab.pid("gateway")
         dash.procs.buttons["gateway"]["restart"].click()
-        assert not alive(gw) and alive(lab.pid("gateway")) and lab.pid("gateway") != gw
+        assert not pid_alive(gw) and pid_alive(lab.pid("gateway")) and lab.pid("gateway") != gw
 
         # A crash of the book's writer, then a start: the view finds the new book.
         book_pid = lab.pid("orderbook")
         dash.procs.buttons["orderbook"]["kill"].click()
         assert lab.status()["orderbook"]["returncode"] == -signal.SIGKILL
-        assert not alive(book_pid)
+        assert not pid_alive(book_pid)
         dash.procs.buttons["orderbook"]["start"].click()
         assert "done" in dash.procs.note.value
         wait_for(lambda: dash.book.rows_now() and dash.book.header is not None and
