@@ -160,9 +160,12 @@ class LatencyLog:
             self.flush()
 
     def flush(self) -> None:
-        self.file.write("".join(self.rows))
+        # The rows leave the buffer before they are written: SIGTERM (KeyboardInterrupt)
+        # landing inside this write must not leave them here for close() to write again.
+        # Duplicated rows once made the bench count more ticks seen than sent.
+        rows, self.rows = self.rows, []
+        self.file.write("".join(rows))
         self.file.flush()
-        self.rows = []
 
     def close(self) -> None:
         self.flush()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from hftlab import book, cli, gateway, process, protocol
 from hftlab.bench import baseline
+from hftlab.strategy import LatencyLog
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
         "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes", "floor_tick_to_trade_us",
@@ -85,6 +86,33 @@ def test_quick_bench_json(tmp_path, capsys):
 
     # Nothing left running.
     assert my_children() == []
+
+
+def test_a_stop_inside_the_latency_logs_flush_never_writes_a_row_twice(tmp_path):
+    # SIGTERM is a KeyboardInterrupt wherever it lands; in the flush of a block, the
+    # strategy's close() used to write that block again (the bench then counted more
+    # ticks seen than sent).
+    path = tmp_path / "latency.csv"
+    log = LatencyLog(str(path))
+    real_flush, calls = log.file.flush, []
+
+    def interrupted_flush():
+        real_flush()
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    log.file.flush = interrupted_flush
+    quote = book.Quote("AAPL", 100.0, 0, 1, 2, 1)
+    try:
+        for seq in range(1, LatencyLog.BLOCK + 1):
+            log.add(quote._replace(seq=seq), 3, 0, "", 0)
+    except KeyboardInterrupt:
+        pass
+    log.add(quote._replace(seq=LatencyLog.BLOCK + 1), 3, 0, "", 0)
+    log.close()
+    seqs = [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]]
+    assert seqs == list(range(1, LatencyLog.BLOCK + 2))
 
 
 LINE_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"aapl", b"1.5",

@@ -126,8 +126,12 @@ def measure_system(config: Config, ticks: int, duration: float, run_dir: str) ->
             end = prices.header()
             # The paced phase: the feed resumes after the burst's quiet time.
             wait(lambda: prices.header()["last_seq"] > end["last_seq"], "the paced feed to resume")
+            # The window is the seqs the book wrote during it (seq_start, seq_end]: rows
+            # are chosen by the feed's own numbers, never by wall-clock time.
             cpu2, t2, lat_start = cpu_of(pids), time.monotonic(), time.time_ns()
+            seq_start = prices.header()["last_seq"]
             time.sleep(duration)  # the measurement window itself, not a wait for a condition
+            seq_end = prices.header()["last_seq"]
             lat_end = time.time_ns()
             cpu3, t3 = cpu_of(pids), time.monotonic()
             out["paced"] = {"cpu_cores": cpu_delta(cpu2, cpu3, t3 - t2), "seconds": (lat_end - lat_start) / 1e9}
@@ -136,16 +140,19 @@ def measure_system(config: Config, ticks: int, duration: float, run_dir: str) ->
         finally:
             prices.close()
         lab.stop()  # the strategy first: its latency log is complete once it has exited
-        out.update(_system_latency(lab.config, lat_start, lat_end))
+        out.update(_system_latency(lab.config, seq_start, seq_end, (lat_end - lat_start) / 1e9))
     return out
 
 
-def _system_latency(config: Config, lat_start: int, lat_end: int) -> dict:
+def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float) -> dict:
+    """The paced window's hops from the strategy's latency log and the journal: the ticks
+    of seqs (seq_start, seq_end], and the orders the strategy sent on those ticks."""
     with open(config.latency_log) as f:
-        rows = list(csv.DictReader(f))
+        # A row cut short by the strategy's stop (the last line, if any) has empty fields.
+        rows = [r for r in csv.DictReader(f) if None not in r.values()]
     journal = read_journal(config.journal)
     by_order = {r["order_id"]: r for r in rows if r["order_id"]}
-    window = [r for r in rows if lat_start <= int(r["ts_ns"]) <= lat_end]
+    window = [r for r in rows if seq_start < int(r["seq"]) <= seq_end]
     hops = {h: [] for h in HOPS}
     t2t, orders = [], 0
     for r in window:
@@ -154,19 +161,17 @@ def _system_latency(config: Config, lat_start: int, lat_end: int) -> dict:
         if r["order_id"]:
             hops["strategy_decides"].append(int(r["decided_ns"]) - int(r["seen_ns"]))
     for o in journal:
-        if lat_start <= int(o["tick_ts_ns"]) <= lat_end:
+        r = by_order.get(o["order_id"])
+        if r is not None and seq_start < int(r["seq"]) <= seq_end:
             orders += 1
             t2t.append(int(o["recv_ns"]) - int(o["tick_ts_ns"]))
-            r = by_order.get(o["order_id"])
-            if r is not None:
-                hops["order_to_om"].append(int(o["recv_ns"]) - int(r["decided_ns"]))
-    seqs = [int(r["seq"]) for r in window]
-    sent = (max(seqs) - min(seqs) + 1) if seqs else 0
+            hops["order_to_om"].append(int(o["recv_ns"]) - int(r["decided_ns"]))
+    sent = seq_end - seq_start
     return {
         "samples_ns": {**hops, "tick_to_trade": t2t},
         "hops_us": {h: percentiles(v) for h, v in hops.items()},
         "tick_to_trade_us": percentiles(t2t),
-        "paced_ticks_per_s": sent / max((lat_end - lat_start) / 1e9, 1e-9),
+        "paced_ticks_per_s": sent / max(seconds, 1e-9),
         "strategy": {
             "rows": len(rows), "ticks_seen": len(window), "ticks_sent": sent,
             "ticks_missed": sum(int(r["missed"]) for r in window),
