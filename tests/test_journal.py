@@ -108,7 +108,7 @@ def test_a_full_disk_is_never_acked_and_booking_resumes_when_space_returns(tmp_p
         resource.prlimit(om.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         c.send(order(f"f{n}"), order("h1"))
         assert c.receive(2) == [protocol.Ack(f"f{n}", len(acked) + 1), protocol.Ack("h1", len(acked) + 2)]
-        assert "can be written again" in om.log()
+        wait_for(lambda: "can be written again" in om.log(), 10, "the line saying so")  # logged after the ACK
         assert om.proc.poll() is None
     rows = read_journal(str(journal))
     assert [int(r["order_no"]) for r in rows] == list(range(1, len(acked) + 3))

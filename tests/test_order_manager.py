@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from conftest import Client
+from conftest import Client, wait_for
 from hftlab import protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher
@@ -37,11 +37,52 @@ def test_two_clients_n_orders_n_acks_n_journal_lines(om):
     assert [int(row["order_no"]) for row in journal] == list(range(1, n + 1))
     by_id = {r.order_id: r.order_no for r in replies}
     assert all(by_id[row["order_id"]] == int(row["order_no"]) for row in journal)
-    # The confirmation a human reads, once per order.
-    log = om.log("order_manager", 200)
+    # The confirmation a human reads, once per order: logged just after each ACK is sent.
+    log = wait_for(lambda: (t := om.log("order_manager", 200)).count("Received Order ") >= n and t, 10,
+                   f"{n} 'Received Order' lines")
     assert log.count("Received Order ") == n
     assert "Received Order 1: " in log and f"Received Order {n}: " in log
     assert stat.S_IMODE(os.stat(om.config.journal).st_mode) == 0o600
+
+
+def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path):
+    # In-process: handle() returns the reply (the ACK) with the journal row already written,
+    # and the line a person reads is only logged on the event loop's next turn, after
+    # on_connect has written the replies; the lines keep their order. Outside a loop: at once.
+    import asyncio
+    from hftlab import book, order_manager
+
+    said = []
+
+    class Log:
+        def info(self, line):
+            said.append(line)
+
+        error = warning = info
+
+    config = Config(journal=str(tmp_path / "orders.csv"), shm_name=book.new_name())
+    manager = order_manager.OrderManager(config, Log())
+    session = order_manager.Session("127.0.0.1:1")
+
+    async def answer():
+        ack = manager.handle(order("o1"), session, 1)
+        reject = manager.handle(order("o2", qty=0), session, 1)
+        rows, before = read_journal(config.journal), list(said)
+        await asyncio.sleep(0)
+        return ack, reject, rows, before
+
+    try:
+        ack, reject, rows, before = asyncio.run(answer())
+        assert ack == protocol.Ack("o1", 1) and isinstance(reject, protocol.Reject)
+        assert [r["order_id"] for r in rows] == ["o1"] and before == []
+        assert said == [order_manager.booked_line(1, order("o1")),
+                        order_manager.rejected_line("o2", "127.0.0.1:1", "quantity must be positive; got 0")]
+        said.clear()
+        assert manager.handle(order("o3"), session, 1) == protocol.Ack("o3", 2)
+        assert said == [order_manager.booked_line(2, order("o3"))]
+    finally:
+        manager.journal.close()
+        manager.prices.close()
 
 
 def test_bad_lines_get_error_and_the_connection_stays_usable(om):
@@ -203,6 +244,8 @@ def test_the_answer_lines_of_the_log_read_back_as_what_was_answered(om):
         c.send(order("ok1", side="SELL", qty=7, symbol="MSFT", price=410.05), order("bad1", qty=0))
         ack, reject = c.receive(2)
     assert isinstance(ack, protocol.Ack) and isinstance(reject, protocol.Reject)
+    # The answers are logged just after they are sent.
+    wait_for(lambda: "Rejected bad1 " in om.log("order_manager", 200), 10, "the REJECT's log line")
     logged = [process.parse_log_line(line) for line in om.log("order_manager", 200).splitlines()]
     assert all(logged), "every line of the log is one parse_log_line reads"
     assert {line.name for line in logged} == {"order_manager"}
