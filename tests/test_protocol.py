@@ -4,7 +4,7 @@ import math
 import re
 
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from hftlab.protocol import (
     MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Heartbeat, Hello,
@@ -512,20 +512,21 @@ def test_property_decode_raises_only_protocol_error(line):
     assert isinstance(msg, tuple(MESSAGE_TYPES.values()))
 
 
-# -- the NumPy decoder of big chunks of PRICE lines -----------------------------------------
 
-from hftlab import protocol as _protocol  # noqa: E402  (its private fast paths, tested here)
+# -- a big chunk (as the orderbook reads in a burst), split anywhere -------------------------
 
-_NP_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"Z.9", b"aapl",
+from hftlab import protocol as _protocol  # noqa: E402
+
+_CHUNK_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"Z.9", b"aapl",
                              b"1.5", b"-2.25", b".5", b"1.", b"-.5", b"1e5", b"nan", b"+1", b" 1",
                              b"1.2.3", b"9" * 19, b"9" * 20, b"1" * 16, b"0" * 25 + b"7", b"-0",
                              b"AAPL\0", b"\xff", b"\r", b"18446744073709551615", b"9223372036854775808"])
-_NP_GOOD = st.builds(lambda seq, ts, sym, price: b"PRICE,%d,%d,%s,%s" % (seq, ts, sym, price),
+_CHUNK_GOOD = st.builds(lambda seq, ts, sym, price: b"PRICE,%d,%d,%s,%s" % (seq, ts, sym, price),
                      st.integers(0, 10**19 - 1), st.integers(0, 2**63 - 1),
                      st.sampled_from([b"AAPL", b"MSFT", b"Z.9", b"GOOGL", b"ABCDEFGH"]),
                      st.one_of(st.from_regex(rb"\A-?[0-9]{1,8}(\.[0-9]{1,7})?\Z"),
                                st.floats(0.01, 1e6).map(lambda x: b"%.2f" % x)))
-_NP_LINES = st.lists(st.one_of(_NP_GOOD, _NP_GOOD, _NP_GOOD, st.lists(_NP_PARTS, max_size=6).map(b",".join)),
+_CHUNK_LINES = st.lists(st.one_of(_CHUNK_GOOD, _CHUNK_GOOD, _CHUNK_GOOD, st.lists(_CHUNK_PARTS, max_size=6).map(b",".join)),
                      min_size=2, max_size=12)
 
 
@@ -535,31 +536,11 @@ def _one_by_one(lines):
             for line in lines for m in decoder.feed(line + b"\n")]
 
 
-@settings(max_examples=500, deadline=None)
-@given(_NP_LINES)
-@example([b"PRICE,1,2,AAPL,1.5", b"PRICE,2,2,AAPL\0,1.5"])    # a NUL would pad like the packing
-@example([b"PRICE,1,2,AAPL,1.5", b"PRICE,2,2,AAPL,1.2.3"])
-@example([b"PRICE,1,2,AAPL,-0", b"PRICE,2,2,AAPL,-.5"])
-@example([b"PRICE,1,2,AAPL,1.5", b"PRICE,2,2,AAPL,1."])
-def test_the_numpy_chunk_decoder_decodes_as_the_per_line_decoder(lines):
-    # Where it answers, it answers exactly what the per-line decoder does (floats bit for
-    # bit); any chunk with a line it does not handle, it leaves to the careful paths (None).
-    slow = _one_by_one(lines)           # (which also lets the symbols be seen and checked)
-    fast = _protocol._parse_prices_numpy(_protocol.LineFramer().feed(b"\n".join(lines) + b"\n"))
-    if fast is not None:
-        assert [("Price", tuple(m)) for m in fast] == slow
-        assert [math.copysign(1, m.price) for m in fast] == [math.copysign(1, m[1][3]) for m in slow]
-    if all(kind == "Price" for kind, _ in slow) and all(len(line) < 60 for line in lines) \
-            and all(line.split(b",")[4].lstrip(b"-").replace(b".", b"").__len__() <= 15 for line in lines) \
-            and all(len(line.split(b",")[1]) <= 19 and len(line.split(b",")[2]) <= 19 for line in lines):
-        assert fast is not None, lines   # and a chunk of plain PRICE lines, it does decode
-
-
 @settings(max_examples=50, deadline=None)
-@given(_NP_LINES, st.integers(0, 40))
+@given(_CHUNK_LINES, st.integers(0, 40))
 def test_a_big_chunk_through_the_decoder_gives_what_line_by_line_does(lines, cut):
-    # At least NUMPY_CHUNK bytes in one feed (the NumPy path's size), split anywhere.
-    many = lines * (_protocol.NUMPY_CHUNK // max(sum(map(len, lines)), 1) + 1)
+    # At least 64 KiB in one feed (what the orderbook reads at once in a burst), split anywhere.
+    many = lines * (65536 // max(sum(map(len, lines)), 1) + 1)
     data = b"\n".join(many) + b"\n"
     decoder = _protocol.Decoder()
     got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
