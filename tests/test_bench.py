@@ -19,12 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftlab import book, cli, gateway, process, protocol
-from hftlab.bench import baseline
+from hftlab.bench import baseline, runner
+from hftlab.config import Config
+from hftlab.launcher import Launcher
 from hftlab.strategy import LatencyLog
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
         "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes", "floor_tick_to_trade_us",
-        "poll_floor_tick_to_trade_us", "poll_floor_cpu_cores", "doorbell")
+        "poll_floor_tick_to_trade_us", "poll_floor_cpu_cores", "doorbell", "fair_baseline_throughput_ticks_per_s",
+        "stream_ceiling_ticks_per_s", "throughput_runs", "cpu_idle_cores", "targets")
 
 
 def percentile_dicts(results):
@@ -60,6 +63,25 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["burst"]["gaps"] == 0 and r["burst"]["lost"] == 0
     assert r["burst"]["ticks"] == r["ticks"] == r["burst"]["last_seq"] - r["burst"]["first_seq"] + 1
     assert r["throughput_ticks_per_s"] > 0 and r["baseline_throughput_ticks_per_s"] > 0
+    assert r["fair_baseline_throughput_ticks_per_s"] > 0
+    assert r["stream_ceiling_ticks_per_s"] == r["baseline_throughput_ticks_per_s"]  # its older name
+    # At least 3 bursts, each a new one (its seqs after the last's), summed up as min/median/max.
+    runs = r["throughput_runs"]
+    assert runs["n"] >= 3 and len(runs["ticks_per_s"]) == len(runs["seqs"]) == runs["n"]
+    assert runs["min"] <= runs["median"] <= runs["max"] and runs["median"] == r["throughput_ticks_per_s"]
+    assert min(runs["ticks_per_s"]) == runs["min"] and max(runs["ticks_per_s"]) == runs["max"]
+    assert all(last - first + 1 == r["ticks"] for first, last in runs["seqs"])
+    assert all(b[0] > a[1] for a, b in zip(runs["seqs"], runs["seqs"][1:])), runs["seqs"]
+    assert runs["gaps"] == 0 and runs["lost"] == 0
+    # CPU per process, idle and paced: every process, a share of a core (n/a off Linux).
+    cpu = r["cpu_idle_cores"]
+    for phase in ("idle", "paced"):
+        assert set(cpu[phase]) == {"gateway", "orderbook", "strategy", "order_manager"}, cpu
+        assert all(v is None if sys.platform != "linux" else v >= 0 for v in cpu[phase].values()), cpu
+    # The targets are reported (never asserted here): each with its figure and verdict.
+    assert set(r["targets"]) == set(runner.TARGETS)
+    assert all(t["met"] in (True, False, None) and t["target"] for t in r["targets"].values())
+    assert "TARGETS" in printed and "fair baseline" in printed and "stream ceiling" in printed
 
     for name, p in percentile_dicts(r):
         assert p["n"] > 0, f"{name} has no samples"
@@ -71,6 +93,8 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["hops_us"]["gateway_to_book"]["n"] == r["hops_us"]["book_to_strategy"]["n"] == s["ticks_seen"]
     assert r["tick_to_trade_us"]["n"] == s["orders_in_window"]
     assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
+    # Each decision is timed from its own symbol's turn: waits + decides, one each an order.
+    assert r["hops_us"]["strategy_waits"]["n"] == r["hops_us"]["strategy_decides"]["n"] >= s["orders_in_window"]
     assert 0 < s["ticks_seen"] <= s["ticks_sent"] and s["ticks_missed"] >= 0
     # Every order the order manager journalled is one the strategy logged deciding.
     assert 0 < s["orders_journaled"] == s["journaled_and_logged"] <= s["orders_logged"]
@@ -203,6 +227,18 @@ def test_relay_versions_only_grow_as_the_books_do():
         relay.stdout.close()
         srv.close()
     assert not os.path.exists(f"/dev/shm/{name}") or sys.platform != "linux"
+
+
+def test_a_second_burst_asked_for_at_once_is_a_new_burst_not_the_first_again():
+    # The gateway ignores a SIGUSR1 while a burst (or its quiet time) runs, and says so:
+    # start_burst asks again until a new burst starts, and times that one by its own line.
+    with Launcher(Config(bench_ticks=2000, tick_interval=3600.0, news_interval=3600.0), free_ports=True,
+                  names=("gateway",)) as gw:
+        child = gw.children["gateway"]
+        first = runner.start_burst(child)
+        second = runner.start_burst(child)   # at once: inside the first's burst or quiet time
+        assert first[:2] == (first[0], first[0] + 1999) and second[0] == first[1] + 1, (first, second)
+        assert second[2] > first[2]
 
 
 def test_the_gateways_burst_line_is_read_back_by_its_own_parser():
