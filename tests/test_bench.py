@@ -94,6 +94,8 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["tick_to_trade_us"]["n"] == s["orders_in_window"]
     assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
     # Each decision is timed from its own symbol's turn: waits + decides, one each an order.
+    # (The per-order hops, aligned, adding up exactly to each order's tick-to-trade, are raw
+    # samples: bench() keeps them out of the JSON; test_the_per_order_hops_add_up_to_each_tick_to_trade checks them.)
     assert r["hops_us"]["strategy_waits"]["n"] == r["hops_us"]["strategy_decides"]["n"] >= s["orders_in_window"]
     assert 0 < s["ticks_seen"] <= s["ticks_sent"] and s["ticks_missed"] >= 0
     # Every order the order manager journalled is one the strategy logged deciding.
@@ -227,6 +229,30 @@ def test_relay_versions_only_grow_as_the_books_do():
         relay.stdout.close()
         srv.close()
     assert not os.path.exists(f"/dev/shm/{name}") or sys.platform != "linux"
+
+
+def test_the_per_order_hops_add_up_to_each_tick_to_trade(tmp_path):
+    # The paced window is the seqs (seq_start, seq_end]: a row outside it (the tick of seq 1,
+    # its order too) is left out whatever its time; each order's five hops add up exactly.
+    from hftlab.order_manager import JOURNAL_COLUMNS
+    log, journal = tmp_path / "latency.csv", tmp_path / "orders.csv"
+    log.write_text(LatencyLog.COLUMNS + "\n"
+                   "1,AAPL,5000,5100,5200,5300,s-1,0,5250\n"     # before the window
+                   "2,AAPL,1000,1100,1300,1500,s-2,0,1400\n"
+                   "3,MSFT,1000,1100,1300,0,,0,1300\n"
+                   "4,MSFT,2000,2050,2100,2400,s-3,1,2300\n"
+                   "5,AAPL,2000,2050")                               # cut short by the stop
+    journal.write_text(JOURNAL_COLUMNS + "\n1,5400,c,s-1,5000,BUY,1,AAPL,1.00,x\n"
+                       "2,1900,c,s-2,1000,BUY,1,AAPL,1.00,x\n3,2500,c,s-3,2000,SELL,1,MSFT,1.00,x\n")
+    config = Config(latency_log=str(log), journal=str(journal))
+    out = runner._system_latency(config, 1, 4, 1.0)
+    per_order, t2t = out["samples_ns"]["per_order"], out["samples_ns"]["tick_to_trade"]
+    assert t2t == [900, 500]
+    assert per_order == {"gateway_to_book": [100, 50], "book_to_strategy": [200, 50], "strategy_waits": [100, 200],
+                         "strategy_decides": [100, 100], "order_to_om": [400, 100]}
+    assert [sum(hops) for hops in zip(*per_order.values())] == t2t
+    assert out["strategy"]["ticks_seen"] == 3 and out["strategy"]["ticks_sent"] == 3
+    assert out["strategy"]["orders_in_window"] == 2 and out["strategy"]["rows"] == 4
 
 
 def test_a_second_burst_asked_for_at_once_is_a_new_burst_not_the_first_again():

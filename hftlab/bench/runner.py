@@ -188,6 +188,9 @@ def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float
     by_order = {r["order_id"]: r for r in rows if r["order_id"]}
     window = [r for r in rows if seq_start < int(r["seq"]) <= seq_end]
     hops = {h: [] for h in HOPS}
+    # The same hops for each order alone, aligned: per order they add up exactly to its
+    # tick-to-trade (where each microsecond of it went).
+    per_order = {h: [] for h in HOPS}
     t2t, orders = [], 0
     for r in window:
         hops["gateway_to_book"].append(int(r["written_ns"]) - int(r["ts_ns"]))
@@ -201,9 +204,14 @@ def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float
             orders += 1
             t2t.append(int(o["recv_ns"]) - int(o["tick_ts_ns"]))
             hops["order_to_om"].append(int(o["recv_ns"]) - int(r["decided_ns"]))
+            ts, written, seen, began, decided = (int(r[k]) for k in ("ts_ns", "written_ns", "seen_ns",
+                                                                      "began_ns", "decided_ns"))
+            for h, v in zip(HOPS, (written - ts, seen - written, began - seen, decided - began,
+                                   int(o["recv_ns"]) - decided)):
+                per_order[h].append(v)
     sent = seq_end - seq_start
     return {
-        "samples_ns": {**hops, "tick_to_trade": t2t},
+        "samples_ns": {**hops, "tick_to_trade": t2t, "per_order": per_order},
         "hops_us": {h: percentiles(v) for h, v in hops.items()},
         "tick_to_trade_us": percentiles(t2t),
         "paced_ticks_per_s": sent / max(seconds, 1e-9),
