@@ -393,13 +393,12 @@ class OrderManager:
             order_no = self.journal.append(msg, client, recv_ns or time.time_ns(), session.strategy)
         except JournalFull as exc:
             if self.journal_failing is None:  # once, not once per order while it lasts
-                self.after_reply(self.log.error, f"cannot write the journal {self.journal.path}: {exc}; "
-                                 "rejecting orders until it can be written again (free some disk space)")
+                self.log.error(f"cannot write the journal {self.journal.path}: {exc}; rejecting "
+                               "orders until it can be written again (free some disk space)")
             self.journal_failing = str(exc)
             return protocol.Reject(msg.order_id, protocol.clean_reason(str(exc)))
         if self.journal_failing is not None:
-            self.after_reply(self.log.info, f"the journal {self.journal.path} can be written again; "
-                             "booking orders")
+            self.log.info(f"the journal {self.journal.path} can be written again; booking orders")
             self.journal_failing = None
         self.after_reply(self.log.info, booked_line(order_no, msg))
         return protocol.Ack(msg.order_id, order_no)
@@ -407,9 +406,10 @@ class OrderManager:
     def after_reply(self, say, line: str) -> None:
         """Log `line` with `say` once the replies to this read are written, not before.
 
-        The journal row is written before the ACK (an ACK means the order is whole in the
-        journal); the line a person reads is not needed for that, and formatting and
-        writing it was half of an order's cost. `handle` runs inside `on_connect`'s loop,
+        For the per-order lines (booked, rejected, re-sent): the journal row is written
+        before the ACK (an ACK means the order is whole in the journal); the line a person
+        reads is not needed for that, and formatting and writing it was half of an order's
+        cost. (The journal's failing and recovering are logged at once: once an outage.) `handle` runs inside `on_connect`'s loop,
         which writes the replies before it next awaits, so a callback of the event loop
         runs after that write; the lines keep their order. Outside a loop: logged now."""
         try:
