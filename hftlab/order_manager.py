@@ -4,7 +4,9 @@ Each order is validated (`check_order`), appended to the journal, and only then 
 the journal is written with one unbuffered ``os.write`` before the reply, so an order
 that was ACKed is in the operating system even if this process is killed the next
 instant (with ``--fsync``, on the disk even if the power goes). A row that cannot be
-written whole (a full disk) is cut off again and the order REJECTed, never ACKed. Order
+written whole (a full disk) is cut off again and the order REJECTed, never ACKed. The
+line a person reads ("Received Order N: ...") is logged just after the ACK is written, off
+the order's path (`OrderManager.after_reply`): the log is not the record, the journal is. Order
 numbers count 1, 2, 3... over booked orders across all clients and continue from the
 largest number in the journal after a restart.
 
@@ -374,8 +376,8 @@ class OrderManager:
             if booked_terms != terms(msg):
                 return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id}: "
                                        f"already used for order {order_no}")
-            self.log.info(f"Order {msg.order_id} from {client} is order {order_no} again "
-                          "(a re-send): confirmed again, not booked twice")
+            self.after_reply(self.log.info, f"Order {msg.order_id} from {client} is order {order_no} "
+                             "again (a re-send): confirmed again, not booked twice")
             return protocol.Ack(msg.order_id, order_no)
         try:
             last_price = self.prices.last_price(msg.symbol) if msg.symbol in self.config.symbols else None
@@ -384,7 +386,7 @@ class OrderManager:
                                    "record is stuck in mid-write (orderbook stalled); retry later")
         reason = check_order(msg, self.config, last_price)
         if reason:
-            self.log.info(rejected_line(msg.order_id, client, reason))
+            self.after_reply(self.log.info, rejected_line(msg.order_id, client, reason))
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
         try:
             order_no = self.journal.append(msg, client, recv_ns or time.time_ns(), session.strategy)
@@ -397,8 +399,22 @@ class OrderManager:
         if self.journal_failing is not None:
             self.log.info(f"the journal {self.journal.path} can be written again; booking orders")
             self.journal_failing = None
-        self.log.info(booked_line(order_no, msg))
+        self.after_reply(self.log.info, booked_line(order_no, msg))
         return protocol.Ack(msg.order_id, order_no)
+
+    def after_reply(self, say, line: str) -> None:
+        """Log `line` with `say` once the replies to this read are written, not before.
+
+        For the per-order lines (booked, rejected, re-sent): the journal row is written
+        before the ACK (an ACK means the order is whole in the journal); the line a person
+        reads is not needed for that, and formatting and writing it was half of an order's
+        cost. (The journal's failing and recovering are logged at once: once an outage.) `handle` runs inside `on_connect`'s loop,
+        which writes the replies before it next awaits, so a callback of the event loop
+        runs after that write; the lines keep their order. Outside a loop: logged now."""
+        try:
+            asyncio.get_running_loop().call_soon(say, line)
+        except RuntimeError:  # no running loop (handle called directly)
+            say(line)
 
     def position(self, query: protocol.PositionQuery, session: Session) -> protocol.Message:
         """Answer a POSQUERY from the journal; the first one names the connection's strategy."""

@@ -15,7 +15,7 @@ The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries t
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
 at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
 sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
-book's written_ns, when the strategy saw it and when it decided, all from
+book's written_ns, when the strategy saw it, began deciding on that symbol and decided, all from
 ``time.time_ns()``, the one clock every process on this machine shares.
 
 Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
@@ -144,7 +144,7 @@ class BookReader:
 class LatencyLog:
     """One CSV row per tick the strategy saw, for `hftlab bench`. Buffered: written in blocks."""
 
-    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed"
+    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed,began_ns"
     BLOCK = 4096
 
     def __init__(self, path: str):
@@ -152,16 +152,22 @@ class LatencyLog:
         self.file.write(self.COLUMNS + "\n")
         self.rows = []
 
-    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int) -> None:
+    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int, began_ns: int = 0) -> None:
+        """One tick seen: `seen_ns` when the look at the book was taken, `began_ns` when
+        this symbol's decision began (later than seen_ns if another symbol of the same
+        look was decided and sent first), `decided_ns` when it was decided (0: no order)."""
         self.rows.append(f"{quote.seq},{quote.symbol},{quote.ts_ns},{quote.written_ns},{seen_ns},"
-                         f"{decided_ns},{order_id},{missed}\n")
+                         f"{decided_ns},{order_id},{missed},{began_ns or seen_ns}\n")
         if len(self.rows) >= self.BLOCK:
             self.flush()
 
     def flush(self) -> None:
-        self.file.write("".join(self.rows))
+        # The rows leave the buffer before they are written: SIGTERM (KeyboardInterrupt)
+        # landing inside this write must not leave them here for close() to write again.
+        # Duplicated rows once made the bench count more ticks seen than sent.
+        rows, self.rows = self.rows, []
+        self.file.write("".join(rows))
         self.file.flush()
-        self.rows = []
 
     def close(self) -> None:
         self.flush()
@@ -218,13 +224,15 @@ class Strategy:
             self.on_orders_connected()
         self.book.attach_if_needed()
         for quote, missed in self.book.new_prices():
+            # Per symbol: its decision's time starts here, not behind an earlier symbol's send.
+            began_ns = time.time_ns() if self.latency is not None else 0
             decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
             decided_ns, order_id = 0, ""
             if decision is not None:
                 decided_ns = time.time_ns()
                 order_id = self.send(decision)
             if self.latency is not None:
-                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id, missed)
+                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id, missed, began_ns)
 
     def on_orders_connected(self) -> None:
         """Ask for our positions, then re-send what was not confirmed, in that order.

@@ -19,11 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftlab import book, cli, gateway, process, protocol
-from hftlab.bench import baseline
+from hftlab.bench import baseline, runner
+from hftlab.config import Config
+from hftlab.launcher import Launcher
+from hftlab.strategy import LatencyLog
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
         "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes", "floor_tick_to_trade_us",
-        "poll_floor_tick_to_trade_us", "poll_floor_cpu_cores", "doorbell")
+        "poll_floor_tick_to_trade_us", "poll_floor_cpu_cores", "doorbell", "fair_baseline_throughput_ticks_per_s",
+        "stream_ceiling_ticks_per_s", "throughput_runs", "cpu_idle_cores", "targets")
 
 
 def percentile_dicts(results):
@@ -59,6 +63,25 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["burst"]["gaps"] == 0 and r["burst"]["lost"] == 0
     assert r["burst"]["ticks"] == r["ticks"] == r["burst"]["last_seq"] - r["burst"]["first_seq"] + 1
     assert r["throughput_ticks_per_s"] > 0 and r["baseline_throughput_ticks_per_s"] > 0
+    assert r["fair_baseline_throughput_ticks_per_s"] > 0
+    assert r["stream_ceiling_ticks_per_s"] == r["baseline_throughput_ticks_per_s"]  # its older name
+    # At least 3 bursts, each a new one (its seqs after the last's), summed up as min/median/max.
+    runs = r["throughput_runs"]
+    assert runs["n"] >= 3 and len(runs["ticks_per_s"]) == len(runs["seqs"]) == runs["n"]
+    assert runs["min"] <= runs["median"] <= runs["max"] and runs["median"] == r["throughput_ticks_per_s"]
+    assert min(runs["ticks_per_s"]) == runs["min"] and max(runs["ticks_per_s"]) == runs["max"]
+    assert all(last - first + 1 == r["ticks"] for first, last in runs["seqs"])
+    assert all(b[0] > a[1] for a, b in zip(runs["seqs"], runs["seqs"][1:])), runs["seqs"]
+    assert runs["gaps"] == 0 and runs["lost"] == 0
+    # CPU per process, idle and paced: every process, a share of a core (n/a off Linux).
+    cpu = r["cpu_idle_cores"]
+    for phase in ("idle", "paced"):
+        assert set(cpu[phase]) == {"gateway", "orderbook", "strategy", "order_manager"}, cpu
+        assert all(v is None if sys.platform != "linux" else v >= 0 for v in cpu[phase].values()), cpu
+    # The targets are reported (never asserted here): each with its figure and verdict.
+    assert set(r["targets"]) == set(runner.TARGETS)
+    assert all(t["met"] in (True, False, None) and t["target"] for t in r["targets"].values())
+    assert "TARGETS" in printed and "fair baseline" in printed and "stream ceiling" in printed
 
     for name, p in percentile_dicts(r):
         assert p["n"] > 0, f"{name} has no samples"
@@ -70,6 +93,10 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["hops_us"]["gateway_to_book"]["n"] == r["hops_us"]["book_to_strategy"]["n"] == s["ticks_seen"]
     assert r["tick_to_trade_us"]["n"] == s["orders_in_window"]
     assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
+    # Each decision is timed from its own symbol's turn: waits + decides, one each an order.
+    # (The per-order hops, aligned, adding up exactly to each order's tick-to-trade, are raw
+    # samples: bench() keeps them out of the JSON; test_the_per_order_hops_add_up_to_each_tick_to_trade checks them.)
+    assert r["hops_us"]["strategy_waits"]["n"] == r["hops_us"]["strategy_decides"]["n"] >= s["orders_in_window"]
     assert 0 < s["ticks_seen"] <= s["ticks_sent"] and s["ticks_missed"] >= 0
     # Every order the order manager journalled is one the strategy logged deciding.
     assert 0 < s["orders_journaled"] == s["journaled_and_logged"] <= s["orders_logged"]
@@ -85,6 +112,33 @@ def test_quick_bench_json(tmp_path, capsys):
 
     # Nothing left running.
     assert my_children() == []
+
+
+def test_a_stop_inside_the_latency_logs_flush_never_writes_a_row_twice(tmp_path):
+    # SIGTERM is a KeyboardInterrupt wherever it lands; in the flush of a block, the
+    # strategy's close() used to write that block again (the bench then counted more
+    # ticks seen than sent).
+    path = tmp_path / "latency.csv"
+    log = LatencyLog(str(path))
+    real_flush, calls = log.file.flush, []
+
+    def interrupted_flush():
+        real_flush()
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    log.file.flush = interrupted_flush
+    quote = book.Quote("AAPL", 100.0, 0, 1, 2, 1)
+    try:
+        for seq in range(1, LatencyLog.BLOCK + 1):
+            log.add(quote._replace(seq=seq), 3, 0, "", 0)
+    except KeyboardInterrupt:
+        pass
+    log.add(quote._replace(seq=LatencyLog.BLOCK + 1), 3, 0, "", 0)
+    log.close()
+    seqs = [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]]
+    assert seqs == list(range(1, LatencyLog.BLOCK + 2))
 
 
 LINE_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"aapl", b"1.5",
@@ -175,6 +229,42 @@ def test_relay_versions_only_grow_as_the_books_do():
         relay.stdout.close()
         srv.close()
     assert not os.path.exists(f"/dev/shm/{name}") or sys.platform != "linux"
+
+
+def test_the_per_order_hops_add_up_to_each_tick_to_trade(tmp_path):
+    # The paced window is the seqs (seq_start, seq_end]: a row outside it (the tick of seq 1,
+    # its order too) is left out whatever its time; each order's five hops add up exactly.
+    from hftlab.order_manager import JOURNAL_COLUMNS
+    log, journal = tmp_path / "latency.csv", tmp_path / "orders.csv"
+    log.write_text(LatencyLog.COLUMNS + "\n"
+                   "1,AAPL,5000,5100,5200,5300,s-1,0,5250\n"     # before the window
+                   "2,AAPL,1000,1100,1300,1500,s-2,0,1400\n"
+                   "3,MSFT,1000,1100,1300,0,,0,1300\n"
+                   "4,MSFT,2000,2050,2100,2400,s-3,1,2300\n"
+                   "5,AAPL,2000,2050")                               # cut short by the stop
+    journal.write_text(JOURNAL_COLUMNS + "\n1,5400,c,s-1,5000,BUY,1,AAPL,1.00,x\n"
+                       "2,1900,c,s-2,1000,BUY,1,AAPL,1.00,x\n3,2500,c,s-3,2000,SELL,1,MSFT,1.00,x\n")
+    config = Config(latency_log=str(log), journal=str(journal))
+    out = runner._system_latency(config, 1, 4, 1.0)
+    per_order, t2t = out["samples_ns"]["per_order"], out["samples_ns"]["tick_to_trade"]
+    assert t2t == [900, 500]
+    assert per_order == {"gateway_to_book": [100, 50], "book_to_strategy": [200, 50], "strategy_waits": [100, 200],
+                         "strategy_decides": [100, 100], "order_to_om": [400, 100]}
+    assert [sum(hops) for hops in zip(*per_order.values())] == t2t
+    assert out["strategy"]["ticks_seen"] == 3 and out["strategy"]["ticks_sent"] == 3
+    assert out["strategy"]["orders_in_window"] == 2 and out["strategy"]["rows"] == 4
+
+
+def test_a_second_burst_asked_for_at_once_is_a_new_burst_not_the_first_again():
+    # The gateway ignores a SIGUSR1 while a burst (or its quiet time) runs, and says so:
+    # start_burst asks again until a new burst starts, and times that one by its own line.
+    with Launcher(Config(bench_ticks=2000, tick_interval=3600.0, news_interval=3600.0), free_ports=True,
+                  names=("gateway",)) as gw:
+        child = gw.children["gateway"]
+        first = runner.start_burst(child)
+        second = runner.start_burst(child)   # at once: inside the first's burst or quiet time
+        assert first[:2] == (first[0], first[0] + 1999) and second[0] == first[1] + 1, (first, second)
+        assert second[2] > first[2]
 
 
 def test_the_gateways_burst_line_is_read_back_by_its_own_parser():

@@ -160,3 +160,43 @@ def test_positions_are_answered_from_the_journal_across_a_restart(tmp_path):
         c.send(*(protocol.PositionQuery("alpha", s) for s in ("AAPL", "MSFT", "GOOGL")))
         assert c.receive(3) == [protocol.Position("alpha", "AAPL", -10), protocol.Position("alpha", "MSFT", 10),
                                 protocol.Position("alpha", "GOOGL", 0)]
+
+
+def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path):
+    # In-process: handle() returns the reply (the ACK) with the journal row already written,
+    # and the line a person reads is only logged on the event loop's next turn, after
+    # on_connect has written the replies; the lines keep their order. Outside a loop: at once.
+    import asyncio
+    from hftlab import book, order_manager
+
+    said = []
+
+    class Log:
+        def info(self, line):
+            said.append(line)
+
+        error = warning = info
+
+    config = Config(journal=str(tmp_path / "orders.csv"), shm_name=book.new_name())
+    manager = order_manager.OrderManager(config, Log())
+    session = order_manager.Session("127.0.0.1:1")
+
+    async def answer():
+        ack = manager.handle(order("o1"), session, 1)
+        reject = manager.handle(order("o2", qty=0), session, 1)
+        rows, before = read_journal(config.journal), list(said)
+        await asyncio.sleep(0)
+        return ack, reject, rows, before
+
+    try:
+        ack, reject, rows, before = asyncio.run(answer())
+        assert ack == protocol.Ack("o1", 1) and isinstance(reject, protocol.Reject)
+        assert [r["order_id"] for r in rows] == ["o1"] and before == []
+        assert said == [order_manager.booked_line(1, order("o1")),
+                        order_manager.rejected_line("o2", "127.0.0.1:1", "quantity must be positive; got 0")]
+        said.clear()
+        assert manager.handle(order("o3"), session, 1) == protocol.Ack("o3", 2)
+        assert said == [order_manager.booked_line(2, order("o3"))]
+    finally:
+        manager.journal.close()
+        manager.prices.close()

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from conftest import Client
+from conftest import Client, wait_for
 from hftlab import protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher
@@ -37,8 +37,9 @@ def test_two_clients_n_orders_n_acks_n_journal_lines(om):
     assert [int(row["order_no"]) for row in journal] == list(range(1, n + 1))
     by_id = {r.order_id: r.order_no for r in replies}
     assert all(by_id[row["order_id"]] == int(row["order_no"]) for row in journal)
-    # The confirmation a human reads, once per order.
-    log = om.log("order_manager", 200)
+    # The confirmation a human reads, once per order: logged just after each ACK is sent.
+    log = wait_for(lambda: (t := om.log("order_manager", 200)).count("Received Order ") >= n and t, 10,
+                   f"{n} 'Received Order' lines")
     assert log.count("Received Order ") == n
     assert "Received Order 1: " in log and f"Received Order {n}: " in log
     assert stat.S_IMODE(os.stat(om.config.journal).st_mode) == 0o600
@@ -203,6 +204,8 @@ def test_the_answer_lines_of_the_log_read_back_as_what_was_answered(om):
         c.send(order("ok1", side="SELL", qty=7, symbol="MSFT", price=410.05), order("bad1", qty=0))
         ack, reject = c.receive(2)
     assert isinstance(ack, protocol.Ack) and isinstance(reject, protocol.Reject)
+    # The answers are logged just after they are sent.
+    wait_for(lambda: "Rejected bad1 " in om.log("order_manager", 200), 10, "the REJECT's log line")
     logged = [process.parse_log_line(line) for line in om.log("order_manager", 200).splitlines()]
     assert all(logged), "every line of the log is one parse_log_line reads"
     assert {line.name for line in logged} == {"order_manager"}

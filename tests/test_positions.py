@@ -76,6 +76,8 @@ def test_a_rejecting_order_manager_gets_a_bounded_number_of_orders():
                 wait_for(lambda: price_book.header()["updates"] >= ticks + 40 * len(rest.symbols), 30,
                          "more prices")
             elapsed = time.monotonic() - started
+            # Its REJECT line is logged just after the REJECT is sent.
+            wait_for(lambda: "Rejected " in om.log("order_manager", 10_000), 10, "the REJECT's log line")
             rejects = om.log("order_manager", 10_000).count("Rejected ")
             said = lab.log("strategy", 10_000)
     # Backing off 0.5 s, 1 s, 2 s...: in t seconds each symbol is tried at most

@@ -510,3 +510,38 @@ def test_property_decode_raises_only_protocol_error(line):
     except ProtocolError:
         return
     assert isinstance(msg, tuple(MESSAGE_TYPES.values()))
+
+
+
+# -- a big chunk (as the orderbook reads in a burst), split anywhere -------------------------
+
+from hftlab import protocol as _protocol  # noqa: E402
+
+_CHUNK_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"Z.9", b"aapl",
+                             b"1.5", b"-2.25", b".5", b"1.", b"-.5", b"1e5", b"nan", b"+1", b" 1",
+                             b"1.2.3", b"9" * 19, b"9" * 20, b"1" * 16, b"0" * 25 + b"7", b"-0",
+                             b"AAPL\0", b"\xff", b"\r", b"18446744073709551615", b"9223372036854775808"])
+_CHUNK_GOOD = st.builds(lambda seq, ts, sym, price: b"PRICE,%d,%d,%s,%s" % (seq, ts, sym, price),
+                     st.integers(0, 10**19 - 1), st.integers(0, 2**63 - 1),
+                     st.sampled_from([b"AAPL", b"MSFT", b"Z.9", b"GOOGL", b"ABCDEFGH"]),
+                     st.one_of(st.from_regex(rb"\A-?[0-9]{1,8}(\.[0-9]{1,7})?\Z"),
+                               st.floats(0.01, 1e6).map(lambda x: b"%.2f" % x)))
+_CHUNK_LINES = st.lists(st.one_of(_CHUNK_GOOD, _CHUNK_GOOD, _CHUNK_GOOD, st.lists(_CHUNK_PARTS, max_size=6).map(b",".join)),
+                     min_size=2, max_size=12)
+
+
+def _one_by_one(lines):
+    decoder = _protocol.Decoder()
+    return [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m))
+            for line in lines for m in decoder.feed(line + b"\n")]
+
+
+@settings(max_examples=50, deadline=None)
+@given(_CHUNK_LINES, st.integers(0, 40))
+def test_a_big_chunk_through_the_decoder_gives_what_line_by_line_does(lines, cut):
+    # At least 64 KiB in one feed (what the orderbook reads at once in a burst), split anywhere.
+    many = lines * (65536 // max(sum(map(len, lines)), 1) + 1)
+    data = b"\n".join(many) + b"\n"
+    decoder = _protocol.Decoder()
+    got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+    assert [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m)) for m in got] == _one_by_one(many)

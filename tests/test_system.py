@@ -41,7 +41,8 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     assert all(r["side"] in ("BUY", "SELL") and r["symbol"] in config.symbols for r in rows)
     wait_for(lambda: re.search(r"ACK [0-9a-f]{4}-1 is order 1", lab.log("strategy", 500)), 10,
              "the strategy to see its ACK")
-    assert "Received Order 1: " in lab.log("order_manager", 500)
+    # Logged just after the ACK is sent, so it may come a moment after the strategy's line.
+    wait_for(lambda: "Received Order 1: " in lab.log("order_manager", 500), 10, "the order manager's line")
 
     pids = {name: child.pid for name, child in lab.children.items()}
     lab.stop()

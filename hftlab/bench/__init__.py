@@ -8,8 +8,12 @@ same run on the same machine, because a number alone says little about IPC in Py
   fast as the orderbook takes them. The book header's counters (``last_seq``,
   ``updates``, ``gaps``) say whether every tick reached the book; the burst's first
   tick's ``ts_ns`` and the ``written_ns`` of its last record say how long it took. The
-  baseline is a bare reader that receives the same burst from a second gateway and only
-  splits it into lines.
+  burst is repeated (``throughput_runs``: at least 3, min/median/max; the figure is the
+  median), each a new burst with seqs after the last's. Two bare readers receive the same
+  burst from a second gateway: one does the book's work per tick, bare (split, convert
+  the four fields, one seqlocked write: ``fair_baseline_throughput_ticks_per_s``, the
+  comparison that means something), one only splits it into lines (the stream's
+  ceiling, ``stream_ceiling_ticks_per_s``).
 - **Latency.** Then the gateway ticks at a calm pace (random intervals of mean
   ``tick_interval``) that leaves the machine mostly idle, and every hop is timestamped with ``time.time_ns()``, the one
   clock that every process on one machine shares: the gateway made the tick (PRICE
@@ -19,6 +23,11 @@ same run on the same machine, because a number alone says little about IPC in Py
   The baseline is four bare processes on the same path with no trading logic: a
   timestamped line over TCP, into a shared-memory record (the book's seqlock, written
   the way the book writes it), polled the same way the strategy polls, and over TCP again.
+
+CPU per process (``cpu_idle_cores``): while the four processes run with no tick flowing
+(only heartbeats) and while paced, from ``/proc/PID/task/*/schedstat`` (nanoseconds) on
+Linux, n/a elsewhere. The report prints the issue's targets beside the figures
+(``targets``); nothing asserts them, a figure depends on the machine and its load.
 
 The comparison of clocks across processes is sound only on one machine: across
 machines ``time.time_ns()`` differs by the clocks' offset (PTP or NTP would be needed).

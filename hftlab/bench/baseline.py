@@ -25,10 +25,12 @@ manager with no trading logic:
   one) and sends one line per new record over TCP;
 - ``sink``: stamps each line with its arrival time and writes them all to a CSV.
 
-The throughput baseline is one process:
+The throughput baselines are one process each:
 
 - ``reader``: receives a gateway's price stream and only splits it into lines, the
-  ceiling any reader of that stream can reach.
+  ceiling any reader of that stream can reach (the JSON's ``stream_ceiling_ticks_per_s``);
+- ``fair_reader``: the same stream, doing per tick the work the orderbook must do, bare:
+  split, convert the four fields, one seqlocked write (``fair_baseline_throughput_ticks_per_s``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from multiprocessing.shared_memory import SharedMemory
 
 from hftlab import book, process
 
-__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink", "reader"]
+__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink", "reader",
+           "fair_reader"]
 
 # The relay's segment: one 8-byte "done" word, one 8-byte "sleepers" word (the doorbell's,
 # as in the book's header), then n records of
@@ -216,29 +219,95 @@ def sink(args) -> None:
         f.write(b"seq,ts_ns,written_ns,seen_ns,missed,recv_ns\n" + b"\n".join(rows) + b"\n")
 
 
+def _subscribe(port: int):
+    """Dial the gateway's price feed and read up to its HELLO line (counted as line 1):
+    once this says so, the gateway has this reader among its subscribers."""
+    sock = process.dial("127.0.0.1", port)
+    sock.settimeout(None)
+    say(connected=True)
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit("the gateway closed the price feed before its HELLO")
+        data += chunk
+    say(subscribed=True)  # the gateway sends HELLO as it adds a subscriber to its feed
+    return sock, data
+
+
 def reader(args) -> None:
     """Receive a gateway's price stream and only split it into lines; report when n arrived.
 
-    It says when the first line (the gateway's HELLO) arrives: the gateway sends HELLO as
-    it adds a subscriber to the feed, so from then on a burst reaches this reader."""
-    sock = process.dial("127.0.0.1", args.port)
-    sock.settimeout(None)
-    say(connected=True)
-    count, tail = 0, b""
-    while count < args.n:
+    The stream's ceiling: what any reader of it could reach doing nothing with the ticks."""
+    sock, tail = _subscribe(args.port)
+    count = 0
+    while True:
+        lines = tail.split(b"\n")
+        tail = lines.pop()
+        count += len(lines)
+        if count >= args.n:
+            break
         chunk = sock.recv(65536)
         if not chunk:
-            break
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
-        if count == 0 and lines:  # the gateway's HELLO: it has added this reader to its feed
-            say(subscribed=True)
-        count += len(lines)
+            break                           # the runner sees fewer lines than n
+        tail += chunk
     say(lines=count, end_ns=time.time_ns())
     sock.close()
 
 
-ROLES = {"source": source, "relay": relay, "poller": poller, "sink": sink, "reader": reader}
+_TICK = struct.Struct("<dqqq")  # price, seq, ts_ns, written_ns: the book record's fields
+
+
+def fair_reader(args) -> None:
+    """Receive a gateway's price stream and do the book's work per tick, bare: split the
+    line, convert its four fields, one seqlocked write into that symbol's record (the
+    book's way, `hftlab.book`); report when n lines arrived. The fair throughput baseline."""
+    shm = SharedMemory(args.shm, create=True, size=HEAD + 64 * (8 + _TICK.size))
+    u64 = shm.buf.cast("Q")
+    size = 8 + _TICK.size
+    vword = [(HEAD + i * size) // 8 for i in range(64)]
+    data = [shm.buf[HEAD + i * size + 8:HEAD + (i + 1) * size] for i in range(64)]
+    versions, index = [0] * 64, {}
+    try:
+        sock, tail = _subscribe(args.port)
+        count = 0
+        while True:
+            lines = tail.split(b"\n")
+            tail = lines.pop()
+            count += len(lines)
+            for line in lines:
+                if line[:6] != b"PRICE,":
+                    continue                # the HELLO
+                _, seq, ts, symbol, price = line.split(b",")
+                i = index.get(symbol)
+                if i is None:
+                    i = index[symbol] = len(index) % 64
+                packed = _TICK.pack(float(price), int(seq), int(ts), time.time_ns())
+                v = versions[i] + 1
+                u64[vword[i]] = v           # odd: write in progress
+                data[i][:] = packed
+                u64[vword[i]] = v + 1       # even: done
+                versions[i] = v + 1
+            if count >= args.n:
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            tail += chunk
+        say(lines=count, end_ns=time.time_ns())
+        sock.close()
+    finally:
+        for view in (u64, *data):
+            view.release()
+        shm.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+ROLES = {"source": source, "relay": relay, "poller": poller, "sink": sink, "reader": reader,
+         "fair_reader": fair_reader}
 
 
 # -- the command line --------------------------------------------------------------------
@@ -284,6 +353,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reader", help=reader.__doc__)
     r.add_argument("--port", **port)
     r.add_argument("--n", type=_positive(int), required=True, help="lines to receive before reporting")
+    r = sub.add_parser("fair_reader", help=fair_reader.__doc__)
+    r.add_argument("--port", **port)
+    r.add_argument("--n", type=_positive(int), required=True, help="lines to receive before reporting")
+    r.add_argument("--shm", **shm)
     return p
 
 

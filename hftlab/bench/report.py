@@ -16,17 +16,21 @@ __all__ = ["report", "plot", "report_journal_cost"]
 def report(r: dict) -> str:
     """The results as a table for a terminal."""
     m = r["machine"]
+    runs = r["throughput_runs"]
     fmt = lambda x: "-" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
     lines = [
         f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, {m['system']}",
         f"clock: {r['clock']}; strategy waits "
         + ("on the doorbell" if r.get("doorbell") else f"polling every {r['poll_interval_s'] * 1e3:g} ms"),
         "",
-        f"THROUGHPUT  burst of {r['burst']['ticks']:,} ticks, gateway -> book",
+        f"THROUGHPUT  {runs['n']} bursts of {r['burst']['ticks']:,} ticks, gateway -> book (median run)",
         f"  hftlab orderbook  {r['throughput_ticks_per_s']:>12,.0f} ticks/s   "
-        f"{r['burst']['gaps']} gaps, {r['burst']['lost']} lost",
-        f"  bare reader       {r['baseline_throughput_ticks_per_s']:>12,.0f} ticks/s   "
-        f"hftlab/bare = {r['ratios']['throughput']:.2f}",
+        f"runs min {runs['min']:,.0f} / median {runs['median']:,.0f} / max {runs['max']:,.0f}; "
+        f"{runs['gaps']} gaps, {runs['lost']} lost",
+        f"  fair baseline     {r['fair_baseline_throughput_ticks_per_s']:>12,.0f} ticks/s   "
+        f"(split, convert, one seqlocked write a tick, bare) hftlab/fair = {r['ratios']['throughput_vs_fair']:.2f}",
+        f"  stream ceiling    {r['stream_ceiling_ticks_per_s']:>12,.0f} ticks/s   "
+        f"(a reader that only splits lines) hftlab/ceiling = {r['ratios']['throughput']:.2f}",
         "  CPU during the burst (cores): " + ", ".join(
             f"{k} {v:.2f}" for k, v in r["burst"]["cpu_cores"].items() if v is not None),
         "",
@@ -59,8 +63,18 @@ def report(r: dict) -> str:
         f"CONFLATION  the strategy saw {s['ticks_seen']:,} of the paced ticks and never saw "
         f"{s['ticks_missed']:,} (the book keeps only the latest price); bare poller missed "
         f"{r['baseline']['ticks_missed']:,}",
-        f"ORDERS  {s['orders_journaled']} journalled, {s['orders_in_window']} in the paced window",
+        f"ORDERS  {s['orders_journaled']} journalled, {s['orders_in_window']} in the paced window "
+        f"(tick-to-trade n; the default run goes on until {r.get('min_orders', 0)})",
+        "",
+        "CPU per process (cores), " + r["cpu_idle_cores"]["source"],
     ]
+    for phase in ("idle", "paced"):
+        lines.append(f"  {phase:<6}" + ", ".join(
+            f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in r["cpu_idle_cores"][phase].items()))
+    lines += ["", "TARGETS  (printed, never asserted: one run, this machine)"]
+    for t in r["targets"].values():
+        mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        lines.append(f"  {t['target']:<48} {'-' if t['figure'] is None else t['figure']!s:>10}  {mark}")
     return "\n".join(lines)
 
 
