@@ -231,7 +231,8 @@ def cmd_status(config, args) -> int:
             feed += " (prices are stale)"
         writer = "alive" if price_book.writer_alive() else "DEAD (run hftlab clean)"
         print(f"book            {config.shm_name!r}: writer pid {h['writer_pid']} {writer}, feed {feed}, "
-              f"{h['updates']} updates, {h['gaps']} gaps, {price_book.nbytes} bytes ({price_book.mapped_bytes} mapped)")
+              f"{h['updates']} updates, {h['gaps']} gaps, "
+              f"{price_book.nbytes} bytes ({price_book.mapped_bytes} mapped)")
         now = time.time_ns()
         for symbol, q in price_book.quotes().items():
             if q is None:

@@ -179,7 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Config):
         if f.type == "bool":  # --fsync / --no-fsync
             group.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"{f.metadata['help']} (default: {'on' if f.default else 'off'})")
+                               default=None,
+                               help=f"{f.metadata['help']} (default: {'on' if f.default else 'off'})")
             continue
         kind = parse_symbols if f.type == "tuple" else {"int": int, "float": float}.get(f.type, str)
         group.add_argument(flag(f.name), dest=f.name, type=kind, default=None,

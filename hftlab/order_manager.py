@@ -408,9 +408,10 @@ class OrderManager:
         For the per-order lines (booked, rejected, re-sent): the journal row is written
         before the ACK (an ACK means the order is whole in the journal); the line a person
         reads is not needed for that, and formatting and writing it was half of an order's
-        cost. (The journal's failing and recovering are logged at once: once an outage.) `handle` runs inside `on_connect`'s loop,
-        which writes the replies before it next awaits, so a callback of the event loop
-        runs after that write; the lines keep their order. Outside a loop: logged now."""
+        cost. (The journal's failing and recovering are logged at once: once an outage.)
+        `handle` runs inside `on_connect`'s loop, which writes the replies before it next
+        awaits, so a callback of the event loop runs after that write; the lines keep
+        their order. Outside a loop: logged now."""
         try:
             asyncio.get_running_loop().call_soon(say, line)
         except RuntimeError:  # no running loop (handle called directly)

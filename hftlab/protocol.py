@@ -32,11 +32,11 @@ from itertools import repeat
 from typing import NamedTuple, Union
 
 __all__ = [
-    'MAX_LINE', 'UINT_MAX', 'NS_MAX', 'ProtocolError',
-    'Hello', 'Price', 'News', 'Heartbeat', 'Order', 'Ack', 'Reject', 'Error',
-    'PositionQuery', 'Position',
-    'Message', 'MESSAGE_TYPES', 'wire_type', 'encode', 'decode',
-    'clean_reason', 'LineFramer', 'Decoder', 'SYMBOL_RE', 'SYMBOL_RULE', 'is_symbol',
+    "MAX_LINE", "UINT_MAX", "NS_MAX", "ProtocolError",
+    "Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Reject", "Error",
+    "PositionQuery", "Position",
+    "Message", "MESSAGE_TYPES", "wire_type", "encode", "decode",
+    "clean_reason", "LineFramer", "Decoder", "SYMBOL_RE", "SYMBOL_RULE", "is_symbol",
 ]
 
 # Longest line in bytes, not counting its b'\n' nor a tolerated b'\r'.
@@ -57,10 +57,10 @@ def clean_reason(text: str) -> str:
     if not isinstance(text, str):
         text = str(text)
     text = text[:_REASON_MAX]
-    if not (text.isascii() and text.isprintable() and ',' not in text):
-        text = ''.join(
-            ';' if c == ',' else c if ' ' <= c <= '~' else '?' for c in text)
-    return text or 'unspecified'
+    if not (text.isascii() and text.isprintable() and "," not in text):
+        text = "".join(
+            ";" if c == "," else c if " " <= c <= "~" else "?" for c in text)
+    return text or "unspecified"
 
 
 class ProtocolError(ValueError):
@@ -81,11 +81,11 @@ def _show(value):
     # reason printable ASCII whatever the field holds, and a comma is
     # written as an escape too, so that the reason stays a valid field.
     if isinstance(value, (bytes, bytearray)):
-        value = value.decode('ascii', 'backslashreplace')
+        value = value.decode("ascii", "backslashreplace")
     elif not isinstance(value, str):
         return type(value).__name__
-    shown = ascii(value[:_SHOW_MAX]).replace(',', '\\x2c')
-    return shown + '...' if len(value) > _SHOW_MAX else shown
+    shown = ascii(value[:_SHOW_MAX]).replace(",", "\\x2c")
+    return shown + "..." if len(value) > _SHOW_MAX else shown
 
 
 # -- messages --------------------------------------------------------------
@@ -155,16 +155,16 @@ Message = Union[Hello, Price, News, Heartbeat, Order, Ack, Reject, Error,
                 PositionQuery, Position]
 
 MESSAGE_TYPES = {
-    'HELLO': Hello,
-    'PRICE': Price,
-    'NEWS': News,
-    'HB': Heartbeat,
-    'ORDER': Order,
-    'ACK': Ack,
-    'REJECT': Reject,
-    'ERROR': Error,
-    'POSQUERY': PositionQuery,
-    'POSITION': Position,
+    "HELLO": Hello,
+    "PRICE": Price,
+    "NEWS": News,
+    "HB": Heartbeat,
+    "ORDER": Order,
+    "ACK": Ack,
+    "REJECT": Reject,
+    "ERROR": Error,
+    "POSQUERY": PositionQuery,
+    "POSITION": Position,
 }
 
 _WIRE_TYPES = {cls: name for name, cls in MESSAGE_TYPES.items()}
@@ -179,7 +179,7 @@ def wire_type(msg: Message) -> str:
             if isinstance(msg, cls):
                 return name
         raise TypeError(
-            f'not a protocol message: {type(msg).__name__}') from None
+            f"not a protocol message: {type(msg).__name__}") from None
 
 
 # -- fields ----------------------------------------------------------------
@@ -190,25 +190,25 @@ def wire_type(msg: Message) -> str:
 # Both raise ProtocolError.  The table _FIELDS further down drives both
 # directions, so encode() and decode() cannot disagree about a message.
 
-_TOKEN_RE = re.compile(r'[A-Za-z0-9_-]{1,32}')
-_SESSION_RE = re.compile(r'[A-Za-z0-9_-]{1,16}')    # the book stores 16 bytes
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")    # the book stores 16 bytes
 # The one symbol rule of the lab: the configuration and the book check symbols
 # with it too, so that every symbol a book holds can travel in a PRICE line.
 # At most 8 characters: the book's symbol field is 8 bytes.
-SYMBOL_RE = re.compile(r'[A-Z][A-Z0-9.]{0,7}')
+SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9.]{0,7}")
 _TOKEN_RE_B = re.compile(_TOKEN_RE.pattern.encode())
 _SESSION_RE_B = re.compile(_SESSION_RE.pattern.encode())
 _SYMBOL_RE_B = re.compile(SYMBOL_RE.pattern.encode())
 # The same rules in words (no commas: they end up in a reason field).
-_TOKEN_RULE = 'must be 1-32 of A-Z a-z 0-9 _ -'
-_SESSION_RULE = 'must be 1-16 of A-Z a-z 0-9 _ -'
+_TOKEN_RULE = "must be 1-32 of A-Z a-z 0-9 _ -"
+_SESSION_RULE = "must be 1-16 of A-Z a-z 0-9 _ -"
 
 # Every integer field fits the 64-bit fields that hold it (the book, numpy, C):
 # a uint is at most 2**64 - 1, a timestamp in ns (time.time_ns(), a signed 64-bit
 # value in the book) at most 2**63 - 1, which is in the year 2262.
 UINT_MAX = 2**64 - 1
 NS_MAX = 2**63 - 1
-SYMBOL_RULE = 'must be A-Z then up to 7 of A-Z 0-9 .'
+SYMBOL_RULE = "must be A-Z then up to 7 of A-Z 0-9 ."
 
 
 def is_symbol(value) -> bool:
@@ -227,16 +227,16 @@ def _dec_uint(raw, name, most=UINT_MAX):
         else:
             if value <= most:
                 return value
-            raise ProtocolError(f'{name} is above {most}: {_show(raw)}')
-    raise ProtocolError(f'{name} is not a non-negative integer: {_show(raw)}')
+            raise ProtocolError(f"{name} is above {most}: {_show(raw)}")
+    raise ProtocolError(f"{name} is not a non-negative integer: {_show(raw)}")
 
 
 def _enc_uint(value, name, most=UINT_MAX):
     n = _enc_int(value, name)
-    if n[0] == '-':
-        raise ProtocolError(f'{name} must be non-negative; got {n}')
+    if n[0] == "-":
+        raise ProtocolError(f"{name} must be non-negative; got {n}")
     if int(n) > most:
-        raise ProtocolError(f'{name} must be at most {most}; got {n}')
+        raise ProtocolError(f"{name} must be at most {most}; got {n}")
     return n
 
 
@@ -249,13 +249,13 @@ def _enc_ns(value, name):
 
 
 def _dec_int(raw, name):
-    digits = raw[1:] if raw[:1] == b'-' else raw
+    digits = raw[1:] if raw[:1] == b"-" else raw
     if digits.isdigit():
         try:
             return int(raw)
         except ValueError:
             pass
-    raise ProtocolError(f'{name} is not an integer: {_show(raw)}')
+    raise ProtocolError(f"{name} is not an integer: {_show(raw)}")
 
 
 def _enc_int(value, name):
@@ -264,45 +264,45 @@ def _enc_int(value, name):
         return str(operator.index(value))
     except TypeError:
         raise ProtocolError(
-            f'{name} must be an integer; got {_show(value)}') from None
+            f"{name} must be an integer; got {_show(value)}") from None
 
 
 def _dec_price(raw, name):
     # A plain decimal: -?digits(.digits)?  Checked by hand because float()
     # would also take 'nan', '1e5', '1_0', '+1' and surrounding spaces.
-    whole, dot, frac = (raw[1:] if raw[:1] == b'-' else raw).partition(b'.')
+    whole, dot, frac = (raw[1:] if raw[:1] == b"-" else raw).partition(b".")
     if whole.isdigit() and (frac.isdigit() or not dot):
         value = float(raw)
         if math.isfinite(value):    # 400 digits overflow to inf
             return value
-        raise ProtocolError(f'{name} out of range: {_show(raw)}')
-    raise ProtocolError(f'{name} is not a plain decimal: {_show(raw)}')
+        raise ProtocolError(f"{name} out of range: {_show(raw)}")
+    raise ProtocolError(f"{name} is not a plain decimal: {_show(raw)}")
 
 
 def _enc_price(value, name):
     if isinstance(value, (str, bytes, bytearray)):
-        raise ProtocolError(f'{name} must be a number; got {_show(value)}')
+        raise ProtocolError(f"{name} must be a number; got {_show(value)}")
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ProtocolError(
-            f'{name} must be a number; got {_show(value)}') from None
+            f"{name} must be a number; got {_show(value)}") from None
     if not math.isfinite(value):
-        raise ProtocolError(f'{name} must be finite; got {value}')
-    return f'{value:.2f}'
+        raise ProtocolError(f"{name} must be finite; got {value}")
+    return f"{value:.2f}"
 
 
 def _dec_sentiment(raw, name):
     value = _dec_uint(raw, name)
     if value > 100:
-        raise ProtocolError(f'{name} must be 0..100; got {value}')
+        raise ProtocolError(f"{name} must be 0..100; got {value}")
     return value
 
 
 def _enc_sentiment(value, name):
     text = _enc_int(value, name)
     if not 0 <= int(text) <= 100:
-        raise ProtocolError(f'{name} must be 0..100; got {text}')
+        raise ProtocolError(f"{name} must be 0..100; got {text}")
     return text
 
 
@@ -317,8 +317,8 @@ def _dec_symbol(raw, name):
     symbol = _symbols.get(raw)
     if symbol is None:
         if not _SYMBOL_RE_B.fullmatch(raw):
-            raise ProtocolError(f'{name} {SYMBOL_RULE}; got {_show(raw)}')
-        symbol = raw.decode('ascii')
+            raise ProtocolError(f"{name} {SYMBOL_RULE}; got {_show(raw)}")
+        symbol = raw.decode("ascii")
         if len(_symbols) < _SYMBOLS_MAX:
             _symbols[raw] = symbol
     return symbol
@@ -326,72 +326,72 @@ def _dec_symbol(raw, name):
 
 def _enc_symbol(value, name):
     if not is_symbol(value):
-        raise ProtocolError(f'{name} {SYMBOL_RULE}; got {_show(value)}')
+        raise ProtocolError(f"{name} {SYMBOL_RULE}; got {_show(value)}")
     return value
 
 
 def _dec_token(raw, name):
     if not _TOKEN_RE_B.fullmatch(raw):
-        raise ProtocolError(f'{name} {_TOKEN_RULE}; got {_show(raw)}')
-    return raw.decode('ascii')
+        raise ProtocolError(f"{name} {_TOKEN_RULE}; got {_show(raw)}")
+    return raw.decode("ascii")
 
 
 def _enc_token(value, name):
     if not (isinstance(value, str) and _TOKEN_RE.fullmatch(value)):
-        raise ProtocolError(f'{name} {_TOKEN_RULE}; got {_show(value)}')
+        raise ProtocolError(f"{name} {_TOKEN_RULE}; got {_show(value)}")
     return value
 
 
 def _dec_session(raw, name):
     if not _SESSION_RE_B.fullmatch(raw):
-        raise ProtocolError(f'{name} {_SESSION_RULE}; got {_show(raw)}')
-    return raw.decode('ascii')
+        raise ProtocolError(f"{name} {_SESSION_RULE}; got {_show(raw)}")
+    return raw.decode("ascii")
 
 
 def _enc_session(value, name):
     if not (isinstance(value, str) and _SESSION_RE.fullmatch(value)):
-        raise ProtocolError(f'{name} {_SESSION_RULE}; got {_show(value)}')
+        raise ProtocolError(f"{name} {_SESSION_RULE}; got {_show(value)}")
     return value
 
 
 def _choice(*allowed):
     # A field that is one of a few fixed words (feed name, order side).
-    by_bytes = {word.encode('ascii'): word for word in allowed}
-    words = ' or '.join(allowed)
+    by_bytes = {word.encode("ascii"): word for word in allowed}
+    words = " or ".join(allowed)
 
     def dec(raw, name):
         try:
             return by_bytes[raw]
         except KeyError:
             raise ProtocolError(
-                f'{name} must be {words}; got {_show(raw)}') from None
+                f"{name} must be {words}; got {_show(raw)}") from None
 
     def enc(value, name):
         if isinstance(value, str) and value in allowed:
             return value
-        raise ProtocolError(f'{name} must be {words}; got {_show(value)}')
+        raise ProtocolError(f"{name} must be {words}; got {_show(value)}")
 
     return dec, enc
 
 
 def _dec_reason(raw, name):
     if not raw:
-        raise ProtocolError(f'{name} is empty')
-    text = raw.decode('ascii')     # the whole line was checked for ASCII
+        raise ProtocolError(f"{name} is empty")
+    text = raw.decode("ascii")     # the whole line was checked for ASCII
     if not text.isprintable():
-        raise ProtocolError(f'{name} is not printable ASCII: {_show(raw)}')
+        raise ProtocolError(f"{name} is not printable ASCII: {_show(raw)}")
     return text
 
 
 def _enc_reason(value, name):
     if not isinstance(value, str):
-        raise ProtocolError(f'{name} must be a str; got {_show(value)}')
+        raise ProtocolError(f"{name} must be a str; got {_show(value)}")
     if not value:
-        raise ProtocolError(f'{name} is empty')
-    if ',' in value:
-        raise ProtocolError(f'{name} contains a comma: {_show(value)}')
+        raise ProtocolError(f"{name} is empty")
+    if "," in value:
+        raise ProtocolError(f"{name} contains a comma: {_show(value)}")
     if not (value.isascii() and value.isprintable()):
-        raise ProtocolError(f'{name} is not printable ASCII: {_show(value)}')
+        raise ProtocolError(f"{name} is not printable ASCII: {_show(value)}")
     return value
 
 
@@ -403,8 +403,8 @@ _PRICE = (_dec_price, _enc_price)
 _SENTIMENT = (_dec_sentiment, _enc_sentiment)
 _SYMBOL = (_dec_symbol, _enc_symbol)
 _TOKEN = (_dec_token, _enc_token)
-_FEED = _choice('PRICE', 'NEWS')
-_SIDE = _choice('BUY', 'SELL')
+_FEED = _choice("PRICE", "NEWS")
+_SIDE = _choice("BUY", "SELL")
 _REASON = (_dec_reason, _enc_reason)
 
 _FIELDS = {
@@ -435,10 +435,10 @@ def encode(msg: Message) -> bytes:
     for (_, enc), name, value in zip(_FIELDS[MESSAGE_TYPES[wire]],
                                      msg._fields, msg):
         parts.append(enc(value, name))
-    line = ','.join(parts)
+    line = ",".join(parts)
     if len(line) > MAX_LINE:
-        raise ProtocolError(f'line longer than {MAX_LINE} bytes')
-    return line.encode('ascii') + b'\n'
+        raise ProtocolError(f"line longer than {MAX_LINE} bytes")
+    return line.encode("ascii") + b"\n"
 
 
 # -- decode ----------------------------------------------------------------
@@ -450,25 +450,25 @@ def _parser(cls, wire):
 
     def parse(parts):
         if len(parts) != n:
-            raise ProtocolError(f'{wire} needs {n} fields; got {len(parts)}')
+            raise ProtocolError(f"{wire} needs {n} fields; got {len(parts)}")
         return new([dec(raw, name)
                     for (name, dec), raw in zip(fields, parts[1:])])
 
     return parse
 
 
-_parsers = {name.encode('ascii'): _parser(cls, name)
+_parsers = {name.encode("ascii"): _parser(cls, name)
             for name, cls in MESSAGE_TYPES.items()}
 def _parse(line):
     # decode() minus the '\r' and length handling, which the framer does.
     if not line:
-        raise ProtocolError('empty line')
+        raise ProtocolError("empty line")
     if not line.isascii():
-        raise ProtocolError('line is not ASCII')
-    parts = line.split(b',')
+        raise ProtocolError("line is not ASCII")
+    parts = line.split(b",")
     parse = _parsers.get(parts[0])
     if parse is None:
-        raise ProtocolError(f'unknown message type {_show(parts[0])}')
+        raise ProtocolError(f"unknown message type {_show(parts[0])}")
     return parse(parts)
 
 
@@ -479,10 +479,10 @@ def decode(line: bytes) -> Message:
     """
     if type(line) is not bytes:
         line = bytes(line)
-    if line[-1:] == b'\r':
+    if line[-1:] == b"\r":
         line = line[:-1]
     if len(line) > MAX_LINE:
-        raise ProtocolError(f'line longer than {MAX_LINE} bytes')
+        raise ProtocolError(f"line longer than {MAX_LINE} bytes")
     return _parse(line)
 
 
@@ -501,7 +501,7 @@ class LineFramer:
 
     def __init__(self, max_line: int = MAX_LINE):
         self.max_line = max_line
-        self._buf = b''
+        self._buf = b""
         self._skipping = False     # inside a too-long line, reported already
 
     @property
@@ -514,7 +514,7 @@ class LineFramer:
             data = bytes(data)
         out = []
         if self._skipping:
-            end = data.find(b'\n')
+            end = data.find(b"\n")
             if end < 0:
                 return out
             data = data[end + 1:]
@@ -523,23 +523,23 @@ class LineFramer:
             data = self._buf + data
         # One split per chunk rather than a loop over bytes: the C code
         # does the scanning.
-        lines = data.split(b'\n')
+        lines = data.split(b"\n")
         tail = lines.pop()
         limit = self.max_line
         for line in lines:
-            if line[-1:] == b'\r':
+            if line[-1:] == b"\r":
                 line = line[:-1]
             out.append(line if len(line) <= limit else self._too_long())
         if len(tail) > limit and (len(tail) > limit + 1
-                                  or tail[-1:] != b'\r'):
+                                  or tail[-1:] != b"\r"):
             out.append(self._too_long())
             self._skipping = True
-            tail = b''
+            tail = b""
         self._buf = tail
         return out
 
     def _too_long(self):
-        return ProtocolError(f'line longer than {self.max_line} bytes')
+        return ProtocolError(f"line longer than {self.max_line} bytes")
 
 
 class Decoder:
@@ -578,7 +578,7 @@ class Decoder:
 # Everything above is the protocol.  What follows decodes PRICE lines faster,
 # with the same checks and the same errors: read it after the rest, if at all.
 
-_parse_price_slowly = _parsers[b'PRICE']
+_parse_price_slowly = _parsers[b"PRICE"]
 _new_tuple = tuple.__new__      # skips Price.__new__'s Python-level frame
 
 
@@ -589,14 +589,14 @@ def _parse_price(parts):
     # line takes about 0.9 us this way and 1.3 us through the generic
     # parser; Decoder.feed() with 64 KiB chunks, about 1.2 us a line.
     if len(parts) != 5:
-        raise ProtocolError(f'PRICE needs 5 fields; got {len(parts)}')
+        raise ProtocolError(f"PRICE needs 5 fields; got {len(parts)}")
     _, seq, ts_ns, symbol, price = parts
     try:
         msg = _new_tuple(Price, (
-            int(seq) if seq.isdigit() else _dec_uint(seq, 'seq'),
-            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, 'ts_ns'),
-            _symbols.get(symbol) or _dec_symbol(symbol, 'symbol'),
-            _dec_price(price, 'price')))
+            int(seq) if seq.isdigit() else _dec_uint(seq, "seq"),
+            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, "ts_ns"),
+            _symbols.get(symbol) or _dec_symbol(symbol, "symbol"),
+            _dec_price(price, "price")))
     except ProtocolError:
         raise
     except ValueError:
@@ -608,11 +608,11 @@ def _parse_price(parts):
     return msg
 
 
-_parsers[b'PRICE'] = _parse_price
+_parsers[b"PRICE"] = _parse_price
 
 
 # A PRICE line's price column, joined by commas: each a plain decimal, as _dec_price checks.
-_PRICES_RE = re.compile(rb'-?[0-9]+(?:\.[0-9]+)?(?:,-?[0-9]+(?:\.[0-9]+)?)*')
+_PRICES_RE = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:,-?[0-9]+(?:\.[0-9]+)?)*")
 _INF = math.inf
 
 
@@ -625,19 +625,19 @@ def _parse_prices(lines):
     # else (a too-long line, HB, a bad field...): the line-by-line path then
     # decodes the chunk and reports each error where it belongs.
     try:
-        joined = b','.join(lines)       # TypeError: the framer put an error in
+        joined = b",".join(lines)       # TypeError: the framer put an error in
     except TypeError:
         return None
     n = len(lines)
     if not joined.isascii() or \
-            list(map(bytes.count, lines, repeat(b','))).count(4) != n:
+            list(map(bytes.count, lines, repeat(b","))).count(4) != n:
         return None
-    fields = joined.split(b',')
-    if fields[0::5].count(b'PRICE') != n:
+    fields = joined.split(b",")
+    if fields[0::5].count(b"PRICE") != n:
         return None
     seqs, stamps, prices = fields[1::5], fields[2::5], fields[4::5]
     if not (all(map(bytes.isdigit, seqs)) and all(map(bytes.isdigit, stamps))
-            and _PRICES_RE.fullmatch(b','.join(prices))):
+            and _PRICES_RE.fullmatch(b",".join(prices))):
         return None
     symbols = list(map(_symbols.get, fields[3::5]))
     if None in symbols:                 # a symbol not seen (checked) before

@@ -105,7 +105,8 @@ def with_sigint(disposition, command):
     command, so "default" holds even when this test run itself inherited SIGINT ignored.
     """
     how = {"default": "SIG_DFL", "inherited ignored": "SIG_IGN"}[disposition]
-    wrapper = f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{how}); os.execv(sys.argv[1], sys.argv[1:])"
+    wrapper = (f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{how}); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
     return [sys.executable, "-c", wrapper, *command]
 MARKER = "HFTLAB_TEST_MARK"  # set to a token in a server's environment: its whole tree inherits it
 

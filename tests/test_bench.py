@@ -95,7 +95,8 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
     # Each decision is timed from its own symbol's turn: waits + decides, one each an order.
     # (The per-order hops, aligned, adding up exactly to each order's tick-to-trade, are raw
-    # samples: bench() keeps them out of the JSON; test_the_per_order_hops_add_up_to_each_tick_to_trade checks them.)
+    # samples: bench() keeps them out of the JSON;
+    # test_the_per_order_hops_add_up_to_each_tick_to_trade checks them.)
     assert r["hops_us"]["strategy_waits"]["n"] == r["hops_us"]["strategy_decides"]["n"] >= s["orders_in_window"]
     assert 0 < s["ticks_seen"] <= s["ticks_sent"] and s["ticks_missed"] >= 0
     # Every order the order manager journalled is one the strategy logged deciding.

@@ -7,13 +7,11 @@ it fails with EFBIG exactly where a full disk fails with ENOSPC; raising the lim
 """
 
 import contextlib
-import os
 import resource
 import subprocess
 import sys
 import threading
 
-import pytest
 
 from conftest import Client, wait_for
 from hftlab import book, process, protocol

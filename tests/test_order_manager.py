@@ -90,7 +90,8 @@ def test_a_reused_order_id_for_a_different_order_is_rejected(om):
         c.send(order("d2"), order("d2", qty=20))
         first, second = c.receive(2)
     assert first == protocol.Ack("d2", 1)
-    assert isinstance(second, protocol.Reject) and "duplicate order_id d2: already used for order 1" in second.reason
+    assert isinstance(second, protocol.Reject)
+    assert "duplicate order_id d2: already used for order 1" in second.reason
     assert len(read_journal(om.config.journal)) == 1
 
 

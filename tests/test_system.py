@@ -29,7 +29,8 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     # Prices reach the book, through the orderbook process.
     price_book = book.SharedPriceBook.attach(config.shm_name)
     try:
-        quotes = wait_for(lambda: (q := price_book.quotes()) and all(q.values()) and q, 10, "a price for every symbol")
+        quotes = wait_for(lambda: (q := price_book.quotes()) and all(q.values()) and q, 10,
+                          "a price for every symbol")
         assert set(quotes) == set(config.symbols)
         assert all(q.price > 0 and q.seq > 0 and q.ts_ns <= q.written_ns for q in quotes.values())
         assert price_book.header()["feed_state"] == book.FEED_UP

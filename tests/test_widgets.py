@@ -278,7 +278,8 @@ def test_blotter_rows_join_the_logged_answers_with_the_journal():
     log = "\n".join([
         "10:00:00.001 order_manager: client 127.0.0.1:5 connected (1 now)",
         "10:00:00.002 order_manager: " + om.booked_line(1, protocol.Order("s-1", 1, "BUY", 10, "AAPL", 172.5)),
-        "10:00:00.003 order_manager: " + om.rejected_line("s-2", "127.0.0.1:5", "quantity must be positive; got 0"),
+        "10:00:00.003 order_manager: "
+        + om.rejected_line("s-2", "127.0.0.1:5", "quantity must be positive; got 0"),
         "10:00:00.004 strategy: " + om.booked_line(9, protocol.Order("x", 1, "BUY", 1, "AAPL", 1.0)),
         "Traceback (most recent call last):",
     ])

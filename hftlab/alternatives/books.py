@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 
 from hftlab import book
-from hftlab.alternatives._child import AlternativesError, Child, _CTX, percentiles_us
+from hftlab.alternatives._child import Child, _CTX, percentiles_us
 
 __all__ = ["STORES", "BookResult", "measure_book", "book_table"]
 

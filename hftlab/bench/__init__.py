@@ -15,7 +15,8 @@ same run on the same machine, because a number alone says little about IPC in Py
   comparison that means something), one only splits it into lines (the stream's
   ceiling, ``stream_ceiling_ticks_per_s``).
 - **Latency.** Then the gateway ticks at a calm pace (random intervals of mean
-  ``tick_interval``) that leaves the machine mostly idle, and every hop is timestamped with ``time.time_ns()``, the one
+  ``tick_interval``) that leaves the machine mostly idle, and every hop is timestamped
+  with ``time.time_ns()``, the one
   clock that every process on one machine shares: the gateway made the tick (PRICE
   ``ts_ns``), the orderbook wrote it (record ``written_ns``), the strategy saw it and
   decided (its ``--latency-log``), the order manager received the order (journal

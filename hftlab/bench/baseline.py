@@ -48,7 +48,8 @@ from multiprocessing.shared_memory import SharedMemory
 
 from hftlab import book, process
 
-__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink", "reader",
+__all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink",
+           "reader",
            "fair_reader"]
 
 # The relay's segment: one 8-byte "done" word, one 8-byte "sleepers" word (the doorbell's,

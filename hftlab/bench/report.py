@@ -28,7 +28,8 @@ def report(r: dict) -> str:
         f"runs min {runs['min']:,.0f} / median {runs['median']:,.0f} / max {runs['max']:,.0f}; "
         f"{runs['gaps']} gaps, {runs['lost']} lost",
         f"  fair baseline     {r['fair_baseline_throughput_ticks_per_s']:>12,.0f} ticks/s   "
-        f"(split, convert, one seqlocked write a tick, bare) hftlab/fair = {r['ratios']['throughput_vs_fair']:.2f}",
+        "(split, convert, one seqlocked write a tick, bare) "
+        f"hftlab/fair = {r['ratios']['throughput_vs_fair']:.2f}",
         f"  stream ceiling    {r['stream_ceiling_ticks_per_s']:>12,.0f} ticks/s   "
         f"(a reader that only splits lines) hftlab/ceiling = {r['ratios']['throughput']:.2f}",
         "  CPU during the burst (cores): " + ", ".join(
@@ -109,7 +110,8 @@ def plot(r: dict, path: str | None = None):
         ax.legend(fontsize=8)
     axes[-1].set_xlabel("microseconds (log scale); one clock: time.time_ns()")
     fig.suptitle(f"hftlab bench: {r['paced_ticks_per_s']:,.0f} ticks/s paced, poll "
-                 f"{r['poll_interval_s'] * 1e3:g} ms, {r['machine']['nproc']} CPUs, Python {r['machine']['python']}",
+                 f"{r['poll_interval_s'] * 1e3:g} ms, {r['machine']['nproc']} CPUs, "
+                 f"Python {r['machine']['python']}",
                  fontsize=10)
     fig.tight_layout()
     if path:

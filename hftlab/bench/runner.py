@@ -145,7 +145,8 @@ def measure_system(config: Config, ticks: int, duration: float, run_dir: str, ru
             rates = sorted(b["ticks_per_s"] for b in bursts)
             out["throughput_runs"] = {"ticks_per_s": [b["ticks_per_s"] for b in bursts], "n": len(bursts),
                                       "min": rates[0], "median": rates[len(rates) // 2], "max": rates[-1],
-                                      "gaps": sum(b["gaps"] for b in bursts), "lost": sum(b["lost"] for b in bursts),
+                                      "gaps": sum(b["gaps"] for b in bursts),
+                                      "lost": sum(b["lost"] for b in bursts),
                                       "seqs": [[b["first_seq"], b["last_seq"]] for b in bursts]}
             # The figure is the median run; "burst" is that run in full.
             out["burst"] = next(b for b in bursts if b["ticks_per_s"] == out["throughput_runs"]["median"])
@@ -429,7 +430,8 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
                "min_orders": preset["orders"]}
     with tempfile.TemporaryDirectory(prefix="hftlab-bench-") as tmp:
         say(f"hftlab bench: the four processes, {preset['runs']} bursts of {ticks:,} ticks, then "
-            f"{duration:g} s paced" + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")
+            f"{duration:g} s paced"
+            + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")
         system = measure_system(config, ticks, duration, os.path.join(tmp, "system"), preset["runs"],
                                 preset["orders"])
         say(f"hftlab bench: the four processes idle for {preset['idle']:g} s ...")
@@ -464,8 +466,10 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
         "throughput": results["throughput_ticks_per_s"] / results["stream_ceiling_ticks_per_s"],
         "throughput_vs_fair": round(results["throughput_ticks_per_s"]
                                     / results["fair_baseline_throughput_ticks_per_s"], 2),
-        "tick_to_trade_p50": ratio(results["tick_to_trade_us"]["p50"], results["baseline_tick_to_trade_us"]["p50"]),
-        "tick_to_trade_p99": ratio(results["tick_to_trade_us"]["p99"], results["baseline_tick_to_trade_us"]["p99"]),
+        "tick_to_trade_p50": ratio(results["tick_to_trade_us"]["p50"],
+                                   results["baseline_tick_to_trade_us"]["p50"]),
+        "tick_to_trade_p99": ratio(results["tick_to_trade_us"]["p99"],
+                                   results["baseline_tick_to_trade_us"]["p99"]),
     }
     results["targets"] = targets(results)
     return results
@@ -477,7 +481,6 @@ def measure_journal_cost(orders: int, directory: str) -> dict:
     One order manager per setting, its journal in `directory` (the disk to judge), one
     client sending `orders` orders one at a time. Returns {"off": percentiles, "on": ...}
     and the same in "per_order_us": the p50 difference is what an fsync costs an order."""
-    from hftlab import protocol
     out = {}
     for fsync in (False, True):
         path = os.path.join(directory, f"journal-cost-{secrets.token_hex(4)}.csv")

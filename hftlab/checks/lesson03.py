@@ -89,7 +89,7 @@ SEQLOCK_LOOPS = ("it never returned: your read probably never re-reads the versi
                  "must start by reading it anew: the writer finishes its write, but a number you "
                  "read before stays odd (or stale) for ever.")
 
-_SLOW_WRITER = '''import sys, time
+_SLOW_WRITER = """import sys, time
 from hftlab.book import open_untracked      # a reader of the check's segment: never unlinks it
 
 shm = open_untracked(sys.argv[1])
@@ -107,7 +107,7 @@ finally:
     words[5] = 1
     words.release()
     shm.close()
-'''
+"""
 
 
 def seqlock_against_a_writer(fn, rounds: int = 300, seconds: float = 30.0) -> int:

@@ -3,12 +3,11 @@ and reads its journal (--journal). No book exists under --shm-name, so no price 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 from hftlab import protocol
-from hftlab.conform.harness import CaseFailed, LineClient, case, wait_until
+from hftlab.conform.harness import CaseFailed, LineClient, case
 
 
 def order(order_id, side="BUY", qty=10, symbol="AAPL", price=172.53) -> bytes:

@@ -176,13 +176,13 @@ def gaps_vs_restart(ctx):
       "FEED_UP (1) on the next HELLO", **CFG)
 def reconnects(ctx):
     gw, b = start(ctx)
-    conn = gw.session(1, "up1", ticks(1, 3))
+    _held_open = gw.session(1, "up1", ticks(1, 3))  # until the feed is stopped
     settle(b, "feed_state did not become FEED_UP (1)", lambda: b.header()["feed_state"] == book.FEED_UP)
     gw.server.stop()
     settle(b, "feed_state did not become FEED_DOWN (2) after the gateway went away",
            lambda: b.header()["feed_state"] == book.FEED_DOWN)
     gw.server.reopen()
-    conn = gw.session(2, "up2", ticks(1, 4), timeout=8.0)
+    _held_open = gw.session(2, "up2", ticks(1, 4), timeout=8.0)  # until the case ends
     settle(b, "after reconnecting, feed_state FEED_UP and the new ticks in the book",
            lambda: b.header()["feed_state"] == book.FEED_UP and b.header()["last_seq"] == 4)
 

@@ -8,7 +8,6 @@ The harness writes at most one price every 100 ms and repeats the news every 100
 
 from __future__ import annotations
 
-import threading
 import time
 
 from hftlab import book, protocol
@@ -251,7 +250,8 @@ def resend(ctx):
                          f"nothing was re-sent within 4 s of its coming back; got {len(w.desk.orders)} orders")
     later = w.desk.orders[1]
     if later.order_id != first.order_id:
-        raise CaseFailed(f"after the reconnect it sent {later.order_id}, not the unanswered {first.order_id} again")
+        raise CaseFailed(f"after the reconnect it sent {later.order_id}, "
+                         f"not the unanswered {first.order_id} again")
     w.walk(112.0, 1.0, 6)
     if len(w.orders()) != 1:
         raise CaseFailed(f"after the re-sent order was ACKed it sent more: "
