@@ -512,10 +512,7 @@ def test_property_decode_raises_only_protocol_error(line):
     assert isinstance(msg, tuple(MESSAGE_TYPES.values()))
 
 
-
 # -- a big chunk (as the orderbook reads in a burst), split anywhere -------------------------
-
-from hftlab import protocol as _protocol  # noqa: E402
 
 _CHUNK_PARTS = st.sampled_from([b"PRICE", b"HB", b"1", b"42", b"", b"-", b"AAPL", b"MSFT", b"Z.9", b"aapl",
                              b"1.5", b"-2.25", b".5", b"1.", b"-.5", b"1e5", b"nan", b"+1", b" 1",
@@ -532,7 +529,7 @@ _CHUNK_LINES = st.lists(st.one_of(_CHUNK_GOOD, _CHUNK_GOOD, _CHUNK_GOOD,
 
 
 def _one_by_one(lines):
-    decoder = _protocol.Decoder()
+    decoder = Decoder()
     return [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m))
             for line in lines for m in decoder.feed(line + b"\n")]
 
@@ -543,6 +540,6 @@ def test_a_big_chunk_through_the_decoder_gives_what_line_by_line_does(lines, cut
     # At least 64 KiB in one feed (what the orderbook reads at once in a burst), split anywhere.
     many = lines * (65536 // max(sum(map(len, lines)), 1) + 1)
     data = b"\n".join(many) + b"\n"
-    decoder = _protocol.Decoder()
+    decoder = Decoder()
     got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
     assert [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m)) for m in got] == _one_by_one(many)
