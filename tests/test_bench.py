@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftlab import book, cli, gateway, process, protocol
-from hftlab.bench import baseline, runner
+from hftlab.bench import baseline, runner, wakeups
 from hftlab.config import Config
 from hftlab.launcher import Launcher
 from hftlab.strategy import LatencyLog
@@ -295,3 +295,13 @@ def test_the_bare_reader_says_when_the_gateway_has_subscribed_it():
         process.terminate(reader, 5.0)  # already exited, unless the test failed
         reader.stdout.close()
         srv.close()
+
+
+def test_the_wakeups_measure_every_loop_and_every_message_arrives():
+    # A few messages per kind: structure and invariants only (the figures are the bench's).
+    results = wakeups.measure_wakeups(messages=6, gap=0.002, rounds=2)
+    assert set(results) == {"blocking", "selectors", "asyncio-protocol", "asyncio-streams"}
+    for kind, p in results.items():
+        assert p["n"] == 6, kind                                   # every line was stamped
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["max"], (kind, p)
+    assert "asyncio-streams" in wakeups.report_wakeups(results)

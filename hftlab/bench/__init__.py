@@ -42,7 +42,9 @@ The package, one idea a module:
 - `hftlab.bench.baseline`: the bare baseline processes, a program of their own
   (``python -m hftlab.bench.baseline ROLE --help``);
 - `hftlab.bench.measure`: percentiles, CPU per process, the machine, waiting;
-- `hftlab.bench.report`: the text table and the histograms.
+- `hftlab.bench.report`: the text table and the histograms;
+- `hftlab.bench.wakeups`: what the server's loop (blocking, selectors, asyncio) adds to one
+  TCP hop into a sleeping process (``hftlab bench --wakeups``).
 
 This module is the ``hftlab bench`` command line, and re-exports what lessons use.
 """
@@ -60,11 +62,13 @@ from hftlab.bench.report import plot, report, report_journal_cost
 from hftlab.bench.runner import (DEFAULT, QUICK, TICK_INTERVAL, bench, measure_bare_reader,
                                  measure_baseline_latency, measure_burst, measure_journal_cost,
                                  measure_system, throughput_curve)
+from hftlab.bench.wakeups import measure_wakeups, report_wakeups
 from hftlab.launcher import LaunchError
 
 __all__ = ["main", "bench", "report", "plot", "throughput_curve", "measure_burst", "measure_system",
            "measure_bare_reader", "measure_baseline_latency", "measure_journal_cost",
-           "report_journal_cost", "percentiles", "BenchError", "QUICK", "DEFAULT", "TICK_INTERVAL"]
+           "report_journal_cost", "measure_wakeups", "report_wakeups", "percentiles", "BenchError",
+           "QUICK", "DEFAULT", "TICK_INTERVAL"]
 
 
 def main(argv=None) -> int:
@@ -83,11 +87,17 @@ def main(argv=None) -> int:
                    help="instead: measure what fsyncing the journal costs an order, with the journal "
                         "in DIR (default: the current folder)")
     p.add_argument("--orders", type=int, default=500, help="orders per setting for --journal-cost")
+    p.add_argument("--wakeups", action="store_true",
+                   help="instead: what each kind of server loop (blocking recv, selectors, asyncio) "
+                        "adds to one TCP hop into a sleeping process")
     args = p.parse_args(argv)
     for name in ("ticks", "duration", "tick_interval", "poll_interval"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
+    if args.wakeups:
+        print(report_wakeups(measure_wakeups()), flush=True)
+        return 0
     if args.journal_cost is not None:
         try:
             print(report_journal_cost(measure_journal_cost(args.orders, args.journal_cost),
