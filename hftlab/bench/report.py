@@ -65,7 +65,8 @@ def report(r: dict) -> str:
         f"{s['ticks_missed']:,} (the book keeps only the latest price); bare poller missed "
         f"{r['baseline']['ticks_missed']:,}",
         f"ORDERS  {s['orders_journaled']} journalled, {s['orders_in_window']} in the paced window "
-        f"(tick-to-trade n; the default run goes on until {r.get('min_orders', 0)})",
+        "(tick-to-trade n" + (f"; the window goes on until {r['min_orders']} orders)"
+                              if r.get("min_orders") else ")"),
         "",
         "CPU per process (cores), " + r["cpu_idle_cores"]["source"],
     ]
