@@ -19,6 +19,7 @@ from their own one).
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -152,6 +153,9 @@ def lab(extra):
         cmd.append("--ServerApp.allow_root=True")
     cmd += [*extra, FIRST_LESSON]
     say("opening JupyterLab on the first lesson; Ctrl-C here stops it")
+    # Ctrl-C stops the lab even when SIGINT was inherited ignored, as it is in a shell
+    # script's background job (POSIX); the lab's processes decide the same (hftlab.process).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = subprocess.Popen(cmd, cwd=ROOT)
     interrupted = False
     while True:

@@ -108,6 +108,8 @@ def with_sigint(disposition, command):
     wrapper = (f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{how}); "
                "os.execv(sys.argv[1], sys.argv[1:])")
     return [sys.executable, "-c", wrapper, *command]
+
+
 MARKER = "HFTLAB_TEST_MARK"  # set to a token in a server's environment: its whole tree inherits it
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MARKER, cmdline, free_port, wait_until_gone
+from conftest import MARKER, cmdline, free_port, wait_until_gone, with_sigint
 from hftlab import process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,10 +38,13 @@ def test_python3_lab_py_serves_the_first_lesson_and_stops_on_ctrl_c(tmp_path):
         env["HFTLAB_VENV"] = sys.prefix
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
+        # Started as a shell script's background job starts it, with SIGINT inherited ignored:
+        # the harder case (a terminal's is the default disposition); Ctrl-C must stop it anyway.
         lab = subprocess.Popen(
-            [sys.executable, "lab.py", "--no-browser", f"--ServerApp.port={port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            with_sigint("inherited ignored", [
+                sys.executable, "lab.py", "--no-browser", f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]),
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group, like a terminal's foreground job
     output = lambda: log_path.read_text(errors="replace")
