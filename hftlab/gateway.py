@@ -35,6 +35,7 @@ Run alone: ``python -m hftlab.gateway`` (or ``hftlab gateway``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import re
@@ -46,7 +47,7 @@ from hftlab import process, protocol, replay
 
 __all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "BENCH_BATCH", "BENCH_CYCLE",
            "BURST_QUIET", "PriceWalk", "NewsWalk", "Feed", "serve_feed", "pace", "play",
-           "bench_tails", "burst", "serve", "run", "main"]
+           "price_tails", "price_lines", "bench_tails", "burst", "serve", "run", "main"]
 
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
@@ -216,10 +217,25 @@ async def play(prices: Feed, news: Feed, events: list, speed: float, heartbeat: 
     await pace(prices, float("inf"), heartbeat, bytes)  # heartbeats only, until stopped
 
 
+def price_tails(moves) -> list:
+    """[(symbol, price), ...] (a walk's step) as the ``,SYMBOL,PRICE\\n`` ends of their PRICE
+    lines: everything but the seq and the time, which `price_lines` puts in front."""
+    return [f",{s},{p:.2f}\n".encode("ascii") for s, p in moves]
+
+
+def price_lines(first_seq: int, ts_ns: int, tails) -> bytes:
+    """The PRICE lines of `tails` (`price_tails`), seqs from `first_seq` on, all made at
+    `ts_ns`: the bytes `protocol.encode` gives, formatted in one step, so that a tick is
+    stamped as late as possible, just before it is sent (tests/test_gateway.py holds the
+    two equal)."""
+    stamp = b",%d" % ts_ns
+    return b"".join([b"PRICE,%d%s%s" % (q, stamp, tail) for q, tail in zip(itertools.count(first_seq), tails)])
+
+
 def bench_tails(symbols, seed: int, steps: int = BENCH_CYCLE) -> list:
-    """The seeded walk's first `steps` steps as ``,SYMBOL,PRICE\\n`` line endings."""
+    """The seeded walk's first `steps` steps as `price_tails`."""
     walk = PriceWalk(symbols, seed)
-    return [f",{s},{p:.2f}\n".encode("ascii") for _ in range(steps) for s, p in walk.step()]
+    return [tail for _ in range(steps) for tail in price_tails(walk.step())]
 
 
 BURST_PREFIX = "bench: burst of "
@@ -255,12 +271,9 @@ async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
         start = loop.time()
         while feed.seq < end:
             m = min(per, end - feed.seq)
-            stamp = b",%d" % ts
-            seq = feed.seq
             # One formatted line per tick, one join and one write per batch.
-            feed.publish(b"".join([b"PRICE,%d%s%s" % (q, stamp, tail)
-                                   for q, tail in zip(range(seq + 1, seq + m + 1), ring[k:k + m])]))
-            feed.seq, k = seq + m, (k + m) % cycle
+            feed.publish(price_lines(feed.seq + 1, ts, ring[k:k + m]))
+            feed.seq, k = feed.seq + m, (k + m) % cycle
             for writer in list(feed.subscribers):
                 try:
                     await writer.drain()
@@ -289,9 +302,11 @@ async def serve(config, log) -> None:
     walk, mood = PriceWalk(config.symbols, config.seed), NewsWalk(config.seed)
 
     def make_prices() -> bytes:
-        ts = time.time_ns()
-        return b"".join(protocol.encode(protocol.Price(prices.next_seq(), ts, s, p))
-                        for s, p in walk.step())
+        # The market moves first, then the tick is stamped and sent at once: its ts_ns is
+        # when it left the exchange, not when the simulation began to draw it.
+        tails = price_tails(walk.step())
+        first, prices.seq = prices.seq + 1, prices.seq + len(tails)
+        return price_lines(first, time.time_ns(), tails)
 
     def make_news() -> bytes:
         sentiment = mood.step()

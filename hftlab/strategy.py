@@ -68,6 +68,7 @@ class BookReader:
         # The bell is the book's name's, so it outlives an orderbook restart.
         self.bell = book.Doorbell(name) if doorbell else None
         self.looked_updates = -1  # the book header's update count at the last look
+        self.attached = None  # the book the log last said it attached to (None: none)
         self.said_waiting = False
         self.busy_since = None
         self.said_busy = False
@@ -79,21 +80,23 @@ class BookReader:
         return self.follower.current
 
     def attach_if_needed(self) -> None:
-        """Look for the book (the follower looks at most once a second) and log a change."""
-        had, attaches = self.follower.current, self.follower.attaches
+        """Look for the book (the follower looks at most once a second) and log a change:
+        against the book this said it was attached to, since a look at the prices may
+        have dropped a dead writer's book in between."""
         try:
             price_book = self.follower.book()
         except book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
-        if had is not None and price_book is not had:
+        if self.attached is not None and price_book is not self.attached:
             self.log.warning(f"the book's writer is gone; waiting for a new book {self.name!r}")
         if price_book is None:
             if not self.said_waiting:
                 self.log.info(f"waiting for the book {self.name!r} (is the orderbook running?)")
                 self.said_waiting = True
-        elif self.follower.attaches != attaches:
+        elif price_book is not self.attached:
             self.said_waiting = False
             self.log.info(f"attached to the book {self.name!r} ({price_book.nbytes} bytes)")
+        self.attached = price_book
 
     def new_prices(self) -> list:
         """[(quote, missed), ...] for each symbol updated since the last look
@@ -194,19 +197,30 @@ class Strategy:
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
         self.latency = LatencyLog(config.latency_log) if config.latency_log else None
+        self.unsaid = []  # [(order_id, decision), ...] sent since the last wake-up, not yet logged
 
     def step(self) -> None:
-        """One turn of the loop: wait for sockets or the doorbell, then look at the book.
+        """One turn of the loop: wait for sockets or the doorbell, look at the book and trade,
+        then read the sockets.
 
         With the doorbell the wait ends when the orderbook rings after a write, or after
-        wake_timeout at most; without it (or before the book is found), after poll_interval."""
+        wake_timeout at most; without it (or before the book is found), after poll_interval.
+        The book comes first after a wake-up: a new price is what the strategy is waiting
+        for, and the replies and news that came with it can wait the few microseconds a
+        look and its orders take. Then the lines about the orders sent at the last turn
+        (`send`), then the messages; the links' reconnecting and the book's attaching last."""
         if self.book.bell is None:
             timeout = self.config.poll_interval
         elif self.book.book is None:    # no book yet: look for it again soon
             timeout = min(self.config.wake_timeout, 0.05)
         else:
             timeout = 0.0 if self.book.arm() else self.config.wake_timeout
-        for key, _ in self.selector.select(timeout):
+        ready = self.selector.select(timeout)
+        unsaid, self.unsaid = self.unsaid, []
+        self.trade(self.book.new_prices())
+        for order_id, d in unsaid:
+            self.say_sent(order_id, d)
+        for key, _ in ready:
             link = key.data
             if link is None:            # the doorbell rang
                 self.book.bell.drain()
@@ -223,16 +237,32 @@ class Strategy:
         if self.orders.keep_up():
             self.on_orders_connected()
         self.book.attach_if_needed()
-        for quote, missed in self.book.new_prices():
-            # Per symbol: its decision's time starts here, not behind an earlier symbol's send.
-            began_ns = time.time_ns() if self.latency is not None else 0
+
+    def trade(self, prices: list) -> None:
+        """Decide on each new price of one look at the book, then send all its orders in one
+        write, then log them.
+
+        One write, not one per order: each write wakes the order manager, which may take
+        this process's CPU for a while (two cores, four processes), and the next symbol's
+        order would wait behind it. The lines a person reads come after the write, off the
+        orders' path. Each symbol's decision is timed on its own (the latency log)."""
+        timed = self.latency is not None
+        orders, rows = [], []
+        for quote, missed in prices:
+            began_ns = time.time_ns() if timed else 0
             decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
             decided_ns, order_id = 0, ""
             if decision is not None:
                 decided_ns = time.time_ns()
-                order_id = self.send(decision)
-            if self.latency is not None:
-                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id, missed, began_ns)
+                order_id = self.next_order_id(decision)
+                if order_id:
+                    orders.append((order_id, decision))
+            if timed:
+                rows.append((quote, decided_ns, order_id, missed, began_ns))
+        sent = self.send(orders) if orders else True
+        if timed:
+            for quote, decided_ns, order_id, missed, began_ns in rows:
+                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id if sent else "", missed, began_ns)
 
     def on_orders_connected(self) -> None:
         """Ask for our positions, then re-send what was not confirmed, in that order.
@@ -279,8 +309,9 @@ class Strategy:
         elif kind is protocol.ProtocolError:
             self.log.warning(f"bad line received: {msg.reason}")
 
-    def send(self, d: rules.Decision) -> str:
-        """Send the order; its order_id, or "" if it could not be sent."""
+    def next_order_id(self, d: rules.Decision) -> str:
+        """A new order id for `d`, or "" if it cannot be sent now (no order manager, or
+        backing off after a REJECT of its symbol)."""
         if not self.orders.up:
             self.log.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
             return ""
@@ -288,15 +319,34 @@ class Strategy:
             return ""  # backing off after a REJECT
         order_id = f"{self.tag}-{self.next_id}"
         self.next_id += 1
-        if self.orders.send(order_line(order_id, d)):
-            self.trader.sent(order_id, d)  # in flight until its ACK or REJECT
-            why = ">" if d.side == rules.BUY else "<"
-            self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
-                          f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
-            return order_id
-        return ""
+        return order_id
+
+    def send(self, orders: list) -> bool:
+        """Send [(order_id, decision), ...] in one write; then they are in flight until their
+        ACK or REJECT. False if they could not be sent (the link is dropped).
+
+        Their lines are logged at the next wake-up (`step`), usually their ACKs' and always
+        before them: the process goes back to sleep right after the write, so that the
+        order manager, which this write woke, gets the CPU at once. Logging them here cost
+        the order's hop about 100 us (`hftlab bench`): on two cores, the order manager
+        often waited for this process to finish writing its log."""
+        if not self.orders.send(b"".join(order_line(order_id, d) for order_id, d in orders)):
+            return False
+        for order_id, d in orders:
+            self.trader.sent(order_id, d)
+        self.unsaid += orders
+        return True
+
+    def say_sent(self, order_id: str, d: rules.Decision) -> None:
+        """The line a person reads about a sent order: why it was sent."""
+        why = ">" if d.side == rules.BUY else "<"
+        self.log.info(f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: short MA "
+                      f"{d.short_ma:.2f} {why} long {d.long_ma:.2f}, news {d.sentiment}")
 
     def close(self) -> None:
+        unsaid, self.unsaid = self.unsaid, []
+        for order_id, d in unsaid:
+            self.say_sent(order_id, d)
         for thing in (self.news, self.orders, self.book, self.latency):
             if thing is not None:
                 thing.close()

@@ -163,40 +163,46 @@ def test_positions_are_answered_from_the_journal_across_a_restart(tmp_path):
 
 
 def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path):
-    # In-process: handle() returns the reply (the ACK) with the journal row already written,
-    # and the line a person reads is only logged on the event loop's next turn, after
-    # on_connect has written the replies; the lines keep their order. Outside a loop: at once.
-    import asyncio
-    from hftlab import book, order_manager
+    # One connection's thread (serve_client) on a real TCP connection: the journal row is
+    # there when the ACK arrives, and the lines a person reads are logged only once the
+    # replies are sent - each line, as it is logged, finds the replies already waiting at
+    # the client (which reads them only after the lines). handle() called directly: at once.
+    import select
+    import socket
+    from hftlab import order_manager
 
     said = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        served, _ = listener.accept()
 
     class Log:
         def info(self, line):
-            said.append(line)
+            waiting = client.fileno() != -1 and select.select([client], [], [], 0)[0]
+            said.append((line, bool(waiting)))
 
         error = warning = info
 
     config = Config(journal=str(tmp_path / "orders.csv"), shm_name=book.new_name())
     manager = order_manager.OrderManager(config, Log())
-    session = order_manager.Session("127.0.0.1:1")
-
-    async def answer():
-        ack = manager.handle(order("o1"), session, 1)
-        reject = manager.handle(order("o2", qty=0), session, 1)
-        rows, before = read_journal(config.journal), list(said)
-        await asyncio.sleep(0)
-        return ack, reject, rows, before
-
+    thread = threading.Thread(target=manager.serve_client, args=(served,))
+    thread.start()
     try:
-        ack, reject, rows, before = asyncio.run(answer())
+        client.sendall(protocol.encode(order("o1")) + protocol.encode(order("o2", qty=0)))
+        wait_for(lambda: len(said) >= 3, what="the two order lines")
+        with client.makefile("rb") as replies:
+            ack, reject = protocol.Decoder().feed(replies.readline() + replies.readline())
         assert ack == protocol.Ack("o1", 1) and isinstance(reject, protocol.Reject)
-        assert [r["order_id"] for r in rows] == ["o1"] and before == []
-        assert said == [order_manager.booked_line(1, order("o1")),
-                        order_manager.rejected_line("o2", "127.0.0.1:1", "quantity must be positive; got 0")]
+        assert [r["order_id"] for r in read_journal(config.journal)] == ["o1"]
+        assert "connected" in said[0][0]
+        assert said[1:] == [(order_manager.booked_line(1, order("o1")), True),
+                            (order_manager.rejected_line("o2", process.address(*client.getsockname()[:2]),
+                                                         "quantity must be positive; got 0"), True)]
         said.clear()
-        assert manager.handle(order("o3"), session, 1) == protocol.Ack("o3", 2)
-        assert said == [order_manager.booked_line(2, order("o3"))]
+        assert manager.handle(order("o3"), "127.0.0.1:1", 1) == protocol.Ack("o3", 2)
+        assert said == [(order_manager.booked_line(2, order("o3")), False)]
     finally:
-        manager.journal.close()
-        manager.prices.close()
+        client.close()
+        thread.join(10)
+        manager.close()
+    assert not thread.is_alive() and "disconnected" in said[-1][0]

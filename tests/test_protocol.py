@@ -543,3 +543,15 @@ def test_a_big_chunk_through_the_decoder_gives_what_line_by_line_does(lines, cut
     decoder = Decoder()
     got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
     assert [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m)) for m in got] == _one_by_one(many)
+
+
+@fast
+@given(first=st.integers(1, 2**63), ts_ns=stamps,
+       moves=st.lists(st.tuples(symbols, st.integers(1, 10**9).map(lambda cents: cents / 100)),
+                      min_size=1, max_size=8))
+def test_the_gateways_fast_price_lines_are_the_bytes_encode_gives(first, ts_ns, moves):
+    # The gateway stamps a tick just before it sends it, so it formats its PRICE lines in
+    # one step (gateway.price_lines); they must be exactly what the protocol encodes.
+    from hftlab import gateway
+    fast = gateway.price_lines(first, ts_ns, gateway.price_tails(moves))
+    assert fast == b"".join(encode(Price(first + k, ts_ns, s, p)) for k, (s, p) in enumerate(moves))

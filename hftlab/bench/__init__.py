@@ -43,8 +43,8 @@ The package, one idea a module:
   (``python -m hftlab.bench.baseline ROLE --help``);
 - `hftlab.bench.measure`: percentiles, CPU per process, the machine, waiting;
 - `hftlab.bench.report`: the text table and the histograms;
-- `hftlab.bench.wakeups`: what the server's loop (blocking, selectors, asyncio) adds to one
-  TCP hop into a sleeping process (``hftlab bench --wakeups``).
+- `hftlab.bench.wakeups`: what the server's loop (blocking, a thread, a timeout, selectors,
+  asyncio) adds to one TCP hop into a sleeping process (``hftlab bench --wakeups``).
 
 This module is the ``hftlab bench`` command line, and re-exports what lessons use.
 """

@@ -22,7 +22,8 @@ manager with no trading logic:
 - ``poller``: looks at the records the way the strategy looks at the book (a ``select()``
   with the poll interval as timeout, or with ``--doorbell`` asleep on the book's doorbell
   until the relay rings, as the strategy sleeps; then a snapshot taken as the book takes
-  one) and sends one line per new record over TCP;
+  one) and sends one line per new record over TCP, all the lines of one look in one
+  write, as the strategy sends the orders of one look;
 - ``sink``: stamps each line with its arrival time and writes them all to a CSV.
 
 The throughput baselines are one process each:
@@ -178,14 +179,16 @@ def poller(args) -> None:
             looked = before
             seen = time.time_ns()
             values = block.unpack(raw)
+            orders = []
             for i in range(n):
                 seq, ts, written = values[3 * i:3 * i + 3]
                 if seq != last[i]:
                     # Record i holds the seqs i, i + n, i + 2n...: the ones skipped were conflated.
                     missed = (seq - last[i]) // n - 1 if last[i] else 0
-                    # The order: one small write per decision, as the strategy sends one.
-                    sock.sendall(b"%d,%d,%d,%d,%d\n" % (seq, ts, written, seen, missed))
+                    orders.append(b"%d,%d,%d,%d,%d\n" % (seq, ts, written, seen, missed))
                     last[i] = seq
+            if orders:  # one write per look, as the strategy sends a look's orders
+                sock.sendall(b"".join(orders))
     finally:
         sock.close()
         if bell is not None:

@@ -8,11 +8,20 @@ short line every `gap` seconds (so the server is asleep when it comes, as the or
 manager is between orders) to a server process that stamps ``time.time_ns()`` as soon as
 its loop hands it the bytes. The same client, the same machine, one run:
 
-- ``blocking``: a thread asleep in ``recv`` (the bare baseline's sink);
-- ``selectors``: ``selectors.DefaultSelector`` (epoll on Linux), then ``recv``;
+- ``blocking``: the main thread asleep in ``recv`` (the bare baseline's sink);
+- ``thread``: a connection's own thread asleep in ``recv`` while the main thread waits in
+  ``accept`` (our order manager);
+- ``timeout``: ``recv`` on a socket with a timeout, which waits in C's ``poll`` (our
+  orderbook's feed);
+- ``selectors``: ``selectors.DefaultSelector`` (epoll on Linux), then ``recv`` (our
+  strategy, which also waits on the book's doorbell);
 - ``asyncio-protocol``: an ``asyncio.Protocol``, stamped in ``data_received``;
 - ``asyncio-streams``: ``asyncio.start_server`` and ``await reader.read()`` (our order
-  manager's loop).
+  manager's loop until it moved to threads).
+
+How long the server has slept matters as much as how it sleeps: an idle CPU (or a
+virtual one the host has parked) takes longer to wake. ``--gap`` sets the pause between
+messages (10 ms by default, about an order manager's pace); try 0.001 and 0.02.
 
     hftlab bench --wakeups            # or: python -m hftlab.bench.wakeups
 
@@ -27,6 +36,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from hftlab import process
@@ -34,7 +44,7 @@ from hftlab.bench.measure import percentiles
 
 __all__ = ["KINDS", "measure_wakeups", "report_wakeups", "serve", "main"]
 
-KINDS = ("blocking", "selectors", "asyncio-protocol", "asyncio-streams")
+KINDS = ("blocking", "thread", "timeout", "selectors", "asyncio-protocol", "asyncio-streams")
 
 
 def _say_stamps(stamps) -> None:
@@ -51,7 +61,38 @@ def _accept():
 
 
 def _blocking() -> None:
+    _serve_blocking(_accept())
+
+
+def _thread() -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    print(port, flush=True)
+    conn, _ = srv.accept()
+    process.no_delay(conn)
+
+    def serve_then_wake_main():
+        _serve_blocking(conn)
+        socket.create_connection(("127.0.0.1", port)).close()  # ends the main thread's accept
+
+    served = threading.Thread(target=serve_then_wake_main)
+    served.start()
+    srv.accept()[0].close()  # the main thread waits here, as the order manager's does
+    served.join()
+    srv.close()
+
+
+def _serve_blocking(conn) -> None:
+    stamps = []
+    while conn.recv(65536):
+        stamps.append(time.time_ns())
+        conn.sendall(b"ok\n")
+    _say_stamps(stamps)
+
+
+def _timeout() -> None:
     conn, stamps = _accept(), []
+    conn.settimeout(30.0)
     while conn.recv(65536):
         stamps.append(time.time_ns())
         conn.sendall(b"ok\n")
@@ -118,6 +159,10 @@ def serve(kind: str) -> None:
     """Be the server of `kind`: print the port, stamp each arrival, print the stamps at EOF."""
     if kind == "blocking":
         _blocking()
+    elif kind == "thread":
+        _thread()
+    elif kind == "timeout":
+        _timeout()
     elif kind == "selectors":
         _selectors()
     else:
@@ -125,7 +170,9 @@ def serve(kind: str) -> None:
 
 
 def _one(kind: str, messages: int, gap: float) -> list:
-    server = subprocess.Popen([sys.executable, "-m", "hftlab.bench.wakeups", "serve", kind],
+    # -c rather than -m: running a module of a package that imports it warns (runpy).
+    server = subprocess.Popen([sys.executable, "-c", "import sys; from hftlab.bench import wakeups; "
+                               "sys.exit(wakeups.main(sys.argv[1:]))", "serve", kind],
                               stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())
@@ -171,11 +218,12 @@ def main(argv=None) -> int:
     one = sub.add_parser("serve", help="be one server (used by the measurement)")
     one.add_argument("kind", choices=KINDS)
     p.add_argument("--messages", type=int, default=400)
+    p.add_argument("--gap", type=float, default=0.01, help="seconds between messages (default 0.01)")
     args = p.parse_args(argv)
     if args.command == "serve":
         serve(args.kind)
     else:
-        print(report_wakeups(measure_wakeups(args.messages)))
+        print(report_wakeups(measure_wakeups(args.messages, args.gap)))
     return 0
 
 
