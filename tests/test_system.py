@@ -42,6 +42,12 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     assert all(r["side"] in ("BUY", "SELL") and r["symbol"] in config.symbols for r in rows)
     wait_for(lambda: re.search(r"ACK [0-9a-f]{4}-1 is order 1", lab.log("strategy", 500)), 10,
              "the strategy to see its ACK")
+    # The strategy logs why it sent an order after the write (at its next wake-up), but
+    # always before that order's ACK line.
+    said = lab.log("strategy", 500)
+    for order_id in re.findall(r"ACK (\S+) is order", said):
+        sent = re.search(rf"(BUY|SELL) \d+ \S+ @ [0-9.]+ as {order_id}: short MA", said)
+        assert sent and sent.start() < said.index(f"ACK {order_id} is order"), order_id
     # Logged just after the ACK is sent, so it may come a moment after the strategy's line.
     wait_for(lambda: "Received Order 1: " in lab.log("order_manager", 500), 10, "the order manager's line")
 
