@@ -36,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import gc
 import logging
 import os
 import re
@@ -87,7 +88,14 @@ def setup_logging(name: str) -> logging.Logger:
 
 
 def ready(log: logging.Logger, **facts) -> None:
-    """Log the ready line. The launcher waits for it and reads the facts from it."""
+    """Log the ready line. The launcher waits for it and reads the facts from it.
+
+    Everything made until now (modules, numpy, the book's views) lives as long as the
+    process, so it is frozen out of the cyclic garbage collector's sight (`gc.freeze`):
+    a full collection then looks only at what came after. Unfrozen, one took 17-21 ms in
+    a burst-fed orderbook here, a stall for every tick behind it."""
+    gc.collect()
+    gc.freeze()
     log.info("ready: " + " ".join(f"{k}={v}" for k, v in facts.items()))
 
 

@@ -15,7 +15,8 @@ The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries t
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
 at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
 sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
-book's written_ns, when the strategy saw it, began deciding on that symbol and decided, all from
+book's written_ns, when the strategy saw it, began deciding on that symbol, decided, and
+sent the order, all from
 ``time.time_ns()``, the one clock every process on this machine shares.
 
 Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
@@ -147,7 +148,7 @@ class BookReader:
 class LatencyLog:
     """One CSV row per tick the strategy saw, for `hftlab bench`. Buffered: written in blocks."""
 
-    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed,began_ns"
+    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed,began_ns,sent_ns"
     BLOCK = 4096
 
     def __init__(self, path: str):
@@ -155,12 +156,14 @@ class LatencyLog:
         self.file.write(self.COLUMNS + "\n")
         self.rows = []
 
-    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int, began_ns: int = 0) -> None:
+    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int, began_ns: int = 0,
+            sent_ns: int = 0) -> None:
         """One tick seen: `seen_ns` when the look at the book was taken, `began_ns` when
         this symbol's decision began (later than seen_ns if another symbol of the same
-        look was decided and sent first), `decided_ns` when it was decided (0: no order)."""
+        look was decided first), `decided_ns` when it was decided (0: no order), `sent_ns`
+        when its look's orders were handed to the kernel in one write (0: none sent)."""
         self.rows.append(f"{quote.seq},{quote.symbol},{quote.ts_ns},{quote.written_ns},{seen_ns},"
-                         f"{decided_ns},{order_id},{missed},{began_ns or seen_ns}\n")
+                         f"{decided_ns},{order_id},{missed},{began_ns or seen_ns},{sent_ns}\n")
         if len(self.rows) >= self.BLOCK:
             self.flush()
 
@@ -178,8 +181,16 @@ class LatencyLog:
 
 
 def order_line(order_id: str, d: rules.Decision) -> bytes:
-    """The ORDER line of a decision: the same bytes when it is sent and when it is re-sent."""
-    return protocol.encode(protocol.Order(order_id, d.tick_ts_ns, d.side, d.qty, d.symbol, d.price))
+    """The ORDER line of a decision: the same bytes when it is sent and when it is re-sent.
+
+    Formatted in one step rather than through `protocol.encode`, which checks every field:
+    here each one is valid by construction (our own id, a symbol and a price read from the
+    book, the trader's side and quantity), and the checking code, run only for the rare
+    tick that makes an order, ran cold: it cost an order about 30 us on its way out
+    (`hftlab bench`, the "strategy sends" hop). A property test in tests/test_rules.py holds the
+    bytes equal to what `protocol.encode` gives."""
+    return b"ORDER,%s,%d,%s,%d,%s,%.2f\n" % (order_id.encode(), d.tick_ts_ns, d.side.encode(), d.qty,
+                                             d.symbol.encode(), d.price)
 
 
 class Strategy:
@@ -259,10 +270,11 @@ class Strategy:
                     orders.append((order_id, decision))
             if timed:
                 rows.append((quote, decided_ns, order_id, missed, began_ns))
-        sent = self.send(orders) if orders else True
+        sent_ns = self.send(orders) if orders else 0
         if timed:
             for quote, decided_ns, order_id, missed, began_ns in rows:
-                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id if sent else "", missed, began_ns)
+                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id if sent_ns else "", missed,
+                                 began_ns, sent_ns if order_id else 0)
 
     def on_orders_connected(self) -> None:
         """Ask for our positions, then re-send what was not confirmed, in that order.
@@ -321,21 +333,24 @@ class Strategy:
         self.next_id += 1
         return order_id
 
-    def send(self, orders: list) -> bool:
+    def send(self, orders: list) -> int:
         """Send [(order_id, decision), ...] in one write; then they are in flight until their
-        ACK or REJECT. False if they could not be sent (the link is dropped).
+        ACK or REJECT. The time.time_ns() just before the write, or 0 if they could not be
+        sent (the link is dropped).
 
         Their lines are logged at the next wake-up (`step`), usually their ACKs' and always
         before them: the process goes back to sleep right after the write, so that the
         order manager, which this write woke, gets the CPU at once. Logging them here cost
         the order's hop about 100 us (`hftlab bench`): on two cores, the order manager
         often waited for this process to finish writing its log."""
-        if not self.orders.send(b"".join(order_line(order_id, d) for order_id, d in orders)):
-            return False
+        lines = b"".join([order_line(order_id, d) for order_id, d in orders])
+        sent_ns = time.time_ns()
+        if not self.orders.send(lines):
+            return 0
         for order_id, d in orders:
             self.trader.sent(order_id, d)
         self.unsaid += orders
-        return True
+        return sent_ns
 
     def say_sent(self, order_id: str, d: rules.Decision) -> None:
         """The line a person reads about a sent order: why it was sent."""

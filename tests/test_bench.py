@@ -92,7 +92,7 @@ def test_quick_bench_json(tmp_path, capsys):
     s = r["strategy"]
     assert r["hops_us"]["gateway_to_book"]["n"] == r["hops_us"]["book_to_strategy"]["n"] == s["ticks_seen"]
     assert r["tick_to_trade_us"]["n"] == s["orders_in_window"]
-    assert r["hops_us"]["order_to_om"]["n"] == s["orders_in_window"]
+    assert r["hops_us"]["order_to_om"]["n"] == r["hops_us"]["strategy_sends"]["n"] == s["orders_in_window"]
     # Each decision is timed from its own symbol's turn: waits + decides, one each an order.
     # (The per-order hops, aligned, adding up exactly to each order's tick-to-trade, are raw
     # samples: bench() keeps them out of the JSON;
@@ -238,10 +238,10 @@ def test_the_per_order_hops_add_up_to_each_tick_to_trade(tmp_path):
     from hftlab.order_manager import JOURNAL_COLUMNS
     log, journal = tmp_path / "latency.csv", tmp_path / "orders.csv"
     log.write_text(LatencyLog.COLUMNS + "\n"
-                   "1,AAPL,5000,5100,5200,5300,s-1,0,5250\n"     # before the window
-                   "2,AAPL,1000,1100,1300,1500,s-2,0,1400\n"
-                   "3,MSFT,1000,1100,1300,0,,0,1300\n"
-                   "4,MSFT,2000,2050,2100,2400,s-3,1,2300\n"
+                   "1,AAPL,5000,5100,5200,5300,s-1,0,5250,5350\n"     # before the window
+                   "2,AAPL,1000,1100,1300,1500,s-2,0,1400,1560\n"
+                   "3,MSFT,1000,1100,1300,0,,0,1300,0\n"
+                   "4,MSFT,2000,2050,2100,2400,s-3,1,2300,2430\n"
                    "5,AAPL,2000,2050")                               # cut short by the stop
     journal.write_text(JOURNAL_COLUMNS + "\n1,5400,c,s-1,5000,BUY,1,AAPL,1.00,x\n"
                        "2,1900,c,s-2,1000,BUY,1,AAPL,1.00,x\n3,2500,c,s-3,2000,SELL,1,MSFT,1.00,x\n")
@@ -250,7 +250,7 @@ def test_the_per_order_hops_add_up_to_each_tick_to_trade(tmp_path):
     per_order, t2t = out["samples_ns"]["per_order"], out["samples_ns"]["tick_to_trade"]
     assert t2t == [900, 500]
     assert per_order == {"gateway_to_book": [100, 50], "book_to_strategy": [200, 50], "strategy_waits": [100, 200],
-                         "strategy_decides": [100, 100], "order_to_om": [400, 100]}
+                         "strategy_decides": [100, 100], "strategy_sends": [60, 30], "order_to_om": [340, 70]}
     assert [sum(hops) for hops in zip(*per_order.values())] == t2t
     assert out["strategy"]["ticks_seen"] == 3 and out["strategy"]["ticks_sent"] == 3
     assert out["strategy"]["orders_in_window"] == 2 and out["strategy"]["rows"] == 4

@@ -1,6 +1,7 @@
 """The strategy's rules, case by case: equal averages and thresholds included."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from hftlab.rules import (BUY, SELL, Trader, combine, moving_average, news_signal,
                             order_for, price_signal)
@@ -90,3 +91,18 @@ def test_a_decision_carries_its_ticks_time_into_the_order_line():
     (order,) = protocol.Decoder().feed(line)
     assert (order.order_id, order.tick_ts_ns, order.side, order.qty, order.symbol, order.price) == \
         ("o1", 1003, BUY, 10, "AAPL", 101.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(order_id=st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True), ts_ns=st.integers(0, 2**63 - 1),
+       side=st.sampled_from([BUY, SELL]), qty=st.integers(1, 10**9),
+       symbol=st.from_regex(r"[A-Z][A-Z0-9.]{0,7}", fullmatch=True),
+       price=st.integers(1, 10**9).map(lambda cents: cents / 100))
+def test_the_strategys_order_line_is_the_bytes_protocol_encode_gives(order_id, ts_ns, side, qty, symbol, price):
+    # order_line formats the line in one step (the checking encoder ran cold, on the order's
+    # path); for every valid decision it must be exactly what the protocol encodes.
+    from hftlab import protocol, strategy
+    from hftlab.rules import Decision
+    d = Decision(symbol, side, qty, price, price, price, 50, ts_ns)
+    assert strategy.order_line(order_id, d) == protocol.encode(protocol.Order(order_id, ts_ns, side, qty,
+                                                                               symbol, price))

@@ -46,7 +46,8 @@ TICK_INTERVAL = 0.001
 NEWS_INTERVAL = 0.01  # frequent news, so that the strategy trades often enough to sample
 # strategy_waits: from the look at the book to this symbol's turn (behind another
 # symbol's decision and send in the same look); strategy_decides: that symbol's own.
-HOPS = ("gateway_to_book", "book_to_strategy", "strategy_waits", "strategy_decides", "order_to_om")
+HOPS = ("gateway_to_book", "book_to_strategy", "strategy_waits", "strategy_decides", "strategy_sends",
+        "order_to_om")
 BASELINE_HOPS = ("source_to_shm", "shm_to_poller", "poller_to_sink")
 
 
@@ -204,11 +205,12 @@ def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float
         if r is not None and seq_start < int(r["seq"]) <= seq_end:
             orders += 1
             t2t.append(int(o["recv_ns"]) - int(o["tick_ts_ns"]))
-            hops["order_to_om"].append(int(o["recv_ns"]) - int(r["decided_ns"]))
-            ts, written, seen, began, decided = (int(r[k]) for k in ("ts_ns", "written_ns", "seen_ns",
-                                                                      "began_ns", "decided_ns"))
+            ts, written, seen, began, decided, sent = (int(r[k]) for k in (
+                "ts_ns", "written_ns", "seen_ns", "began_ns", "decided_ns", "sent_ns"))
+            hops["strategy_sends"].append(sent - decided)
+            hops["order_to_om"].append(int(o["recv_ns"]) - sent)
             for h, v in zip(HOPS, (written - ts, seen - written, began - seen, decided - began,
-                                   int(o["recv_ns"]) - decided)):
+                                   sent - decided, int(o["recv_ns"]) - sent)):
                 per_order[h].append(v)
     sent = seq_end - seq_start
     return {
