@@ -581,7 +581,7 @@ def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
     good = b"PRICE,1,%d,AAPL,172.53\nPRICE,2,%d,MSFT,-0.5\n" % (TS, TS)
     decode(b"PRICE,1,1,AAPL,1")
     decode(b"PRICE,1,1,MSFT,1")
-    edge = b"PRICE,18446744073709551615,9223372036854775807,AAPL,0\n"     # the largest values
+    edge = b"PRICE,9999999999999999999,9223372036854775807,AAPL,0\n"     # the largest it takes
     unmet = b"N" + secrets.token_hex(3).upper().encode()       # a symbol no other test decodes
     for chunk, columns in [
             (good, True), (good + edge, True), (good + b"PRICE,3", True),     # a partial line waits
@@ -590,6 +590,7 @@ def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
             (good.replace(b"\n", b"\r\n"), False),
             (good + b"PRICE,3,1,%s,1.00\n" % unmet, False),       # a symbol not met before...
             (good + b"PRICE,3,1,%s,1.00\n" % unmet, True),        # ...then met
+            (good + b"PRICE,18446744073709551615,1,AAPL,1\n", False),   # a valid 20-digit seq
             (good + b"PRICE,18446744073709551616,1,AAPL,1\n", False),   # seq above 2**64 - 1
             (good + b"PRICE,3,9223372036854775808,AAPL,1\n", False),    # ts_ns above 2**63 - 1
             (good + b"PRICE,%s,1,AAPL,1\n" % (b"0" * 30 + b"3"), False),  # valid, 31 digits
