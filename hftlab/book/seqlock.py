@@ -167,10 +167,9 @@ class SharedPriceBook:
         self._buf[_H_MAGIC:_H_MAGIC + 8] = MAGIC
 
         # The only writer can keep the counters in Python instead of reading
-        # them back from shared memory on every update.  A record's version
-        # goes up by 2 per update from 0, so its update count is version // 2
-        # and needs no list of its own.
+        # them back from shared memory on every update.
         self._versions = [0] * len(symbols)
+        self._sym_updates = [0] * len(symbols)
         self._last_seq = 0
         self._updates = 0
         self._gaps = 0
@@ -254,16 +253,18 @@ class SharedPriceBook:
         """The hot path: set record i (seq >= 1), no defaults, no lookups."""
         if not self._writable:
             self._check_writer()
-        v = self._versions[i] + 1
+        u = self._sym_updates[i] + 1
         # Packed first: a bad argument raises here, before the record is
         # opened (an odd version left behind would stall every reader).
-        data = _DATA.pack(price, seq, ts_ns, time.time_ns(), (v + 1) >> 1)
+        data = _DATA.pack(price, seq, ts_ns, time.time_ns(), u)
         u64 = self._u64
         w = self._vword[i]
+        v = self._versions[i] + 1
         u64[w] = v                      # odd: write in progress
         self._data[i][:] = data
         u64[w] = v + 1                  # even: done
         self._versions[i] = v + 1
+        self._sym_updates[i] = u
         self._last_seq = seq
         self._updates += 1
         u64[_W_LAST_SEQ] = seq
@@ -293,6 +294,9 @@ class SharedPriceBook:
             return
         pack, now = _DATA.pack, time.time_ns
         u64, vword, views, versions = self._u64, self._vword, self._data, self._versions
+        # A record's version goes up by 2 per update from 0, so its update count is
+        # version // 2: the loop packs it from there, and update_index()'s list of counts
+        # is brought up to date once, at the end.
         before = sum(versions)
         try:
             for i, price, seq, ts_ns in zip(indexes, prices, seqs, stamps):
@@ -308,6 +312,7 @@ class SharedPriceBook:
             # The header once per batch, after every record (see the docstring); if a bad
             # value stopped the loop, it counts the ticks written before it.
             written = (sum(versions) - before) // 2
+            self._sym_updates[:] = [v >> 1 for v in versions]
             if written:
                 self._last_seq = seqs[written - 1]
                 self._updates += written
