@@ -8,7 +8,8 @@ needs. Read it after the rest, if at all. Two paths, both sans-IO (bytes in, val
   line-by-line path of ``Decoder.feed``): the generic parser inlined.
 - `price_columns` decodes a run of complete PRICE lines column by column, so that the loops run
   in C: one regex checks the syntax of every line at once, one split cuts every field, and
-  a column is converted at a time (the integers by NumPy's text parser, the prices by
+  a column is converted at a time (the integers by NumPy's text parser, the prices as
+  integers of cents when they all have the gateway's two decimals, else by
   ``map(float, ...)``). ``Decoder.feed_columns`` hands
   such a chunk over as a `protocol.PriceColumns`, which the orderbook writes to the book without
   making a `Price` per tick. It is conservative: anything it does not take (another message, a
@@ -67,11 +68,27 @@ _LINES_RE = re.compile(rb"(?:PRICE,[0-9]{1,19}+,[0-9]{1,19}+,[A-Z][A-Z0-9.]{0,7}
 COLUMNS_MAX_LINE = len(b"PRICE,,,,.") + 19 + 19 + 8 + 300 + 300 + 1    # the + 1: a "-"
 
 
+# The same lines when every price has the gateway's form, digits, a point and two decimals
+# (what encode() writes for a price that is not negative): then the price column converts
+# exactly as integers of cents (see _cents).
+_CENTS_LINES_RE = re.compile(rb"(?:PRICE,[0-9]{1,19}+,[0-9]{1,19}+,[A-Z][A-Z0-9.]{0,7}+,"
+                             rb"[0-9]{1,13}+\.[0-9][0-9]\n)*+")
+
+
 def _uints(column: list) -> list:
     # Digit strings of at most 19 digits (the regex checked them) as Python ints. NumPy's text
     # parser (strtoul, exact for integers) takes about 35 ns a number where map(int, ...) takes
     # 70-80; tolist() gives Python ints back.
     return np.fromstring(b",".join(column), np.uint64, sep=",").tolist()
+
+
+def _cents(column: list) -> list:
+    # Prices of the form digits.dd (at most 15 digits) as floats, equal bit for bit to float()
+    # of each: the digits without the point are an integer number of cents N below 2**53, so
+    # exact as a float64, and IEEE division is correctly rounded, so N / 100 is the float
+    # nearest to N/100, which is what float() returns for the text (CPython's float() is
+    # correctly rounded too). About 60 ns a price where map(float, ...) takes 170.
+    return (np.fromstring(b",".join(column).replace(b".", b""), np.int64, sep=",") / 100).tolist()
 
 
 def price_columns(body: bytes) -> PriceColumns | None:
@@ -84,7 +101,8 @@ def price_columns(body: bytes) -> PriceColumns | None:
     what is wrong with a bad one. When it returns columns, they hold exactly what decoding each
     line gives (tests/test_protocol.py checks it).
     """
-    if not _LINES_RE.fullmatch(body):
+    cents = _CENTS_LINES_RE.fullmatch(body) is not None
+    if not cents and not _LINES_RE.fullmatch(body):
         return None
     if not body:
         return PriceColumns([], [], [], [])
@@ -97,7 +115,8 @@ def price_columns(body: bytes) -> PriceColumns | None:
     stamps = _uints(fields[2::5])
     if max(stamps) > NS_MAX:
         return None
-    return PriceColumns(_uints(fields[1::5]), stamps, symbols, list(map(float, fields[4::5])))
+    prices = _cents(fields[4::5]) if cents else list(map(float, fields[4::5]))
+    return PriceColumns(_uints(fields[1::5]), stamps, symbols, prices)
 
 
 # A NumPy decoder of whole chunks (every field checked and converted as arrays) was tried

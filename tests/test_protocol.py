@@ -3,6 +3,7 @@
 import math
 import re
 import secrets
+import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -605,3 +606,23 @@ def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
     assert price_columns(b"") == PriceColumns([], [], [], [])
     assert price_columns(good) == PriceColumns([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
     assert price_columns(good).messages() == [Price(1, TS, "AAPL", 172.53), Price(2, TS, "MSFT", -0.5)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 10**15 - 1), min_size=1, max_size=300), st.booleans())
+def test_property_prices_in_cents_convert_bit_for_bit_as_float_does(cents, negative):
+    # The gateway's form (digits.dd) goes through integers of cents; one negative price (or
+    # any other form) sends the chunk through float(). Either way, the same bits as float().
+    texts = [b"%d.%02d" % (c // 100, c % 100) for c in cents]
+    if negative:
+        texts[-1] = b"-" + texts[-1]
+    decode(b"PRICE,1,1,AAPL,1")
+    body = b"".join(b"PRICE,%d,%d,AAPL,%s\n" % (k, TS, t) for k, t in enumerate(texts))
+    got = price_columns(body).prices
+    assert [struct.pack("<d", p) for p in got] == [struct.pack("<d", float(t)) for t in texts]
+
+
+def test_a_negative_zero_price_keeps_its_sign():
+    decode(b"PRICE,1,1,AAPL,1")
+    got = price_columns(b"PRICE,1,1,AAPL,1.00\nPRICE,2,1,AAPL,-0.00\n").prices
+    assert got == [1.0, 0.0] and math.copysign(1, got[1]) == -1
