@@ -579,13 +579,15 @@ class Decoder:
         got = self.feed_columns(data)
         return got if type(got) is list else got.messages()
 
-    def feed_columns(self, data: bytes):
+    def feed_columns(self, data: bytes, min_bytes: int | None = None):
         """Like feed(), but a chunk that completes two or more lines, all of them valid PRICE
         lines, comes back as one PriceColumns instead of a list of Price.
 
         Anything else is returned as feed() returns it, a list. Both carry the same messages,
         so a caller may always use ``got if type(got) is list else got.messages()``. The
         columns come from `hftlab.protocol_fast`, which takes only what it can check at once.
+        Complete lines shorter than `min_bytes` in all (default
+        ``protocol_fast.COLUMNS_MIN_BYTES``) go line by line, which is faster for a few.
         """
         framer = self._framer
         limit = framer.max_line
@@ -594,8 +596,9 @@ class Decoder:
                 data = bytes(data)
             buf = framer._buf + data if framer._buf else data
             end = buf.rfind(b"\n") + 1
-            # two lines or more (one goes faster line by line), and a tail the framer keeps
-            if buf.find(b"\n") + 1 < end and len(buf) - end <= limit:
+            # enough bytes, two lines or more, and a tail the framer keeps
+            if end >= (_fast.COLUMNS_MIN_BYTES if min_bytes is None else min_bytes) and \
+                    buf.find(b"\n") + 1 < end and len(buf) - end <= limit:
                 columns = _fast.price_columns(buf if end == len(buf) else buf[:end])
                 if columns is not None:
                     framer._buf = buf[end:]

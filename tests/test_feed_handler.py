@@ -2,6 +2,7 @@
 written with one SharedPriceBook.write_ticks call, and gives the book, the counts and the log
 exactly what the message-by-message path gives (every tick written, in order)."""
 
+import functools
 import time
 
 from hypothesis import given, settings, strategies as st
@@ -39,11 +40,15 @@ def state(handler):
 
 def run(stream, cuts, by_message):
     """Feed `stream` cut at `cuts` to a new handler with its own book; `by_message` makes
-    its decoder hand out messages only, so the handler takes today's message-by-message path."""
+    its decoder hand out messages only, so the handler takes the message-by-message path;
+    otherwise its decoder hands out columns for chunks of any size (not only from
+    COLUMNS_MIN_BYTES up), so that the burst path meets more of them."""
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
         handler = FeedHandler(price_book, ListLog())
         if by_message:
             handler.decoder.feed_columns = protocol.Decoder().feed
+        else:
+            handler.decoder.feed_columns = functools.partial(handler.decoder.feed_columns, min_bytes=0)
         for a, b in zip([0] + cuts, cuts + [len(stream)]):
             handler.feed(stream[a:b])
         return state(handler)
@@ -139,6 +144,7 @@ def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
 def test_a_chunk_with_anything_unusual_goes_message_by_message():
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
         handler = FeedHandler(price_book, ListLog())
+        handler.decoder.feed_columns = functools.partial(handler.decoder.feed_columns, min_bytes=0)
         calls = []
         price_book.write_ticks = lambda *cols: calls.append(cols)
         handler.feed(b"HELLO,PRICE,s1\nPRICE,1,1,AAPL,1.00\n")
@@ -146,7 +152,7 @@ def test_a_chunk_with_anything_unusual_goes_message_by_message():
                       b"PRICE,5,1,AAPL,1.00\nPRICE,6,1,TSLA,1.00\n",      # an unknown symbol
                       b"PRICE,7,1,AAPL,1.00\nPRICE,8,1,MSFT,0.00\n",      # a price of 0
                       b"PRICE,9,1,AAPL,1.00\nPRICE,9,1,AAPL,1.00\n"):     # a repeated seq
-            assert type(protocol.Decoder().feed_columns(chunk)) is protocol.PriceColumns
+            assert type(protocol.Decoder().feed_columns(chunk, min_bytes=0)) is protocol.PriceColumns
             handler.feed(chunk)
         assert calls == []
         assert (handler.gaps, handler.errors, handler.last_seq) == (1, 1, 9)

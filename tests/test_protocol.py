@@ -13,7 +13,7 @@ from hftlab.protocol import (
     LineFramer, News, Order, Position, PositionQuery, Price, PriceColumns, ProtocolError,
     Reject, clean_reason, decode, encode, wire_type,
 )
-from hftlab.protocol_fast import COLUMNS_MAX_LINE, price_columns
+from hftlab.protocol_fast import COLUMNS_MAX_LINE, COLUMNS_MIN_BYTES, price_columns
 
 TS = 1764087000123456789
 
@@ -572,7 +572,7 @@ def test_property_feed_columns_gives_what_line_by_line_does_split_anywhere(lines
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
     decoder, got = Decoder(), []
     for a, b in zip([0] + cuts, cuts + [len(stream)]):
-        messages, _ = _flat(decoder.feed_columns(stream[a:b]))
+        messages, _ = _flat(decoder.feed_columns(stream[a:b], min_bytes=0))
         got += messages
     assert [(type(m).__name__, str(m) if isinstance(m, Exception) else tuple(m)) for m in got] == expected
     assert decoder.buffered == 0
@@ -598,11 +598,13 @@ def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
             (good + b"PRICE,3,1,AAPL,1%s\n" % (b"0" * 300), False),      # valid, 301 digits
             (good + b"PRICE,3,1,AAPL,1.\n", False), (good + b"PRICE,3,1,AAPL,1e5\n", False),
             (good + b"x" * (MAX_LINE + 1), False)]:               # a tail too long: the framer says so
-        got, as_columns = _flat(Decoder().feed_columns(chunk))
+        got, as_columns = _flat(Decoder().feed_columns(chunk, min_bytes=0))
         want = Decoder().feed(chunk)
         assert (norm(got), as_columns) == (norm(want), columns), chunk
-    assert Decoder(max_line=COLUMNS_MAX_LINE - 1).feed_columns(good + good) == Decoder().feed(good + good)
-    assert type(Decoder(max_line=COLUMNS_MAX_LINE).feed_columns(good + good)) is PriceColumns
+    assert Decoder(max_line=COLUMNS_MAX_LINE - 1).feed_columns(good + good, 0) == Decoder().feed(good + good)
+    assert type(Decoder(max_line=COLUMNS_MAX_LINE).feed_columns(good + good, 0)) is PriceColumns
+    few = good * (COLUMNS_MIN_BYTES // len(good))               # fewer bytes than the default takes
+    assert type(Decoder().feed_columns(few)) is list and type(Decoder().feed_columns(few + good)) is PriceColumns
     assert price_columns(b"") == PriceColumns([], [], [], [])
     assert price_columns(good) == PriceColumns([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
     assert price_columns(good).messages() == [Price(1, TS, "AAPL", 172.53), Price(2, TS, "MSFT", -0.5)]
