@@ -5,7 +5,9 @@ run), is its only writer, and removes it on a clean exit. Between those it turns
 gateway's byte stream into book updates:
 
 - `FeedHandler` is fed whatever ``recv`` returned (any slice of the stream) and uses
-  the protocol's `Decoder` to get whole messages back;
+  the protocol's `Decoder` to get whole messages back; a chunk of nothing but PRICE lines in
+  order (a burst) comes back as columns and is written to the book in one call, one
+  seqlocked write per tick all the same;
 - sequence numbers find gaps: a PRICE whose seq is not last+1, or an HB whose last_seq is
   ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
   not a gap;
@@ -51,8 +53,34 @@ class FeedHandler:
         self.decoder = protocol.Decoder()  # a new stream: nothing half-read carries over
 
     def feed(self, data: bytes) -> None:
+        got = self.decoder.feed_columns(data)
+        if type(got) is list:
+            self._messages(got)
+        elif not self._burst(got):
+            self._messages(got.messages())
+        # Once per chunk, not per tick, and after the book's header counters are stored
+        # (the doorbell's arm-then-look protocol needs that order): one 8-byte load when no
+        # reader sleeps on the doorbell, a ring of each bell when one does (hftlab.book.doorbell).
+        self.book.ring()
+
+    def _burst(self, columns: protocol.PriceColumns) -> bool:
+        """Write a chunk of PRICE lines in one go if every tick is the usual case: the
+        next seq, a known symbol, a price above 0. Otherwise write nothing and return False:
+        the caller then takes the chunk message by message, which checks and reports."""
+        seqs = columns.seqs
+        last = self.last_seq
+        if last is None or seqs[0] != last + 1 or seqs != list(range(last + 1, last + 1 + len(seqs))):
+            return False
+        indexes = list(map(self.index.get, columns.symbols))
+        if None in indexes or not min(columns.prices) > 0.0:
+            return False
+        self.book.write_ticks(indexes, columns.prices, seqs, columns.ts_ns)
+        self.last_seq = seqs[-1]
+        return True
+
+    def _messages(self, messages: list) -> None:
         index, update = self.index, self.book.update_index
-        for msg in self.decoder.feed(data):
+        for msg in messages:
             kind = type(msg)
             if kind is protocol.Price:
                 # This runs for every tick, so the usual case (the next seq, a known symbol,
@@ -74,9 +102,6 @@ class FeedHandler:
                 self._hello(msg)
             elif kind is protocol.ProtocolError:
                 self.error(msg.reason)
-        # Once per chunk, not per tick: one 8-byte load when no reader sleeps on the
-        # doorbell, a ring of each bell when one does (hftlab.book.doorbell).
-        self.book.ring()
 
     def error(self, reason: str) -> None:
         """Count and log one line from the gateway that is skipped."""

@@ -36,7 +36,7 @@ __all__ = [
     "Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Reject", "Error",
     "PositionQuery", "Position",
     "Message", "MESSAGE_TYPES", "wire_type", "encode", "decode",
-    "clean_reason", "LineFramer", "Decoder", "SYMBOL_RE", "SYMBOL_RULE", "is_symbol",
+    "clean_reason", "LineFramer", "Decoder", "PriceColumns", "SYMBOL_RE", "SYMBOL_RULE", "is_symbol",
 ]
 
 # Longest line in bytes, not counting its b'\n' nor a tolerated b'\r'.
@@ -542,6 +542,23 @@ class LineFramer:
         return ProtocolError(f"line longer than {self.max_line} bytes")
 
 
+class PriceColumns(NamedTuple):
+    """A run of PRICE messages column by column, as `Decoder.feed_columns` returns them.
+
+    Row k is ``Price(seqs[k], ts_ns[k], symbols[k], prices[k])``; the four lists have one item
+    per line, in stream order. A reader of a busy feed (the orderbook in a burst) can check and
+    use a whole column at once instead of making and unpacking one Price per tick.
+    """
+    seqs: list
+    ts_ns: list
+    symbols: list
+    prices: list
+
+    def messages(self) -> list:
+        """The same run as a list of Price messages, what `Decoder.feed` returns."""
+        return list(map(tuple.__new__, repeat(Price), zip(*self)))
+
+
 class Decoder:
     """Framing plus decode: bytes in, messages out.
 
@@ -559,11 +576,34 @@ class Decoder:
         return self._framer.buffered
 
     def feed(self, data: bytes) -> list:
-        out = self._framer.feed(data)
-        if len(out) > 1:
-            prices = _parse_prices(out)     # a chunk of PRICE lines only: see the end
-            if prices is not None:
-                return prices
+        got = self.feed_columns(data)
+        return got if type(got) is list else got.messages()
+
+    def feed_columns(self, data: bytes, min_bytes: int | None = None):
+        """Like feed(), but a chunk that completes two or more lines, all of them valid PRICE
+        lines, comes back as one PriceColumns instead of a list of Price.
+
+        Anything else is returned as feed() returns it, a list. Both carry the same messages,
+        so a caller may always use ``got if type(got) is list else got.messages()``. The
+        columns come from `hftlab.protocol_fast`, which takes only what it can check at once.
+        Complete lines shorter than `min_bytes` in all (default
+        ``protocol_fast.COLUMNS_MIN_BYTES``) go line by line, which is faster for a few.
+        """
+        framer = self._framer
+        limit = framer.max_line
+        if not framer._skipping and limit >= _fast.COLUMNS_MAX_LINE:
+            if type(data) is not bytes:
+                data = bytes(data)
+            buf = framer._buf + data if framer._buf else data
+            end = buf.rfind(b"\n") + 1
+            # enough bytes, two lines or more, and a tail the framer keeps
+            if end >= (_fast.COLUMNS_MIN_BYTES if min_bytes is None else min_bytes) and \
+                    buf.find(b"\n") + 1 < end and len(buf) - end <= limit:
+                columns = _fast.price_columns(buf if end == len(buf) else buf[:end])
+                if columns is not None:
+                    framer._buf = buf[end:]
+                    return columns
+        out = framer.feed(data)
         for i, line in enumerate(out):
             if type(line) is bytes:
                 try:
@@ -573,90 +613,6 @@ class Decoder:
         return out
 
 
-# -- fast paths ------------------------------------------------------------
-#
-# Everything above is the protocol.  What follows decodes PRICE lines faster,
-# with the same checks and the same errors: read it after the rest, if at all.
-
-_parse_price_slowly = _parsers[b"PRICE"]
-_new_tuple = tuple.__new__      # skips Price.__new__'s Python-level frame
-
-
-def _parse_price(parts):
-    # The hot path (the gateway sends this hundreds of thousands of times a
-    # second): the generic parser inlined, same checks, same errors.
-    # Measured with timeit on CPython 3.11: decode() of the example PRICE
-    # line takes about 0.9 us this way and 1.3 us through the generic
-    # parser; Decoder.feed() with 64 KiB chunks, about 1.2 us a line.
-    if len(parts) != 5:
-        raise ProtocolError(f"PRICE needs 5 fields; got {len(parts)}")
-    _, seq, ts_ns, symbol, price = parts
-    try:
-        msg = _new_tuple(Price, (
-            int(seq) if seq.isdigit() else _dec_uint(seq, "seq"),
-            int(ts_ns) if ts_ns.isdigit() else _dec_ns(ts_ns, "ts_ns"),
-            _symbols.get(symbol) or _dec_symbol(symbol, "symbol"),
-            _dec_price(price, "price")))
-    except ProtocolError:
-        raise
-    except ValueError:
-        # int() refuses thousands of digits (sys.set_int_max_str_digits);
-        # only possible with a huge max_line.  The careful path says so.
-        return _parse_price_slowly(parts)
-    if msg[0] > UINT_MAX or msg[1] > NS_MAX:
-        return _parse_price_slowly(parts)     # which says which is too big
-    return msg
-
-
-_parsers[b"PRICE"] = _parse_price
-
-
-# A PRICE line's price column, joined by commas: each a plain decimal, as _dec_price checks.
-_PRICES_RE = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:,-?[0-9]+(?:\.[0-9]+)?)*")
-_INF = math.inf
-
-
-def _parse_prices(lines):
-    # The hot path of a feed handler: a chunk that is nothing but PRICE lines
-    # (a gateway sends thousands per recv at full speed).  The same checks as
-    # _parse_price, done column by column so that the loops run in C: with
-    # 64 KiB chunks Decoder.feed takes about 0.8 us a line instead of 1.0 us
-    # (timeit, CPython 3.11).  Returns None if any line is anything
-    # else (a too-long line, HB, a bad field...): the line-by-line path then
-    # decodes the chunk and reports each error where it belongs.
-    try:
-        joined = b",".join(lines)       # TypeError: the framer put an error in
-    except TypeError:
-        return None
-    n = len(lines)
-    if not joined.isascii() or \
-            list(map(bytes.count, lines, repeat(b","))).count(4) != n:
-        return None
-    fields = joined.split(b",")
-    if fields[0::5].count(b"PRICE") != n:
-        return None
-    seqs, stamps, prices = fields[1::5], fields[2::5], fields[4::5]
-    if not (all(map(bytes.isdigit, seqs)) and all(map(bytes.isdigit, stamps))
-            and _PRICES_RE.fullmatch(b",".join(prices))):
-        return None
-    symbols = list(map(_symbols.get, fields[3::5]))
-    if None in symbols:                 # a symbol not seen (checked) before
-        return None
-    try:
-        seqs, stamps = list(map(int, seqs)), list(map(int, stamps))
-    except ValueError:                  # thousands of digits: see _parse_price
-        return None
-    if max(seqs) > UINT_MAX or max(stamps) > NS_MAX:
-        return None
-    values = list(map(float, prices))
-    if _INF in values or -_INF in values:
-        return None
-    return list(map(_new_tuple, repeat(Price), zip(seqs, stamps, symbols, values)))
-
-
-
-# A NumPy decoder of whole chunks (every field checked and converted as arrays) was
-# tried against _parse_prices: with the same output, it took 1.0x its time a line for
-# 64 KiB chunks, 1.1x for 32 KiB and 1.3-1.4x for 16 KiB (median of 200 runs, CPython
-# 3.11, 2 shared vCPUs), its fixed cost of a few dozen arrays eating what it saves. Not
-# used, then; it is in the history (git log -S _parse_prices_numpy) to measure again.
+# The fast paths (a faster PRICE parser, installed into _parsers, and the column-wise decoder)
+# have their own module; imported last, because it builds on everything above.
+from hftlab import protocol_fast as _fast  # noqa: E402

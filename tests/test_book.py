@@ -14,6 +14,7 @@ import mmap
 import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -218,6 +219,38 @@ def test_create_update_read(name):
     price_book.unlink()
 
 
+def test_write_ticks_writes_what_update_index_writes_tick_by_tick(name):
+    ticks = [(i % 3, 100.0 + k, k + 1, 1000 + k) for k, i in enumerate([0, 1, 0, 2, 2, 2, 0, 1])]
+    with SharedPriceBook(SYMBOLS, name) as batch, SharedPriceBook(SYMBOLS, new_name()) as one_by_one:
+        for i, price, seq, ts_ns in ticks:
+            one_by_one.update_index(i, price, seq, ts_ns)
+        before = time.time_ns()
+        batch.write_ticks(*map(list, zip(*ticks)))
+        after = time.time_ns()
+        batch.write_ticks([], [], [], [])                    # nothing to write, nothing written
+        got, want = batch.snapshot(), one_by_one.snapshot()
+        for field in ("version", "symbol", "price", "seq", "ts_ns", "updates"):
+            assert got[field].tolist() == want[field].tolist(), field
+        assert got["updates"].tolist() == [3, 2, 3]           # each record counts its own ticks
+        assert all(before <= w <= after for w in got["written_ns"].tolist())
+        assert [(h["updates"], h["last_seq"]) for h in (batch.header(), one_by_one.header())] == [(8, 8)] * 2
+        batch.update_index(1, 5.0, 9, 9)                       # the two paths keep one count
+        assert batch.read("MSFT").updates == 3 and batch.header()["updates"] == 9
+        with pytest.raises(ValueError, match="equal length"):
+            batch.write_ticks([0, 1], [1.0], [10], [10])
+        assert batch.header()["updates"] == 9
+
+
+def test_write_ticks_stopped_by_a_bad_value_leaves_every_record_closed_and_counted(name):
+    with SharedPriceBook(SYMBOLS, name) as price_book:
+        with pytest.raises(struct.error):
+            price_book.write_ticks([0, 1, 2, 0], [1.0, 2.0, "3", 4.0], [1, 2, 3, 4], [1, 1, 1, 1])
+        # the two ticks before the bad one are written and counted; no version is left odd
+        assert price_book.snapshot(wait=False)["version"].tolist() == [2, 2, 0]
+        assert (price_book.header()["updates"], price_book.header()["last_seq"]) == (2, 2)
+        assert price_book.read("MSFT")[1:3] == (2.0, 2) and price_book.read("GOOG") is None
+
+
 def test_bad_arguments(name):
     for bad in ([], ["A"] * 2, ["TOOLONGSYM"], ["ÄPFEL"], [""], "AAPL",
                 [f"S{i}" for i in range(65)]):
@@ -238,6 +271,7 @@ def test_reader_in_same_process_cannot_write(name):
             assert reader.read("GOOG").price == 10.0
             for write in (lambda: reader.update("GOOG", 1.0),
                           lambda: reader.update_index(0, 1.0, 1, 1),
+                          lambda: reader.write_ticks([0], [1.0], [1], [1]),
                           lambda: reader.set_feed_state(FEED_UP),
                           lambda: reader.add_gaps(1),
                           lambda: reader.heartbeat(),
