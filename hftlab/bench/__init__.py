@@ -25,6 +25,10 @@ same run on the same machine, because a number alone says little about IPC in Py
   timestamped line over TCP, into a shared-memory record (the book's seqlock, written
   the way the book writes it), polled the same way the strategy polls, and over TCP again.
 
+The processes keep their files (the journal, the logs) in RAM where the system has a folder
+there (``/dev/shm`` on Linux; ``--files-in DIR`` to choose): the figures are about IPC, and a
+journal on a disk adds the disk's stalls to the order hop (``--journal-cost DIR`` measures them).
+
 CPU per process (``cpu_idle_cores``): while the four processes run with no tick flowing
 (only heartbeats) and while paced, from ``/proc/PID/task/*/schedstat`` (nanoseconds) on
 Linux, n/a elsewhere. The report prints the issue's targets beside the figures
@@ -87,14 +91,19 @@ def main(argv=None) -> int:
                    help="instead: measure what fsyncing the journal costs an order, with the journal "
                         "in DIR (default: the current folder)")
     p.add_argument("--orders", type=int, default=500, help="orders per setting for --journal-cost")
+    p.add_argument("--files-in", metavar="DIR", default=None,
+                   help="where the processes keep their journal and logs during the run (default: "
+                        "/dev/shm, in RAM, where it exists: the figures then measure IPC, not a disk)")
     p.add_argument("--wakeups", action="store_true",
-                   help="instead: what each kind of server loop (blocking recv, selectors, asyncio) "
-                        "adds to one TCP hop into a sleeping process")
+                   help="instead: what each kind of server loop (blocking recv, a thread, a socket "
+                        "timeout, selectors, asyncio) adds to one TCP hop into a sleeping process")
     args = p.parse_args(argv)
     for name in ("ticks", "duration", "tick_interval", "poll_interval"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
+    if args.files_in is not None and not os.path.isdir(args.files_in):
+        p.error(f"--files-in must be an existing folder; got {args.files_in!r}")
     if args.wakeups:
         print(report_wakeups(measure_wakeups()), flush=True)
         return 0
@@ -107,7 +116,8 @@ def main(argv=None) -> int:
             return 1
         return 0
     try:
-        results = bench(args.quick, args.ticks, args.duration, args.tick_interval, args.poll_interval)
+        results = bench(args.quick, args.ticks, args.duration, args.tick_interval, args.poll_interval,
+                        files_in=args.files_in)
     except (BenchError, LaunchError, book.BookError, OSError) as exc:
         print(f"hftlab bench: {exc}", file=sys.stderr)
         return 1

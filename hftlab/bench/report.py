@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hftlab.bench.measure import RAM_DIR
 from hftlab.bench.runner import BASELINE_HOPS, HOPS
 
 __all__ = ["report", "plot", "report_journal_cost"]
@@ -22,6 +23,9 @@ def report(r: dict) -> str:
         f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, {m['system']}",
         f"clock: {r['clock']}; strategy waits "
         + ("on the doorbell" if r.get("doorbell") else f"polling every {r['poll_interval_s'] * 1e3:g} ms"),
+        f"files: the journal and the logs in {r['files_in']}"
+        + (" (in RAM: these figures measure IPC, not a disk; --journal-cost DIR measures one)"
+           if r["files_in"] == RAM_DIR else ""),
         "",
         f"THROUGHPUT  {runs['n']} bursts of {r['burst']['ticks']:,} ticks, gateway -> book (median run)",
         f"  hftlab orderbook  {r['throughput_ticks_per_s']:>12,.0f} ticks/s   "

@@ -26,7 +26,8 @@ import threading
 import time
 
 from hftlab import book, gateway, process, protocol
-from hftlab.bench.measure import BenchError, WAIT_S, cpu_delta, cpu_of, machine, percentiles, ratio, wait
+from hftlab.bench.measure import (BenchError, WAIT_S, cpu_delta, cpu_of, files_dir, machine, percentiles, ratio,
+                                  wait)
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
@@ -418,8 +419,11 @@ def targets(r: dict) -> dict:
 
 def bench(quick: bool = False, ticks: int | None = None, duration: float | None = None,
           tick_interval: float = TICK_INTERVAL, poll_interval: float | None = None,
-          say=print) -> dict:
-    """Measure everything once; return the results as a dict (the --json content)."""
+          say=print, files_in: str | None = None) -> dict:
+    """Measure everything once; return the results as a dict (the --json content).
+
+    The processes' files (journal, logs) go in a fresh folder under `files_in`, by
+    default `files_dir()`: in RAM where there is one."""
     preset = QUICK if quick else DEFAULT
     ticks = ticks or preset["ticks"]
     duration = duration or preset["duration"]
@@ -429,8 +433,8 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
     results = {"machine": machine(), "clock": "time.time_ns(), one machine",
                "ticks": ticks, "duration_s": duration, "tick_interval_s": tick_interval,
                "poll_interval_s": config.poll_interval, "doorbell": config.doorbell,
-               "min_orders": preset["orders"]}
-    with tempfile.TemporaryDirectory(prefix="hftlab-bench-") as tmp:
+               "min_orders": preset["orders"], "files_in": files_in or files_dir()}
+    with tempfile.TemporaryDirectory(prefix="hftlab-bench-", dir=results["files_in"]) as tmp:
         say(f"hftlab bench: the four processes, {preset['runs']} bursts of {ticks:,} ticks, then "
             f"{duration:g} s paced"
             + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")

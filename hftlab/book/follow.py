@@ -22,6 +22,7 @@ serving its sockets.  They all answer the same way:
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -30,6 +31,8 @@ from hftlab.book.layout import BookBusy, BookNotFound, Quote, check_name
 from hftlab.book.seqlock import SharedPriceBook
 
 __all__ = ["Follower"]
+
+_INF = math.inf
 
 
 class Follower:
@@ -139,18 +142,15 @@ class Follower:
         The first call on a book, and the first after a new book was attached, only
         learns what is in it and returns []; so does a call with no live book.  A symbol
         whose new price is not usable is left out.  BookBusy as for latest()."""
-        snap = self.snapshot()
-        if snap is None:
+        records = self._look(lambda book: book.records(wait=False))
+        if records is None:
             return []
-        updates = snap["updates"]
-        seen, self._seen = self._seen, updates.copy()
+        seen, self._seen = self._seen, [r[4] for r in records]
         if seen is None:
             return []
         out = []
         symbols = self._book.symbols
-        for i in np.flatnonzero(updates != seen):
-            _, _, price, seq, ts_ns, written_ns, n = snap[i].tolist()
-            if price == price:  # not NaN: a usable price
-                out.append((Quote(symbols[i], price, seq, ts_ns, written_ns, n),
-                            max(n - int(seen[i]) - 1, 0)))
+        for i, (price, seq, ts_ns, written_ns, n) in enumerate(records):
+            if n != seen[i] and 0.0 < price < _INF:  # updated, and a usable price (not NaN)
+                out.append((Quote(symbols[i], price, seq, ts_ns, written_ns, n), max(n - seen[i] - 1, 0)))
         return out
