@@ -55,9 +55,9 @@ class FeedHandler:
     def feed(self, data: bytes) -> None:
         got = self.decoder.feed_columns(data)
         if type(got) is list:
-            self._messages(got)
+            self.dispatch(got)
         elif not self._burst(got):
-            self._messages(got.messages())
+            self.dispatch(got.messages())
         # Once per chunk, not per tick, and after the book's header counters are stored
         # (the doorbell's arm-then-look protocol needs that order): one 8-byte load when no
         # reader sleeps on the doorbell, a ring of each bell when one does (hftlab.book.doorbell).
@@ -78,7 +78,10 @@ class FeedHandler:
         self.last_seq = seqs[-1]
         return True
 
-    def _messages(self, messages: list) -> None:
+    def dispatch(self, messages: list) -> None:
+        """Write, count or report each decoded message in turn: the careful road, taken by
+        every chunk that is not a run of PRICE lines in order (and by any chunk of a few
+        lines, which the decoder gives line by line)."""
         index, update = self.index, self.book.update_index
         for msg in messages:
             kind = type(msg)
