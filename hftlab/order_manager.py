@@ -8,7 +8,7 @@ written whole (a full disk) is cut off again and the order REJECTed, never ACKed
 line a person reads ("Received Order N: ...") is logged just after the ACK is written, off
 the order's path (`OrderManager.after_reply`): the log is not the record, the journal is. Order
 numbers count 1, 2, 3... over booked orders across all clients and continue from the
-largest number in the journal after a restart.
+largest number in the journal after a restart. The journal itself is `hftlab.journal`.
 
 The journal also records which strategy sent each order (named by its ``POSQUERY``), so
 that a restarted strategy can ask for the position it holds per symbol before it trades.
@@ -22,8 +22,8 @@ unique: a random tag per strategy process, then a counter.)
 Each connection is served by a thread of its own, asleep in a blocking ``recv`` until its
 client's bytes come (`OrderManager.serve_client`); the main thread only accepts, and takes
 Ctrl-C and SIGTERM. A blocking ``recv`` is the cheapest way for a sleeping process to get a
-message: on the order's path to its ACK it cost about 100 us less than the asyncio streams
-this server used before (``hftlab bench --wakeups``). The threads share the numbering, the
+message: about 100 us less than the asyncio streams this server used before, for a server
+asleep 10 ms between orders (``hftlab bench --wakeups``). The threads share the numbering, the
 journal and the book's reader, so one connection's orders are handled at a time, under
 `OrderManager.lock`; replies are sent outside it, so a client that never reads its
 replies holds up only its own thread.
@@ -39,216 +39,26 @@ Run alone: ``python -m hftlab.order_manager`` (or ``hftlab order-manager``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
-import os
 import re
 import signal
 import socket
-import stat
 import threading
 import time
 from typing import NamedTuple
 
 from hftlab import book, process, protocol
+from hftlab.journal import (JOURNAL_COLUMNS, OLD_JOURNAL_COLUMNS, Journal, JournalFull, file_kind, read_all,
+                            read_journal, sync_directory, terms)
 
+# The journal's names are re-exported (from hftlab.journal): lessons import them from here.
 __all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "JournalFull", "Journal",
            "read_all", "sync_directory", "file_kind", "terms", "read_journal", "check_order",
            "BookWatcher", "Session", "OrderManager", "STOP_SIGNALS", "listen", "serve", "run", "main"]
 
-JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
-# The header of journals written before orders carried a strategy's name: still readable
-# by `read_journal`, but the order manager does not append to one (see `Journal`).
-OLD_JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price"
 MAX_BAD_LINES = 20
 # The signals that stop a process (hftlab.process.main): taken by the main thread only.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
-
-
-class JournalFull(Exception):
-    """An order could not be written whole to the journal; it is not booked."""
-
-
-class Journal:
-    """Append-only CSV of booked orders, readable and writable by the user only.
-
-    A row counts as booked only once it is whole in the file: `append` either writes the
-    complete row or leaves the file as it was (a short write is cut off again) and raises
-    `JournalFull`, so an order number is used only by a complete row and the next row is
-    never glued onto a partial one. With ``fsync=True`` each row is also forced to the
-    disk before `append` returns (survives a power loss, not only a crash of this process).
-    """
-
-    def __init__(self, path: str, fsync: bool = False):
-        self.path, self.fsync = path, fsync
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-                raise process.Fatal(f"the journal {path} is {file_kind(os.stat(path).st_mode)}, not a "
-                                    "regular file; pass --journal with the path of a file")
-            created = not os.path.exists(path)
-            # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
-            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
-            mode = os.fstat(self.fd).st_mode
-            if not stat.S_ISREG(mode):
-                os.close(self.fd)
-                raise process.Fatal(f"the journal {path} is {file_kind(mode)}, not a regular file; "
-                                    "pass --journal with the path of a file")
-            data = read_all(self.fd)
-            header = (JOURNAL_COLUMNS + "\n").encode()
-            if data and header.startswith(data):
-                data = b""  # a header cut short by a crash while the file was new
-                os.ftruncate(self.fd, 0)
-            elif data.startswith((OLD_JOURNAL_COLUMNS + "\n").encode()):
-                raise process.Fatal(f"the journal {path} was written by an older hftlab (it has no "
-                                    "strategy column); move it away (its orders stay readable) or "
-                                    "pass another --journal")
-            elif data and not data.startswith(header):
-                # Checked before anything is cut off: this may be someone else's file.
-                raise process.Fatal(f"the journal {path} does not start with the header line "
-                                    f"{JOURNAL_COLUMNS!r}, so it is not an hftlab journal or is damaged; "
-                                    "move it away or pass another --journal")
-            if data and not data.endswith(b"\n"):
-                # A row cut short by a crash mid-write: never ACKed (the ACK follows the
-                # write), so the strategy will re-send it. Drop it, or the next row would
-                # be glued onto it.
-                data = data[:data.rfind(b"\n") + 1]
-                os.ftruncate(self.fd, len(data))
-            if not data:
-                if os.write(self.fd, header) != len(header):
-                    raise OSError(errno.ENOSPC, "the header did not fit")
-                data = header
-                if fsync:
-                    os.fsync(self.fd)
-                    if created:
-                        sync_directory(path)
-        except OSError as exc:
-            raise process.Fatal(f"cannot use the journal {path}: {exc.strerror or exc} "
-                                "(choose another with --journal)") from None
-        self.size = len(data)  # the file's length up to its last whole row
-        self.torn = False  # a failed row could not be cut off yet
-        lines = data.decode("ascii", "replace").split("\n")[:-1]
-        self.last_no = 0
-        # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
-        self.booked = {}
-        # (strategy, symbol) -> net booked quantity: what a restarted strategy asks for
-        self.positions = {}
-        names = JOURNAL_COLUMNS.split(",")
-        for line_no, line in enumerate(lines[1:], start=2):
-            parts = line.split(",")
-            r = dict(zip(names, parts))
-            try:
-                no, qty, price = int(r["order_no"]), int(r["qty"]), float(r["price"])
-                if len(parts) != len(names) or r["side"] not in ("BUY", "SELL") or no <= 0:
-                    raise ValueError
-            except (KeyError, ValueError):
-                raise process.Fatal(f"line {line_no} of the journal {path} is damaged; move the file "
-                                    "away (its orders stay readable) or pass another --journal") from None
-            # The largest number, not the count of rows: a row deleted by hand must not
-            # make the next order reuse a number.
-            self.last_no = max(self.last_no, no)
-            self.booked[r["order_id"]] = (no, (r["side"], qty, r["symbol"], price))
-            self._count(r["strategy"], r["symbol"], r["side"], qty)
-
-    def _count(self, strategy: str, symbol: str, side: str, qty: int) -> None:
-        key = (strategy, symbol)
-        self.positions[key] = self.positions.get(key, 0) + (qty if side == "BUY" else -qty)
-
-    def position(self, strategy: str, symbol: str) -> int:
-        """The net quantity booked for `strategy` in `symbol` (BUYs minus SELLs)."""
-        return self.positions.get((strategy, symbol), 0)
-
-    def append(self, order: protocol.Order, client: str, recv_ns: int, strategy: str = "") -> int:
-        """Write the order as one whole row and return its number; raises `JournalFull`."""
-        o, order_no = order, self.last_no + 1
-        row = (f"{order_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
-               f"{o.qty},{o.symbol},{o.price:.2f},{strategy}\n").encode()
-        if self.torn and not self._cut_back():
-            raise JournalFull("journal unwritable (a partial row could not be removed): order not "
-                              "booked; send it again later")
-        try:
-            written = os.write(self.fd, row)  # unbuffered: in the OS before the ACK
-            while written < len(row):  # a short write: only a full disk (or a limit) does that
-                more = os.write(self.fd, row[written:])
-                if more == 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                written += more
-            if self.fsync:
-                os.fsync(self.fd)
-        except OSError as exc:
-            self._cut_back()
-            raise JournalFull(f"journal unwritable ({exc.strerror or exc}): order not booked; "
-                              "send it again later") from None
-        self.size += len(row)
-        self.last_no = order_no
-        self.booked[o.order_id] = (order_no, terms(o))
-        self._count(strategy, o.symbol, o.side, o.qty)
-        return order_no
-
-    def _cut_back(self) -> bool:
-        """Remove whatever part of a failed row reached the file; False if that failed too.
-
-        The next row must start on a line of its own. Shrinking a file needs no space, so
-        this works on a full disk; if it fails anyway, nothing more is written until it
-        succeeds (`append` tries again first)."""
-        try:
-            os.ftruncate(self.fd, self.size)
-        except OSError:
-            self.torn = True
-            return False
-        self.torn = False
-        return True
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def read_all(fd: int) -> bytes:
-    """Everything in the file open as `fd`, from its start."""
-    chunks, offset = [], 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def sync_directory(path: str) -> None:
-    """fsync the directory holding `path`, so a new file's name survives a power loss too."""
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def file_kind(mode: int) -> str:
-    """'a directory', 'a FIFO'...: what a path that is not a regular file is."""
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def terms(order: protocol.Order) -> tuple:
-    """What an order asks for, as compared when its id comes again: the exact values."""
-    return (order.side, order.qty, order.symbol, order.price)
-
-
-def read_journal(path: str) -> list:
-    """The journal's rows as dicts of strings (empty if there is no journal yet).
-
-    The column names come from the file's own header line, so journals written before
-    the ``strategy`` column was added read as well."""
-    try:
-        with open(path) as f:
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        return []
-    names = lines[0].split(",")
-    # What follows the last newline is a row still being written (or nothing).
-    return [dict(zip(names, line.split(","))) for line in lines[1:-1] if line]
 
 
 # -- the answer lines of the log ---------------------------------------------------------

@@ -251,12 +251,12 @@ class Strategy:
 
     def trade(self, prices: list) -> None:
         """Decide on each new price of one look at the book, then send all its orders in one
-        write, then log them.
+        write (their lines are logged at the next wake-up: `send`).
 
         One write, not one per order: each write wakes the order manager, which may take
         this process's CPU for a while (two cores, four processes), and the next symbol's
-        order would wait behind it. The lines a person reads come after the write, off the
-        orders' path. Each symbol's decision is timed on its own (the latency log)."""
+        order would wait behind it. Each symbol's decision is timed on its own (the latency
+        log)."""
         timed = self.latency is not None
         orders, rows = [], []
         for quote, missed in prices:

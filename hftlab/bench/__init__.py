@@ -97,15 +97,17 @@ def main(argv=None) -> int:
     p.add_argument("--wakeups", action="store_true",
                    help="instead: what each kind of server loop (blocking recv, a thread, a socket "
                         "timeout, selectors, asyncio) adds to one TCP hop into a sleeping process")
+    p.add_argument("--gap", type=float, default=0.01,
+                   help="with --wakeups: seconds between messages, how long the server sleeps (default 0.01)")
     args = p.parse_args(argv)
-    for name in ("ticks", "duration", "tick_interval", "poll_interval"):
+    for name in ("ticks", "duration", "tick_interval", "poll_interval", "gap"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
     if args.files_in is not None and not os.path.isdir(args.files_in):
         p.error(f"--files-in must be an existing folder; got {args.files_in!r}")
     if args.wakeups:
-        print(report_wakeups(measure_wakeups()), flush=True)
+        print(report_wakeups(measure_wakeups(gap=args.gap)), flush=True)
         return 0
     if args.journal_cost is not None:
         try:
