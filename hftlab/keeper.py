@@ -35,7 +35,7 @@ __all__ = ["GRACE", "main"]
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL, as the launcher allows on a stop
 
 
-def _watch(command_pid: int, lifeline: int) -> None:
+def _guard(command_pid: int, lifeline: int) -> None:
     """The watcher's whole life (it never returns to the caller's code)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the command
     try:
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     if fd is not None:
         command_pid = os.getpid()
         if os.fork() == 0:
-            _watch(command_pid, int(fd))
+            _guard(command_pid, int(fd))
     sys.stdout.flush()
     sys.stderr.flush()
     try:
