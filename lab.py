@@ -153,10 +153,15 @@ def lab(extra):
         cmd.append("--ServerApp.allow_root=True")
     cmd += [*extra, FIRST_LESSON]
     say("opening JupyterLab on the first lesson; Ctrl-C here stops it")
+    # JupyterLab starts with SIGINT ignored: on Ctrl-C, lab.py stops it with SIGTERM (below).
+    # In a terminal it installs its own Ctrl-C handler anyway; without one it would keep
+    # Python's default, and the group's Ctrl-C, raised inside one of its callbacks, printed
+    # a traceback ("Exception ignored in ... KeyboardInterrupt") on its way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server = subprocess.Popen(cmd, cwd=ROOT)
     # Ctrl-C stops the lab even when SIGINT was inherited ignored, as it is in a shell
     # script's background job (POSIX); the lab's processes decide the same (hftlab.process).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    server = subprocess.Popen(cmd, cwd=ROOT)
     interrupted = False
     while True:
         try:

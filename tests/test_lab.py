@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MARKER, cmdline, free_port, wait_until_gone, with_sigint
+from conftest import MARKER, cmdline, free_port, marked_pids, wait_until_gone, with_sigint
 from hftlab import process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,10 @@ def test_python3_lab_py_serves_the_first_lesson_and_stops_on_ctrl_c(tmp_path):
         assert status == 200 and json.loads(body)["name"] == LESSON
         status, page = get(f"/lab/tree/{LESSON}")
         assert status == 200 and b"JupyterLab" in page
+        # With no terminal, JupyterLab ignores the group's Ctrl-C (lab.py stops it): Python's
+        # default KeyboardInterrupt, landing in one of its callbacks, printed a traceback.
+        (server,) = [pid for pid in marked_pids(token) if parent(pid) == lab.pid]
+        assert "jupyterlab" in cmdline(server) and ignores_sigint(server)
         os.killpg(lab.pid, signal.SIGINT)  # Ctrl-C
         assert lab.wait(60) == 0, output()[-3000:]
     except TimeoutError as exc:
@@ -84,3 +88,16 @@ def test_python3_lab_py_serves_the_first_lesson_and_stops_on_ctrl_c(tmp_path):
     assert ("passing --ServerApp.allow_root=True" in text) == (os.geteuid() == 0), text
     assert "Running as root is not recommended" not in text
     assert "Traceback" not in text, text
+
+
+def parent(pid: int) -> int:
+    """The parent's pid, from /proc/PID/stat (its fourth field, after the command in brackets)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+
+def ignores_sigint(pid: int) -> bool:
+    """Whether SIGINT is in the process's ignored-signals mask (/proc/PID/status, Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line.split()[1] for line in f if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) >> (signal.SIGINT - 1) & 1)
