@@ -15,11 +15,12 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftlab import book, cli, gateway, process, protocol
-from hftlab.bench import baseline, runner, wakeups
+from hftlab.bench import baseline, measure, runner, wakeups
 from hftlab.config import Config
 from hftlab.launcher import Launcher
 from hftlab.strategy import LatencyLog
@@ -55,6 +56,11 @@ def test_quick_bench_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "THROUGHPUT" in printed and "TICK-TO-TRADE" in printed
     r = json.loads(path.read_text())
+    # The processes kept their files in RAM where there is a folder for it, said so, and
+    # left nothing there.
+    assert r["files_in"] == measure.files_dir()
+    assert f"files: the journal and the logs in {r['files_in']}" in printed
+    assert os.path.dirname(r["run_folder"]) == r["files_in"] and not os.path.exists(r["run_folder"])
 
     for key in KEYS:
         assert key in r, key
@@ -177,6 +183,12 @@ def test_every_baseline_role_documents_its_own_options():
     bad = subprocess.run([sys.executable, "-m", "hftlab.bench.baseline", "relay", "--port", "1", "--n", "0",
                           "--shm", "x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--n: must be positive; got 0" in bad.stderr
+
+
+def test_files_in_must_be_an_existing_folder(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--files-in", str(tmp_path / "nowhere")])
+    assert exc.value.code == 2 and "--files-in must be an existing folder" in capsys.readouterr().err
 
 
 def test_hftlab_bench_has_no_hidden_role_flags(capsys):

@@ -435,6 +435,7 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
                "poll_interval_s": config.poll_interval, "doorbell": config.doorbell,
                "min_orders": preset["orders"], "files_in": files_in or files_dir()}
     with tempfile.TemporaryDirectory(prefix="hftlab-bench-", dir=results["files_in"]) as tmp:
+        results["run_folder"] = tmp  # removed with everything in it when the run ends
         say(f"hftlab bench: the four processes, {preset['runs']} bursts of {ticks:,} ticks, then "
             f"{duration:g} s paced"
             + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")
