@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from hftlab import book
 from hftlab.book.doorbell import Doorbell, bell_dir
 
@@ -58,8 +59,8 @@ def test_a_sleeping_reader_process_is_woken_by_a_write():
         finally:
             proc.kill()
             proc.wait()
-        # its bell is gone with it: the next ring finds nobody
-        assert os.listdir(bell_dir(prices.name)) == []
+        # its bell is gone with it, and the book's bell folder with its last bell
+        assert not os.path.exists(bell_dir(prices.name))
 
 
 def test_no_ring_when_nobody_sleeps():
@@ -125,3 +126,23 @@ def test_readers_without_a_doorbell_read_as_before():
 def test_a_bell_names_a_valid_book():
     with pytest.raises(ValueError, match="bad book name"):
         Doorbell("../etc")
+
+
+def test_the_last_bell_to_close_takes_the_books_folder_with_it():
+    # Every test and bench run has a book of its own name: its bell folder must not outlive it.
+    name = book.new_name()
+    first, second = Doorbell(name), Doorbell(name)
+    first.close()
+    assert os.listdir(bell_dir(name)) == [os.path.basename(second.path)]  # another still sleeps here
+    second.close()
+    assert not os.path.exists(bell_dir(name))
+    with Doorbell(name) as again:              # and a new reader makes it again
+        assert os.listdir(bell_dir(name)) == [os.path.basename(again.path)]
+    assert not os.path.exists(bell_dir(name))
+
+
+def test_a_lab_leaves_no_bell_folder_behind(lab):
+    name = lab.config.shm_name
+    wait_for(lambda: os.path.isdir(bell_dir(name)), 10, "the strategy's bell")
+    lab.stop()
+    assert not os.path.exists(bell_dir(name))

@@ -113,11 +113,15 @@ class Doorbell:
     def __init__(self, name: str):
         self.name = check_name(name)
         folder = bell_dir(name)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
         self.path = os.path.join(folder, f"{os.getpid()}-{secrets.token_hex(3)}")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self.sock.bind(self.path)
+            try:
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                self.sock.bind(self.path)
+            except FileNotFoundError:  # another reader's last bell just took the folder away
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                self.sock.bind(self.path)
             self.sock.setblocking(False)
         except BaseException:
             self.sock.close()
@@ -154,11 +158,15 @@ class Doorbell:
         return bool(readable) and self.drain() > 0
 
     def close(self) -> None:
-        """Close the socket and remove its path (the writer skips it from now on)."""
+        """Close the socket and remove its path (the writer skips it from now on), and the
+        book's bell folder if this was its last bell: books come and go by the thousand
+        (every test, every bench run has its own name), and their folders must not pile up."""
         if self.sock.fileno() != -1:
             self.sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+            with contextlib.suppress(OSError):  # not empty: another reader still sleeps here
+                os.rmdir(os.path.dirname(self.path))
 
     def __enter__(self):
         return self
