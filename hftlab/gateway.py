@@ -226,8 +226,8 @@ def price_tails(moves) -> list:
 def price_lines(first_seq: int, ts_ns: int, tails) -> bytes:
     """The PRICE lines of `tails` (`price_tails`), seqs from `first_seq` on, all made at
     `ts_ns`: the bytes `protocol.encode` gives, formatted in one step, so that a tick is
-    stamped as late as possible, just before it is sent (tests/test_gateway.py holds the
-    two equal)."""
+    stamped as late as possible, just before it is sent (a property test in
+    tests/test_protocol.py holds the two equal)."""
     stamp = b",%d" % ts_ns
     return b"".join([b"PRICE,%d%s%s" % (q, stamp, tail) for q, tail in zip(itertools.count(first_seq), tails)])
 
