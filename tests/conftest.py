@@ -110,6 +110,22 @@ def with_sigint(disposition, command):
     return [sys.executable, "-c", wrapper, *command]
 
 
+class Said:
+    """A log that keeps what it is told, as (level, text): to read back or compare."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(("info", text))
+
+    def warning(self, text):
+        self.lines.append(("warning", text))
+
+    def count(self, part):
+        return sum(part in text for _, text in self.lines)
+
+
 MARKER = "HFTLAB_TEST_MARK"  # set to a token in a server's environment: its whole tree inherits it
 
 

@@ -7,25 +7,13 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
+from conftest import Said
 from hftlab import protocol
 from hftlab.book import SharedPriceBook, new_name
 from hftlab.orderbook import FeedHandler
 
 SYMBOLS = ["AAPL", "MSFT", "GOOGL"]
 TS = 1_764_087_000_123_456_789
-
-
-class ListLog:
-    """A logger that keeps its lines, to compare two handlers' logs."""
-
-    def __init__(self):
-        self.lines = []
-
-    def info(self, text):
-        self.lines.append(("info", text))
-
-    def warning(self, text):
-        self.lines.append(("warning", text))
 
 
 def state(handler):
@@ -44,7 +32,7 @@ def run(stream, cuts, by_message):
     otherwise its decoder hands out columns for chunks of any size (not only from
     COLUMNS_MIN_BYTES up), so that the burst path meets more of them."""
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
-        handler = FeedHandler(price_book, ListLog())
+        handler = FeedHandler(price_book, Said())
         if by_message:
             handler.decoder.feed_columns = protocol.Decoder().feed
         else:
@@ -120,7 +108,7 @@ def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
     ticks = b"".join(b"PRICE,%d,%d,%s,%d.25\n" % (q, TS + q, SYMBOLS[q % 3].encode(), q)
                      for q in range(1, n + 1))
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
-        handler = FeedHandler(price_book, ListLog())
+        handler = FeedHandler(price_book, Said())
         calls = []
         write_ticks = price_book.write_ticks
         price_book.write_ticks = lambda *cols: (calls.append(len(cols[0])), write_ticks(*cols))
@@ -143,7 +131,7 @@ def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
 
 def test_a_chunk_with_anything_unusual_goes_message_by_message():
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
-        handler = FeedHandler(price_book, ListLog())
+        handler = FeedHandler(price_book, Said())
         handler.decoder.feed_columns = functools.partial(handler.decoder.feed_columns, min_bytes=0)
         calls = []
         price_book.write_ticks = lambda *cols: calls.append(cols)

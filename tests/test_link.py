@@ -7,25 +7,9 @@ import socket
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import Said, free_port, wait_for
 from hftlab import book, protocol
 from hftlab.link import SILENCE_HEARTBEATS, Link
-
-
-class Said:
-    """A log that keeps what it is told, as (level, text)."""
-
-    def __init__(self):
-        self.lines = []
-
-    def info(self, text):
-        self.lines.append(("info", text))
-
-    def warning(self, text):
-        self.lines.append(("warning", text))
-
-    def count(self, part):
-        return sum(part in text for _, text in self.lines)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def _blocking() -> None:
     _serve_blocking(_accept())
 
 
-def _thread() -> None:
+def _in_a_thread() -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
     print(port, flush=True)
@@ -160,7 +160,7 @@ def serve(kind: str) -> None:
     if kind == "blocking":
         _blocking()
     elif kind == "thread":
-        _thread()
+        _in_a_thread()
     elif kind == "timeout":
         _timeout()
     elif kind == "selectors":
