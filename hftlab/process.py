@@ -301,7 +301,7 @@ def new_lines(path: str, offset: int) -> tuple:
     return complete.decode(errors="replace").splitlines(), offset + len(complete)
 
 
-# -- asyncio servers (the gateway, the order manager) ------------------------------------
+# -- asyncio servers (the gateway) ---------------------------------------------------------
 
 async def until_stopped(*work) -> None:
     """Run the `work` coroutines until Ctrl-C or SIGTERM (or until one of them fails).
