@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from conftest import Output, wait_for, with_sigint
-from hftlab import book
+from hftlab import book, order_manager, process
 from hftlab.book import pid_alive
 from hftlab.order_manager import read_journal
 
@@ -42,14 +42,17 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     assert all(r["side"] in ("BUY", "SELL") and r["symbol"] in config.symbols for r in rows)
     wait_for(lambda: re.search(r"ACK [0-9a-f]{4}-1 is order 1", lab.log("strategy", 500)), 10,
              "the strategy to see its ACK")
-    # The strategy logs why it sent an order after the write (at its next wake-up), but
-    # always before that order's ACK line.
+    # The strategy writes its lines in batches, a moment after the orders (Strategy.say),
+    # but always an order's line before its ACK's, and stamped with the time it was sent:
+    # never later than the order manager's line about it, logged after its ACK.
     said = lab.log("strategy", 500)
-    for order_id in re.findall(r"ACK (\S+) is order", said):
-        sent = re.search(rf"(BUY|SELL) \d+ \S+ @ [0-9.]+ as {order_id}: short MA", said)
+    booked = wait_for(lambda: (b := booked_times(lab.log("order_manager", 500))) and b, 10,
+                      "the order manager's lines")
+    for order_id, order_no in re.findall(r"ACK (\S+) is order (\d+)", said):
+        sent = re.search(rf"(\S+) strategy: (BUY|SELL) \d+ \S+ @ [0-9.]+ as {order_id}: short MA", said)
         assert sent and sent.start() < said.index(f"ACK {order_id} is order"), order_id
-    # Logged just after the ACK is sent, so it may come a moment after the strategy's line.
-    wait_for(lambda: "Received Order 1: " in lab.log("order_manager", 500), 10, "the order manager's line")
+        if int(order_no) in booked:
+            assert not_after(sent[1], booked[int(order_no)]), (order_id, sent[1], booked[int(order_no)])
 
     pids = {name: child.pid for name, child in lab.children.items()}
     lab.stop()
@@ -57,6 +60,26 @@ def test_the_system_trades_end_to_end_and_cleans_up(lab):
     assert {n: s["returncode"] for n, s in lab.status().items()} == {n: 0 for n in pids}
     assert not any(pid_alive(p) for p in pids.values())
     assert not segment_exists(config.shm_name)
+
+
+def booked_times(log: str) -> dict:
+    """{order_no: "HH:MM:SS.mmm"} of the order manager's booked lines in `log`."""
+    times = {}
+    for line in log.splitlines():
+        said = process.parse_log_line(line)
+        answer = said and order_manager.parse_answer(said.text)
+        if answer and answer.order_no is not None:
+            times[answer.order_no] = said.time
+    return times
+
+
+def not_after(a: str, b: str) -> bool:
+    """Log time a ("HH:MM:SS.mmm") is not after b, the two less than 12 hours apart
+    (a line at 23:59:59.999 and one at 00:00:00.000 are in that order)."""
+    def ms(t):
+        h, m, rest = t.split(":")
+        return round(((int(h) * 60 + int(m)) * 60 + float(rest)) * 1000)
+    return (ms(b) - ms(a)) % 86_400_000 < 43_200_000
 
 
 LAUNCH_AND_HANG = textwrap.dedent("""
