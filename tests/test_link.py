@@ -4,6 +4,7 @@ inside the real system (the orderbook and the strategy both use it)."""
 import selectors
 import signal
 import socket
+import time
 
 import pytest
 
@@ -101,6 +102,31 @@ def test_a_silent_feed_is_dropped_after_three_heartbeats(server):
         wait_for(lambda: not link.keep_up() and not link.up, what="the silence to be noticed")
         assert log.count("silent for") == 2
         peer.close()
+    finally:
+        link.close()
+
+
+def test_recv_that_waits_never_makes_the_other_calls_wait(server):
+    # recv(timeout=None) sleeps in a blocking recv (SO_RCVTIMEO as the silence limit); the
+    # calls after it must still return at once, and a wait after a send must still wait.
+    link = Link("test feed", "127.0.0.1", server.getsockname()[1], heartbeat=10.0)
+    try:
+        link.keep_up()
+        peer = accept(server)
+        peer.sendall(b"HB,1,2\n")
+        assert link.recv(timeout=None) == b"HB,1,2\n"
+        started = time.monotonic()
+        assert link.recv() == b"" and link.messages() == []  # nothing there: at once
+        assert link.recv(timeout=0.05) == b""                  # a short wait stays short
+        assert time.monotonic() - started < 5, "a call that must not wait waited"
+        assert link.send(b"POSQUERY,s,AAPL\n")
+        peer.settimeout(10)
+        assert peer.recv(100) == b"POSQUERY,s,AAPL\n"
+        peer.sendall(b"HB,2,3\n")
+        assert link.recv(timeout=None) == b"HB,2,3\n"
+        assert link.up
+        peer.close()
+        assert link.recv(timeout=None) is None and not link.up  # closed: at once, not after 30 s
     finally:
         link.close()
 
