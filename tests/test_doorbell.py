@@ -48,6 +48,18 @@ def read_line(proc, deadline=DEADLINE) -> str:
     return proc.stdout.readline().strip()
 
 
+def test_a_book_removed_after_a_reader_died_asleep_leaves_no_bell_folder():
+    # A reader killed in its sleep leaves its bell's path; the book's removal clears it
+    # and the folder with it (a fault test's SIGKILL once left one folder a run behind).
+    with book.SharedPriceBook(["AAPL"]) as prices:
+        proc = start_sleeper(prices.name)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert len(os.listdir(bell_dir(prices.name))) == 1
+    assert not os.path.exists(bell_dir(prices.name))
+
+
 def test_a_sleeping_reader_process_is_woken_by_a_write():
     with book.SharedPriceBook(["AAPL", "MSFT"]) as prices:
         proc = start_sleeper(prices.name)
