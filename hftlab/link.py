@@ -16,10 +16,10 @@ the dashboard (the news feed). They all use this one client, with one policy:
 
 A link never blocks its caller longer than asked: `keep_up` dials with a short timeout (a
 refused dial on loopback returns at once), and `recv` waits only as long as its
-``timeout`` (a read that must not wait is made with MSG_DONTWAIT: the socket is left
-blocking by a recv that waited in the kernel, `_recv_blocking`). A caller with a selector gives it to the link,
-which registers its socket there while connected, so one ``select`` can wait on several
-links (the strategy's loop). Bytes arrive with `recv` (the orderbook feeds them to its own
+``timeout`` (a read that must not wait is made with MSG_DONTWAIT: a recv that waited in the
+kernel, `_recv_blocking`, leaves the socket blocking). A caller with a selector gives it to
+the link, which registers its socket there while connected, so one ``select`` can wait on
+several links (the strategy's loop). Bytes arrive with `recv` (the orderbook feeds them to its own
 decoder) or as whole messages with `messages`.
 """
 

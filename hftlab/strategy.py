@@ -267,9 +267,10 @@ class Strategy:
 
         Nearly every line of the strategy is about an order (why it was sent, its ACK).
         Written as they were said, a log write came within a few hundred microseconds of
-        most orders, and it cost the next ones: in interleaved `hftlab bench` runs the
-        order's hop to the order manager had a p90 of 160-270 us so, and 130-160 us with the
-        lines written every 0.1 s, as with no log at all. Even making the log record here,
+        most orders, and it cost the next ones: in interleaved runs of the bench's paced
+        phase the order's hop to the order manager had a p90 of 160-270 us so, and 120-160
+        us with the lines written every 0.1 s, as with no log at all (docs/performance.md,
+        round 4). Even making the log record here,
         right after an order's write, cost that order about 15 us (p50): the order manager
         the write woke often waits for this CPU. So this only notes the line; `say_held`
         does the rest, and `close` writes what is left."""
