@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hftlab import process
+from hftlab import process, protocol
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 
@@ -172,3 +172,18 @@ def wait_until_gone(token: str, timeout: float = 20.0) -> list:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+@contextlib.contextmanager
+def symbols_forgotten():
+    """The protocol decoder's cache of the symbols it has met: empty in the block, then as
+    it was. The column decoder takes only symbols met before, and the cache stops growing at
+    4096 entries, which other tests' random symbols may have filled (a full run as another
+    user did): a test of the column path meets its own symbols in here."""
+    saved = dict(protocol._symbols)
+    protocol._symbols.clear()
+    try:
+        yield
+    finally:
+        protocol._symbols.clear()
+        protocol._symbols.update(saved)

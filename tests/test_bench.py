@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import cmdline
 from hftlab import book, cli, gateway, process, protocol
 from hftlab.bench import baseline, measure, runner, wakeups
 from hftlab.config import Config
@@ -52,6 +53,9 @@ def my_children():
 
 def test_quick_bench_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
+    # What ran before (multiprocessing's resource tracker, started by an earlier test's
+    # SharedMemory, lives as long as this process) is not the bench's.
+    before = set(my_children())
     assert cli.main(["bench", "--quick", "--json", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "THROUGHPUT" in printed and "TICK-TO-TRADE" in printed
@@ -118,7 +122,8 @@ def test_quick_bench_json(tmp_path, capsys):
     assert r["book_mapped_bytes"] >= r["book_bytes"]
 
     # Nothing left running.
-    assert my_children() == []
+    left = set(my_children()) - before
+    assert not left, {pid: cmdline(pid) for pid in left}
 
 
 def test_a_stop_inside_the_latency_logs_flush_never_writes_a_row_twice(tmp_path):

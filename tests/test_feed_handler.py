@@ -5,9 +5,10 @@ exactly what the message-by-message path gives (every tick written, in order).""
 import functools
 import time
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import Said
+from conftest import Said, symbols_forgotten
 from hftlab import protocol
 from hftlab.book import SharedPriceBook, new_name
 from hftlab.orderbook import FeedHandler
@@ -103,7 +104,15 @@ def test_property_the_burst_path_leaves_what_the_message_path_leaves(events, rep
     assert run(stream, cuts, by_message=False) == run(stream, cuts, by_message=True)
 
 
-def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
+@pytest.fixture
+def symbols_met():
+    """The decoder has met this file's symbols, and only those (`conftest.symbols_forgotten`)."""
+    with symbols_forgotten():
+        protocol.Decoder().feed(b"".join(b"PRICE,1,1,%s,1.00\n" % s.encode() for s in [*SYMBOLS, "TSLA"]))
+        yield
+
+
+def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick(symbols_met):
     n = 3000
     ticks = b"".join(b"PRICE,%d,%d,%s,%d.25\n" % (q, TS + q, SYMBOLS[q % 3].encode(), q)
                      for q in range(1, n + 1))
@@ -129,7 +138,7 @@ def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
         assert handler.log.lines == []
 
 
-def test_a_chunk_with_anything_unusual_goes_message_by_message():
+def test_a_chunk_with_anything_unusual_goes_message_by_message(symbols_met):
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
         handler = FeedHandler(price_book, Said())
         handler.decoder.feed_columns = functools.partial(handler.decoder.feed_columns, min_bytes=0)

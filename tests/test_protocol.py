@@ -8,6 +8,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import symbols_forgotten
 from hftlab.protocol import (
     MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Heartbeat, Hello,
     LineFramer, News, Order, Position, PositionQuery, Price, PriceColumns, ProtocolError,
@@ -579,55 +580,59 @@ def test_property_feed_columns_gives_what_line_by_line_does_split_anywhere(lines
 
 
 def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
-    good = b"PRICE,1,%d,AAPL,172.53\nPRICE,2,%d,MSFT,-0.5\n" % (TS, TS)
-    decode(b"PRICE,1,1,AAPL,1")
-    decode(b"PRICE,1,1,MSFT,1")
-    edge = b"PRICE,9999999999999999999,9223372036854775807,AAPL,0\n"     # the largest it takes
-    unmet = b"N" + secrets.token_hex(3).upper().encode()       # a symbol no other test decodes
-    for chunk, columns in [
-            (good, True), (good + edge, True), (good + b"PRICE,3", True),     # a partial line waits
-            (good[:-1], False),                                  # one complete line: line by line
-            (good + b"HB,2,1\n", False),
-            (good.replace(b"\n", b"\r\n"), False),
-            (good + b"PRICE,3,1,%s,1.00\n" % unmet, False),       # a symbol not met before...
-            (good + b"PRICE,3,1,%s,1.00\n" % unmet, True),        # ...then met
-            (good + b"PRICE,18446744073709551615,1,AAPL,1\n", False),   # a valid 20-digit seq
-            (good + b"PRICE,18446744073709551616,1,AAPL,1\n", False),   # seq above 2**64 - 1
-            (good + b"PRICE,3,9223372036854775808,AAPL,1\n", False),    # ts_ns above 2**63 - 1
-            (good + b"PRICE,%s,1,AAPL,1\n" % (b"0" * 30 + b"3"), False),  # valid, 31 digits
-            (good + b"PRICE,3,1,AAPL,1%s\n" % (b"0" * 300), False),      # valid, 301 digits
-            (good + b"PRICE,3,1,AAPL,1.\n", False), (good + b"PRICE,3,1,AAPL,1e5\n", False),
-            (good + b"x" * (MAX_LINE + 1), False)]:               # a tail too long: the framer says so
-        got, as_columns = _flat(Decoder().feed_columns(chunk, min_bytes=0))
-        want = Decoder().feed(chunk)
-        assert (norm(got), as_columns) == (norm(want), columns), chunk
-    assert Decoder(max_line=COLUMNS_MAX_LINE - 1).feed_columns(good + good, 0) == Decoder().feed(good + good)
-    assert type(Decoder(max_line=COLUMNS_MAX_LINE).feed_columns(good + good, 0)) is PriceColumns
-    few = good * (COLUMNS_MIN_BYTES // len(good))               # fewer bytes than the default takes
-    assert type(Decoder().feed_columns(few)) is list and type(Decoder().feed_columns(few + good)) is PriceColumns
-    assert price_columns(b"") == PriceColumns([], [], [], [])
-    assert price_columns(good) == PriceColumns([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
-    assert price_columns(good).messages() == [Price(1, TS, "AAPL", 172.53), Price(2, TS, "MSFT", -0.5)]
+    with symbols_forgotten():  # room to meet its symbols, whatever ran before
+        good = b"PRICE,1,%d,AAPL,172.53\nPRICE,2,%d,MSFT,-0.5\n" % (TS, TS)
+        decode(b"PRICE,1,1,AAPL,1")
+        decode(b"PRICE,1,1,MSFT,1")
+        edge = b"PRICE,9999999999999999999,9223372036854775807,AAPL,0\n"     # the largest it takes
+        unmet = b"N" + secrets.token_hex(3).upper().encode()       # a symbol no other test decodes
+        for chunk, columns in [
+                (good, True), (good + edge, True), (good + b"PRICE,3", True),     # a partial line waits
+                (good[:-1], False),                                  # one complete line: line by line
+                (good + b"HB,2,1\n", False),
+                (good.replace(b"\n", b"\r\n"), False),
+                (good + b"PRICE,3,1,%s,1.00\n" % unmet, False),       # a symbol not met before...
+                (good + b"PRICE,3,1,%s,1.00\n" % unmet, True),        # ...then met
+                (good + b"PRICE,18446744073709551615,1,AAPL,1\n", False),   # a valid 20-digit seq
+                (good + b"PRICE,18446744073709551616,1,AAPL,1\n", False),   # seq above 2**64 - 1
+                (good + b"PRICE,3,9223372036854775808,AAPL,1\n", False),    # ts_ns above 2**63 - 1
+                (good + b"PRICE,%s,1,AAPL,1\n" % (b"0" * 30 + b"3"), False),  # valid, 31 digits
+                (good + b"PRICE,3,1,AAPL,1%s\n" % (b"0" * 300), False),      # valid, 301 digits
+                (good + b"PRICE,3,1,AAPL,1.\n", False), (good + b"PRICE,3,1,AAPL,1e5\n", False),
+                (good + b"x" * (MAX_LINE + 1), False)]:               # a tail too long: the framer says so
+            got, as_columns = _flat(Decoder().feed_columns(chunk, min_bytes=0))
+            want = Decoder().feed(chunk)
+            assert (norm(got), as_columns) == (norm(want), columns), chunk
+        assert Decoder(max_line=COLUMNS_MAX_LINE - 1).feed_columns(good + good, 0) == Decoder().feed(good + good)
+        assert type(Decoder(max_line=COLUMNS_MAX_LINE).feed_columns(good + good, 0)) is PriceColumns
+        few = good * (COLUMNS_MIN_BYTES // len(good))               # fewer bytes than the default takes
+        assert type(Decoder().feed_columns(few)) is list
+        assert type(Decoder().feed_columns(few + good)) is PriceColumns
+        assert price_columns(b"") == PriceColumns([], [], [], [])
+        assert price_columns(good) == PriceColumns([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
+        assert price_columns(good).messages() == [Price(1, TS, "AAPL", 172.53), Price(2, TS, "MSFT", -0.5)]
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 10**15 - 1), min_size=1, max_size=300), st.booleans())
 def test_property_prices_in_cents_convert_bit_for_bit_as_float_does(cents, negative):
-    # The gateway's form (digits.dd) goes through integers of cents; one negative price (or
-    # any other form) sends the chunk through float(). Either way, the same bits as float().
-    texts = [b"%d.%02d" % (c // 100, c % 100) for c in cents]
-    if negative:
-        texts[-1] = b"-" + texts[-1]
-    decode(b"PRICE,1,1,AAPL,1")
-    body = b"".join(b"PRICE,%d,%d,AAPL,%s\n" % (k, TS, t) for k, t in enumerate(texts))
-    got = price_columns(body).prices
-    assert [struct.pack("<d", p) for p in got] == [struct.pack("<d", float(t)) for t in texts]
+    with symbols_forgotten():  # room to meet its symbols, whatever ran before
+        # The gateway's form (digits.dd) goes through integers of cents; one negative price (or
+        # any other form) sends the chunk through float(). Either way, the same bits as float().
+        texts = [b"%d.%02d" % (c // 100, c % 100) for c in cents]
+        if negative:
+            texts[-1] = b"-" + texts[-1]
+        decode(b"PRICE,1,1,AAPL,1")
+        body = b"".join(b"PRICE,%d,%d,AAPL,%s\n" % (k, TS, t) for k, t in enumerate(texts))
+        got = price_columns(body).prices
+        assert [struct.pack("<d", p) for p in got] == [struct.pack("<d", float(t)) for t in texts]
 
 
 def test_a_negative_zero_price_keeps_its_sign():
-    decode(b"PRICE,1,1,AAPL,1")
-    got = price_columns(b"PRICE,1,1,AAPL,1.00\nPRICE,2,1,AAPL,-0.00\n").prices
-    assert got == [1.0, 0.0] and math.copysign(1, got[1]) == -1
+    with symbols_forgotten():  # room to meet its symbols, whatever ran before
+        decode(b"PRICE,1,1,AAPL,1")
+        got = price_columns(b"PRICE,1,1,AAPL,1.00\nPRICE,2,1,AAPL,-0.00\n").prices
+        assert got == [1.0, 0.0] and math.copysign(1, got[1]) == -1
 
 
 @fast
