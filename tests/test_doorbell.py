@@ -35,6 +35,16 @@ SLEEPER = textwrap.dedent("""
 """)
 
 
+# A writer process: make the book, say so, then sleep (the test kills it).
+WRITER = textwrap.dedent("""
+    import sys, time
+    from hftlab import book
+    prices = book.SharedPriceBook(["AAPL"], sys.argv[1])
+    print("made", flush=True)
+    time.sleep(120)
+""")
+
+
 def start_sleeper(name):
     proc = subprocess.Popen([sys.executable, "-c", SLEEPER, name], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "asleep"
@@ -58,6 +68,26 @@ def test_a_book_removed_after_a_reader_died_asleep_leaves_no_bell_folder():
         proc.stdout.close()
         assert len(os.listdir(bell_dir(prices.name))) == 1
     assert not os.path.exists(bell_dir(prices.name))
+
+
+def test_a_stale_book_removed_after_its_writer_and_reader_died_leaves_no_bell_folder():
+    # Both killed: no owner unlinks the book, and the reader's bell stays. Whoever removes the
+    # stale book (hftlab clean, the launcher, a new owner) clears the bell and the folder.
+    name = book.new_name()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(writer) == "made"
+        reader = start_sleeper(name)
+        for proc in (reader, writer):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+        assert len(os.listdir(bell_dir(name))) == 1
+        assert book.remove_stale(name) == writer.pid
+        assert not os.path.exists(bell_dir(name))
+    finally:
+        writer.kill()
+        book.remove_stale(name)
 
 
 def test_a_sleeping_reader_process_is_woken_by_a_write():

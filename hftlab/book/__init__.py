@@ -28,7 +28,7 @@ name and read.  One idea per module, each with its part of the story:
 Everything is importable from here, as ``from hftlab.book import SharedPriceBook``.
 """
 
-from hftlab.book.doorbell import Doorbell, bell_dir, ring_bells
+from hftlab.book.doorbell import Doorbell, bell_dir, ring_bells, sweep_bells
 from hftlab.book.follow import Follower
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_STATES, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, MAX_NAME_LEN, MAX_SYMBOLS, RECORD_DTYPE, BookBusy,
@@ -56,5 +56,5 @@ __all__ = [
     # following a book
     "Follower",
     # sleeping until the writer rings
-    "Doorbell", "bell_dir", "ring_bells",
+    "Doorbell", "bell_dir", "ring_bells", "sweep_bells",
 ]

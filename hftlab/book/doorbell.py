@@ -64,7 +64,7 @@ import tempfile
 
 from hftlab.book.layout import check_name
 
-__all__ = ["bell_dir", "Doorbell", "ring_bells"]
+__all__ = ["bell_dir", "Doorbell", "ring_bells", "sweep_bells"]
 
 
 def bell_dir(name: str) -> str:
@@ -100,6 +100,20 @@ def ring_bells(name: str, sender: socket.socket) -> int:
         except OSError:
             pass             # not a socket of ours (e.g. another user's file): leave it
     return rung
+
+
+def sweep_bells(name: str) -> None:
+    """Ring every bell of book `name` once, then remove the book's bell folder if no bell
+    is left in it: for whoever removes the book (its owner, or a remover of a stale one).
+
+    A reader killed in its sleep (SIGKILL) leaves its bell's path behind, and a ring removes
+    such a bell (its socket refuses), so it does not keep the folder after the book is gone.
+    A live reader wakes to find the book going."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        ring_bells(name, sender)
+    with contextlib.suppress(OSError):  # not empty: a live reader still has its bell here
+        os.rmdir(bell_dir(name))
 
 
 class Doorbell:

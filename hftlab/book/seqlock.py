@@ -69,7 +69,7 @@ import time
 
 import numpy as np
 
-from hftlab.book.doorbell import bell_dir, ring_bells
+from hftlab.book.doorbell import ring_bells, sweep_bells
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, RECORD_DTYPE, BookBusy, BookError, LayoutMismatch, Quote,
                                 check_name, check_symbols, layout_nbytes, new_name, pid_alive)
@@ -537,14 +537,7 @@ class SharedPriceBook:
         self._unlinked = True
         with contextlib.suppress(FileNotFoundError):   # removed behind our back
             unlink_untracked(self._shm)
-        # One last ring, to everyone: a reader killed in its sleep (SIGKILL) left its bell's
-        # path behind, and a ring removes such a bell (its socket refuses), so the folder
-        # can go with the book; a live reader wakes to find the book going.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
-            sender.setblocking(False)
-            ring_bells(self.name, sender)
-        with contextlib.suppress(OSError):  # the bells' folder, if no reader has a bell left
-            os.rmdir(bell_dir(self.name))
+        sweep_bells(self.name)
 
     def __enter__(self):
         return self

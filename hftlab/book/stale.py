@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from hftlab.book.doorbell import sweep_bells
 from hftlab.book.layout import HEADER_DTYPE, LAYOUT_VERSION, MAGIC, check_name, pid_alive
 from hftlab.book.untracked import shm_open, shm_unlink
 
@@ -95,6 +96,7 @@ def remove_unless_live(name, mine_is_stale=False):
             shm_unlink(name)
         except FileNotFoundError:
             return "absent", 0, False
+        sweep_bells(name)  # the bells its dead readers left, and their folder
         return "removed", pid, valid
     finally:
         os.close(fd)                    # releases the flock
