@@ -257,6 +257,9 @@ def cmd_clean(config, args) -> int:
             removed += 1
             left_by = f"left by dead process {pid}" if pid else "not a valid book"
             print(f"removed shared-memory segment {name!r} ({left_by})")
+    for name in book.sweep_orphan_bells():
+        removed += 1
+        print(f"removed the doorbell folder of book {name!r} (the book itself is gone)")
     if not removed:
         print("nothing to clean: no stale hftlab segments")
     return 0

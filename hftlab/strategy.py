@@ -70,7 +70,13 @@ class BookReader:
         self.name, self.log = name, log
         self.follower = book.Follower(name, symbols, interval=1.0)
         # The bell is the book's name's, so it outlives an orderbook restart.
-        self.bell = book.Doorbell(name) if doorbell else None
+        self.bell = None
+        if doorbell:
+            try:
+                self.bell = book.Doorbell(name)
+            except book.UnsafeFolder as exc:  # another user's folder: never used, polling works
+                log.warning(f"{exc}; looking at the book every --poll-interval instead of sleeping on "
+                            "the doorbell")
         self.looked_updates = -1  # the book header's update count at the last look
         self.attached = None  # the book the log last said it attached to (None: none)
         self.said_waiting = False

@@ -187,3 +187,11 @@ def symbols_forgotten():
     finally:
         protocol._symbols.clear()
         protocol._symbols.update(saved)
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """A second, unprivileged user (tests/peer.py), or a skip that says why there is none."""
+    from peer import peer_user
+    with peer_user() as user:
+        yield user

@@ -28,15 +28,16 @@ name and read.  One idea per module, each with its part of the story:
 Everything is importable from here, as ``from hftlab.book import SharedPriceBook``.
 """
 
-from hftlab.book.doorbell import Doorbell, bell_dir, ring_bells, sweep_bells
+from hftlab.book.doorbell import (Doorbell, UnsafeFolder, bell_dir, bells_root, checked_folder,
+                                  remove_dead_bells, ring_bells, sweep_bells)
 from hftlab.book.follow import Follower
 from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_STATES, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
                                 MAGIC, MAX_NAME_LEN, MAX_SYMBOLS, RECORD_DTYPE, BookBusy,
-                                BookEmpty, BookError, BookInUse, BookNotFound, LayoutMismatch,
+                                BookEmpty, BookError, BookInUse, BookNotFound, LayoutMismatch, NotYours,
                                 Quote, check_name, check_symbols, field_offset, layout_nbytes,
-                                new_name, pid_alive)
+                                new_name, pid_alive, user_name)
 from hftlab.book.seqlock import MAX_RETRIES, SharedPriceBook
-from hftlab.book.stale import CREATION_GRACE, remove_stale
+from hftlab.book.stale import CREATION_GRACE, remove_stale, sweep_orphan_bells
 from hftlab.book.untracked import (create_untracked, open_untracked, shm_open, shm_unlink,
                                    tracker_disabled, unlink_untracked)
 
@@ -44,17 +45,18 @@ __all__ = [
     # layout
     "HEADER_DTYPE", "RECORD_DTYPE", "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES",
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_NAME_LEN", "field_offset",
-    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
-    "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive",
+    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "NotYours", "LayoutMismatch", "BookBusy",
+    "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive", "user_name",
     # the seqlocked book
     "SharedPriceBook", "MAX_RETRIES",
     # without the resource tracker
     "tracker_disabled", "open_untracked", "create_untracked", "unlink_untracked",
     "shm_open", "shm_unlink",
     # stale books
-    "CREATION_GRACE", "remove_stale",
+    "CREATION_GRACE", "remove_stale", "sweep_orphan_bells",
     # following a book
     "Follower",
     # sleeping until the writer rings
-    "Doorbell", "bell_dir", "ring_bells", "sweep_bells",
+    "Doorbell", "UnsafeFolder", "bells_root", "bell_dir", "checked_folder", "ring_bells",
+    "sweep_bells", "remove_dead_bells",
 ]

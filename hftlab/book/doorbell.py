@@ -51,42 +51,112 @@ the reader looks again after at most ``timeout`` seconds.
 
 Readers that never sleep on a doorbell (notebooks, ``hftlab status``, the widgets) are not
 affected: they never set the word, so nothing is ever rung for them.
+
+A shared temp folder, safely.  The bells live in ``$TMPDIR/hftlab-bells-UID/<book>/``, and
+on a course server ``$TMPDIR`` is ``/tmp``, where every user may make folders.  Another
+user who made ``hftlab-bells-UID`` first could point a book's folder anywhere (a symbolic
+link), and the writer, which removes every dead bell it finds, would then remove files of
+yours there.  So, as ssh-agent and tmux treat their folders in ``/tmp``: the folders are made
+mode 0700, and checked with ``lstat`` (a symbolic link is never followed) every time they are
+used: a real folder, yours, that nobody else can write in; anything else is refused with
+one sentence (`UnsafeFolder`), and one that others could only read is closed to them.
+Inside a folder that is yours alone nobody else can add, rename or remove an entry, and a
+writer removes only an entry it can tell is a dead bell: named ``PID-TOKEN``, a socket,
+yours, refusing a datagram.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import select
 import socket
+import stat
 import tempfile
 
-from hftlab.book.layout import check_name
+from hftlab.book.layout import BookError, check_name, pid_alive, user_name
 
-__all__ = ["bell_dir", "Doorbell", "ring_bells", "sweep_bells"]
+__all__ = ["UnsafeFolder", "bells_root", "bell_dir", "checked_folder", "Doorbell", "ring_bells",
+           "sweep_bells", "remove_dead_bells", "BELL_NAME"]
+
+# A bell's name in its folder: the reader's pid and a random token (`Doorbell`).
+BELL_NAME = re.compile(r"([0-9]+)-[0-9a-f]{6}\Z")
+
+
+class UnsafeFolder(BookError):
+    """A bells folder that is not a real folder of this user's alone: never used."""
+
+
+def bells_root() -> str:
+    """The folder of every book's bell folders: per user (the uid in its name)."""
+    return os.path.join(tempfile.gettempdir(), f"hftlab-bells-{os.geteuid()}")
 
 
 def bell_dir(name: str) -> str:
     """The folder of the bells of book `name`, one socket per sleeping reader.
 
-    Per user (the uid in the name) and per book; short enough for the 104-byte limit
-    of a UNIX socket path on macOS."""
-    return os.path.join(tempfile.gettempdir(), f"hftlab-bells-{os.getuid()}", check_name(name))
+    Per user and per book; short enough for the 104-byte limit of a UNIX socket path on
+    macOS. Only a path: `checked_folder` says whether it may be used."""
+    return os.path.join(bells_root(), check_name(name))
+
+
+def _check(path: str, st: os.stat_result) -> None:
+    """UnsafeFolder unless `st` (an lstat of `path`) is a real folder, ours, closed to others."""
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise UnsafeFolder(f"the doorbell folder {path} is {what}, so it was not made by hftlab; "
+                           "it is not used (remove it, or set TMPDIR to a folder of your own)")
+    if st.st_uid != os.geteuid():
+        raise UnsafeFolder(f"the doorbell folder {path} belongs to user {user_name(st.st_uid)}, not to you, "
+                           "so it is not used: another user made it (remove it as its owner or root, "
+                           "or set TMPDIR to a folder of your own)")
+    if st.st_mode & 0o022:  # others could have put anything in it
+        raise UnsafeFolder(f"the doorbell folder {path} can be written by other users (mode "
+                           f"{stat.S_IMODE(st.st_mode):o}), so it is not used: remove it")
+    if st.st_mode & 0o077:
+        # Ours, and nobody else could write in it (older hftlab versions made it 0755): close it.
+        os.chmod(path, 0o700)
+
+
+def checked_folder(path: str, create: bool = False) -> str:
+    """`path` once it is checked to be a real folder of ours alone (`_check`), made first
+    (mode 0700) if `create`; FileNotFoundError if it is not there, UnsafeFolder if it may
+    not be used. Checked with lstat, so a symbolic link is never followed."""
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(path, 0o700)  # whatever the umask took away: it is ours, 0700
+    _check(path, os.lstat(path))
+    return path
+
+
+def _book_folder(name: str, create: bool = False) -> str:
+    """The bell folder of book `name`, and the root above it, both checked (`checked_folder`)."""
+    checked_folder(bells_root(), create)
+    return checked_folder(bell_dir(name), create)
 
 
 def ring_bells(name: str, sender: socket.socket) -> int:
     """Send one byte to every bell of book `name`; return how many were rung.
 
     Never blocks and never raises for a reader's sake: a full bell already has a ring
-    pending; a bell nobody listens on any more (its reader died) is removed."""
-    folder = bell_dir(name)
+    pending; a bell nobody listens on any more (its reader died) is removed. A folder that
+    is not ours alone (`UnsafeFolder`) is not rung at all, and an entry that is not named
+    like a bell is left alone."""
     try:
+        folder = _book_folder(name)
         entries = os.listdir(folder)
-    except OSError:          # no folder: nobody ever slept on this book
+    except (OSError, UnsafeFolder):  # no folder (nobody ever slept on this book), or not ours
         return 0
     rung = 0
     for entry in entries:
+        if not BELL_NAME.match(entry):
+            continue
         path = os.path.join(folder, entry)
         try:
             sender.sendto(b"!", path)
@@ -94,12 +164,42 @@ def ring_bells(name: str, sender: socket.socket) -> int:
         except BlockingIOError:
             rung += 1        # its socket is full: a ring is pending already
         except (ConnectionRefusedError, FileNotFoundError):
-            # a dead reader's bell: remove it, so that nobody sends there again
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            _remove_bell(path)  # a dead reader's bell: so that nobody sends there again
         except OSError:
-            pass             # not a socket of ours (e.g. another user's file): leave it
+            pass             # not a bell we can send to: leave it
     return rung
+
+
+def _remove_bell(path: str) -> None:
+    """Remove `path` if it is a socket of ours: never anything else, whatever its name."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_dead_bells(name: str) -> int:
+    """Remove the bells of book `name` whose reader's pid is no longer running, without
+    ringing the live ones; then the folder, if that left it empty. Returns how many went.
+
+    For whoever reaps a reader (the launcher): a reader killed in its sleep leaves its bell,
+    and its book may be gone already, so that no writer will ever ring (and remove) it."""
+    try:
+        folder = _book_folder(name)
+        entries = os.listdir(folder)
+    except (OSError, UnsafeFolder):
+        return 0
+    removed = 0
+    for entry in entries:
+        m = BELL_NAME.match(entry)
+        if m and not pid_alive(int(m.group(1))):
+            _remove_bell(os.path.join(folder, entry))
+            removed += 1
+    with contextlib.suppress(OSError):  # not empty: a live reader still has its bell here
+        os.rmdir(folder)
+    return removed
 
 
 def sweep_bells(name: str) -> None:
@@ -112,8 +212,12 @@ def sweep_bells(name: str) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         sender.setblocking(False)
         ring_bells(name, sender)
+    try:
+        folder = _book_folder(name)
+    except (OSError, UnsafeFolder):
+        return
     with contextlib.suppress(OSError):  # not empty: a live reader still has its bell here
-        os.rmdir(bell_dir(name))
+        os.rmdir(folder)
 
 
 class Doorbell:
@@ -125,16 +229,17 @@ class Doorbell:
     ``drain()`` when the bell is readable."""
 
     def __init__(self, name: str):
+        """Make this reader's bell; `UnsafeFolder` (one sentence) if the bells folder is not
+        this user's alone."""
         self.name = check_name(name)
-        folder = bell_dir(name)
-        self.path = os.path.join(folder, f"{os.getpid()}-{secrets.token_hex(3)}")
+        self.path = os.path.join(bell_dir(name), f"{os.getpid()}-{secrets.token_hex(3)}")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             try:
-                os.makedirs(folder, mode=0o700, exist_ok=True)
+                _book_folder(name, create=True)
                 self.sock.bind(self.path)
             except FileNotFoundError:  # another reader's last bell just took the folder away
-                os.makedirs(folder, mode=0o700, exist_ok=True)
+                _book_folder(name, create=True)
                 self.sock.bind(self.path)
             self.sock.setblocking(False)
         except BaseException:

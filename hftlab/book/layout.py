@@ -29,6 +29,7 @@ leading slash.  POSIX only (Linux, macOS).
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import secrets
 from typing import NamedTuple
@@ -40,8 +41,8 @@ from hftlab import protocol
 __all__ = [
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_NAME_LEN",
     "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES", "HEADER_DTYPE", "RECORD_DTYPE", "field_offset",
-    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "LayoutMismatch", "BookBusy",
-    "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive",
+    "BookError", "BookNotFound", "BookEmpty", "BookInUse", "NotYours", "LayoutMismatch", "BookBusy",
+    "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive", "user_name",
 ]
 
 MAGIC = b"HFTBOOK1"
@@ -102,6 +103,11 @@ class BookEmpty(BookNotFound):
 
 class BookInUse(BookError):
     """The name belongs to a book whose writer is still running."""
+
+
+class NotYours(BookError):
+    """The segment under that name belongs to another user: never read, taken over or removed.
+    (A course server has many users, and every user's books are in the one /dev/shm.)"""
 
 
 class LayoutMismatch(BookError):
@@ -166,6 +172,14 @@ def check_symbols(symbols) -> tuple:
     if len(set(symbols)) != len(symbols):
         raise ValueError(f"duplicate symbols in {symbols}")
     return symbols
+
+
+def user_name(uid) -> str:
+    """How a message names a user: "alice (uid 1001)", or "uid 1001" for a uid with no name."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def pid_alive(pid) -> bool:

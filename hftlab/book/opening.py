@@ -20,7 +20,7 @@ import numpy as np
 
 from hftlab.book import stale
 from hftlab.book.layout import (HEADER_DTYPE, LAYOUT_VERSION, MAGIC, MAX_SYMBOLS, RECORD_DTYPE,
-                                BookError, BookInUse, BookNotFound, LayoutMismatch, check_name,
+                                BookError, BookInUse, BookNotFound, LayoutMismatch, NotYours, check_name,
                                 field_offset, layout_nbytes)
 from hftlab.book.untracked import create_untracked, open_untracked
 
@@ -32,7 +32,8 @@ def create_segment(name: str, nbytes: int) -> tuple:
 
     took_over_from is None, or the pid of the dead writer whose stale book was removed
     to make room (0 if what was there was not a book).  BookInUse if a live process
-    owns the name; BookError if the name keeps being re-created by another process."""
+    owns the name; NotYours if another user's segment has it; BookError if the name
+    keeps being re-created by another process."""
     took_over_from = None
     tries = 0
     give_up = time.monotonic() + stale.CREATION_GRACE + 5.0
@@ -46,6 +47,9 @@ def create_segment(name: str, nbytes: int) -> tuple:
         except FileExistsError:
             pass
         outcome, pid, valid = stale.remove_unless_live(name, mine_is_stale=True)
+        if outcome == "foreign":
+            raise NotYours(f"book {name!r} belongs to {stale.owner_name(pid)}, not to you: choose "
+                           "another --shm-name (hftlab run --free-ports picks a fresh one)")
         if outcome == "alive":
             raise BookInUse(
                 f"book {name!r} is owned by running process {pid}: "
@@ -71,7 +75,10 @@ def open_segment(name: str):
     except FileNotFoundError:
         raise BookNotFound(f"no book named {name!r} in shared memory: "
                            "is the orderbook running?") from None
-    except OSError as exc:      # e.g. another user's segment of that name
+    except PermissionError:
+        raise NotYours(f"book {name!r} belongs to {stale.owner_name(stale.segment_owner(name))}, not to "
+                       "you: choose another --shm-name") from None
+    except OSError as exc:
         raise BookError(f"cannot open shared memory {name!r}: {exc.strerror or exc}; "
                         "choose another --shm-name") from None
 

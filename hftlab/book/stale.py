@@ -33,11 +33,12 @@ import time
 
 import numpy as np
 
-from hftlab.book.doorbell import sweep_bells
-from hftlab.book.layout import HEADER_DTYPE, LAYOUT_VERSION, MAGIC, check_name, pid_alive
+from hftlab.book.doorbell import UnsafeFolder, bells_root, checked_folder, sweep_bells
+from hftlab.book.layout import HEADER_DTYPE, LAYOUT_VERSION, MAGIC, NotYours, check_name, pid_alive, user_name
 from hftlab.book.untracked import shm_open, shm_unlink
 
-__all__ = ["CREATION_GRACE", "remove_stale", "remove_unless_live"]
+__all__ = ["CREATION_GRACE", "remove_stale", "remove_unless_live", "owner_name", "segment_owner",
+           "sweep_orphan_bells"]
 
 # A segment nobody has claimed yet (empty, or no pid in its header) is taken for
 # one being created, and never removed, until it is this many seconds old.
@@ -50,31 +51,45 @@ def remove_stale(name) -> int | None:
     Returns the dead writer's pid (0 if the segment was not a valid book),
     or None if nothing was removed: no such segment, its writer is alive, or
     it is younger than CREATION_GRACE and not claimed yet (being created).
+    `NotYours` if it belongs to another user: that is never removed.
     """
     outcome, pid, valid = remove_unless_live(check_name(name))
+    if outcome == "foreign":
+        raise NotYours(f"it belongs to {owner_name(pid)}, not to you")
     if outcome != "removed":
         return None
     return pid if valid else 0
 
 
+def owner_name(uid) -> str:
+    """'user alice (uid 1001)', or 'another user' where the owner cannot be told."""
+    return "another user" if uid is None else f"user {user_name(uid)}"
+
+
 def remove_unless_live(name, mine_is_stale=False):
     """Unlink segment `name` unless a live process claims it or it may still be
     being created.  Returns (outcome, pid, valid): outcome "absent", "alive"
-    (pid claims it), "young" (unclaimed and younger than CREATION_GRACE) or
-    "removed" (pid: its dead writer, valid: whether it was a book).
+    (pid claims it), "young" (unclaimed and younger than CREATION_GRACE),
+    "foreign" (another user's, whatever it holds: pid is that user's uid, or
+    None where it cannot be told) or "removed" (pid: its dead writer, valid:
+    whether it was a book).
     `mine_is_stale`: a segment claimed by this very process counts as stale.
     """
     try:
         fd = shm_open(name, os.O_RDWR)
     except FileNotFoundError:
         return "absent", 0, False
+    except PermissionError:             # another user's, closed to us
+        return "foreign", segment_owner(name), False
     try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():   # another user's that we could open (we are root)
+            return "foreign", st.st_uid, False
         # Removers take turns on this segment (see the module docstring).
         # Where flock is not supported on shared memory, the race is narrower
         # but not closed.
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX)
-        st = os.fstat(fd)
         if not _still_named(name, st):
             return "absent", 0, False   # removed or replaced meanwhile
         header = None
@@ -113,14 +128,41 @@ def _claimed(h):
     return 0, False
 
 
+def segment_owner(name) -> int | None:
+    """The uid owning segment `name`, where the system shows segments as files (Linux)."""
+    try:
+        return os.stat(os.path.join("/dev/shm", name)).st_uid
+    except OSError:
+        return None
+
+
 def _still_named(name, st) -> bool:
     """Does `name` still refer to the segment whose fstat is `st`?"""
     try:
         fd = shm_open(name, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         return False
     try:
         now = os.fstat(fd)
     finally:
         os.close(fd)
     return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def sweep_orphan_bells() -> list:
+    """Sweep the bell folders of books that no longer exist (removed by hand, say, while a
+    reader slept); return their names. For ``hftlab clean``: nobody else ever looks there."""
+    try:
+        names = os.listdir(checked_folder(bells_root()))
+    except (OSError, UnsafeFolder):
+        return []
+    swept = []
+    for name in sorted(names):
+        try:
+            os.close(shm_open(check_name(name), os.O_RDONLY))
+        except FileNotFoundError:
+            sweep_bells(name)
+            swept.append(name)
+        except (OSError, ValueError):   # another user's book, or not a book's name: not ours to judge
+            pass
+    return swept
