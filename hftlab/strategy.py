@@ -321,15 +321,19 @@ class Strategy:
                                  began_ns, sent_ns if order_id else 0)
 
     def on_orders_connected(self) -> None:
-        """Ask for our positions, then re-send what was not confirmed, in that order.
+        """Name ourselves and ask for our positions, then re-send what was not confirmed, in
+        that order.
 
-        A symbol with an order in flight keeps the position we hold: the journal's may or
-        may not include that order yet, and its ACK (a re-send is confirmed again) will
-        count it. Every other symbol trades again only once the journal's answer came."""
+        The first POSQUERY on a connection names it: every order after it is journalled under
+        our name, which is what a restarted strategy will ask for. So every connection asks
+        about every symbol before anything else, even when every symbol has an order in
+        flight. Such a symbol keeps the position we hold, and its answer is not taken
+        (`rules.Trader.learn`): the journal's may or may not include that order yet, and its
+        ACK (a re-send is confirmed again) will count it. Every other symbol trades again
+        only once the journal's answer came."""
         busy = {d.symbol for d in self.trader.pending.values()}
-        ask = [s for s in self.config.symbols if s not in busy]
-        self.trader.forget(ask)
-        lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in ask]
+        self.trader.forget([s for s in self.config.symbols if s not in busy])
+        lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in self.config.symbols]
         if self.trader.pending:
             self.say(logging.INFO, f"re-sending unconfirmed orders {' '.join(self.trader.pending)}")
         lines += [order_line(order_id, d) for order_id, d in self.trader.pending.items()]

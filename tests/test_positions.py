@@ -1,7 +1,9 @@
 """Positions survive restarts, REJECTs back off, and configurations that cannot work are refused."""
 
 import math
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -99,3 +101,53 @@ def test_a_configuration_that_cannot_work_is_refused_at_start(flags, says, tmp_p
         out = subprocess.run([sys.executable, "-m", f"hftlab.{name}", *flags, "--journal", str(tmp_path / "j.csv"),
                               "--shm-name", book.new_name()], capture_output=True, text=True, timeout=30)
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
+
+
+SENT = re.compile(r"(BUY|SELL) (\d+) AAPL @ [\d.]+ as (\S+):")
+
+
+def test_every_connection_names_its_strategy_whatever_was_in_flight_when_the_order_manager_died():
+    """One symbol, so that an order in flight leaves no other symbol to ask about. The order
+    manager dies at each point of an order's life: no order out; an order sent but not read
+    (it was stopped, then killed); and idle. Every journal row must carry the strategy's name,
+    so that a restarted strategy learns the position it really holds."""
+    config = Config(**FAST, symbols=("AAPL",))
+    with Launcher(config, free_ports=True) as lab:
+        journal = lab.config.journal
+        strategy = lab.children["strategy"]
+
+        def sent_since(offset):
+            with open(strategy.log_path) as f:
+                f.seek(offset)
+                return SENT.findall(f.read())
+
+        def booked(order_id):
+            return any(r["order_id"] == order_id for r in read_journal(journal))
+
+        for point in ("not read", "nothing out", "not read", "idle"):
+            n = len(read_journal(journal))
+            if point == "not read":
+                lab.children["order_manager"].popen.send_signal(signal.SIGSTOP)
+                offset = os.path.getsize(strategy.log_path)
+                [(_, _, order_id)] = wait_for(lambda: sent_since(offset), 30, "an order sent to the stopped OM")
+                lab.kill("order_manager")                 # SIGKILL: the order was never read
+                lab.start_one("order_manager")
+                wait_for(lambda: booked(order_id), 30, f"the re-sent {order_id} to be booked")
+            elif point == "nothing out":
+                lab.kill("order_manager")
+                wait_for(lambda: "but the order manager is not connected" in lab.log("strategy", 50),
+                         30, "a decision while the order manager is down")
+                lab.start_one("order_manager")
+            else:
+                lab.kill("order_manager")
+                lab.start_one("order_manager")
+            wait_for(lambda: len(read_journal(journal)) >= n + 1, 30, f"an order booked after '{point}'")
+            rows = read_journal(journal)
+            assert [r for r in rows if r["strategy"] != "strategy"] == [], (point, rows)
+        lab.kill("strategy")                              # it forgets; the journal must not
+        child = lab.start_one("strategy")
+        held = sum(int(r["qty"]) * (1 if r["side"] == "BUY" else -1) for r in read_journal(journal))
+        said = wait_for(lambda: re.search(r"the journal holds AAPL (\w+)(?: (\d+))? for", own_log(child)),
+                        20, "the restarted strategy's position")
+    learnt = 0 if said.group(1) == "flat" else int(said.group(2)) * (1 if said.group(1) == "long" else -1)
+    assert learnt == held
