@@ -7,17 +7,25 @@ in the columns ``time,kind,symbol,value`` (`hftlab.replay.COLUMNS`): ``time`` is
 gateway's ts_ns as exact decimal seconds. Heartbeats and HELLO lines are not data and are
 left out. The rows are written in time order when the recording ends (after --duration, or
 at Ctrl-C), so ``hftlab gateway --replay ticks.csv`` can send them again at their pace.
+
+Before it records, it makes a temporary file beside --out: a place it cannot write is then
+said at once, not after a recording that would be lost. At the end the rows go to that file,
+which then replaces --out in one step (so --out is never half written); on any failure it is
+removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import selectors
+import stat
 import time
 
 from hftlab import process, protocol, replay
 
-__all__ = ["add_arguments", "subscribe", "collect", "write", "run", "main"]
+__all__ = ["add_arguments", "reserve", "subscribe", "collect", "write", "run", "main"]
 
 
 def add_arguments(parser) -> None:
@@ -80,11 +88,44 @@ def collect(config, duration: float, log) -> list:
     return rows
 
 
+def _cannot_write(path: str, why: str) -> process.Fatal:
+    return process.Fatal(f"cannot write {path}: {why}; choose a file in a directory you can write "
+                         "(nothing was recorded)")
+
+
+def reserve(path: str) -> tuple:
+    """(the file to write, a new empty temporary file beside it) for a recording to `path`.
+
+    Made before recording, so that a place that cannot be written is a `process.Fatal` at
+    once; `run` writes the rows to the temporary file and moves it onto the file."""
+    target = os.path.realpath(path)  # through a symlink, as open() would write
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        mode = None  # no such file yet; if the path is wrong, making the temporary file says how
+    if mode is not None and not stat.S_ISREG(mode):  # replacing /dev/null or a pipe is no recording
+        raise _cannot_write(path, f"it is {replay.describe_file(mode)}, not a file")
+    if mode is not None and not os.access(target, os.W_OK):  # os.replace would not ask the file
+        raise _cannot_write(path, "Permission denied")
+    directory = os.path.dirname(target)
+    # Not tempfile.mkstemp: its files are private (0600); this one gets the mode open() would give.
+    temporary = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except (FileExistsError, NotADirectoryError):  # from makedirs: a file where a directory should be
+        raise _cannot_write(path, "a part of its path is a file, not a directory") from None
+    except OSError as exc:
+        raise _cannot_write(path, exc.strerror or str(exc)) from None
+    if mode is not None:  # a file written over keeps its permissions, as with open(path, "w")
+        with contextlib.suppress(OSError):  # (a file system without them does not stop a recording)
+            os.chmod(temporary, stat.S_IMODE(mode))
+    return target, temporary
+
+
 def write(path: str, rows) -> None:
     """Write the rows in time order (two sockets may deliver them slightly interleaved)."""
     rows = sorted(rows, key=lambda r: r[0])  # stable: same-time rows keep their order
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     with open(path, "w", newline="") as f:
         f.write(",".join(replay.COLUMNS) + "\n")
         f.writelines(replay.format_row(*row) for row in rows)
@@ -93,8 +134,18 @@ def write(path: str, rows) -> None:
 def run(config, log, args) -> None:
     if not args.duration > 0:
         raise process.Fatal(f"--duration must be positive; got {args.duration:g}")
-    rows = collect(config, args.duration, log)
-    write(args.out, rows)
+    target, temporary = reserve(args.out)
+    try:
+        rows = collect(config, args.duration, log)
+        try:
+            write(temporary, rows)
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise process.Fatal(f"cannot write {args.out}: {exc.strerror or exc}; the recording is lost "
+                                "(free some space, or choose another place)") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # gone once it has replaced the target
+            os.remove(temporary)
     prices = sum(1 for r in rows if r[1] == replay.PRICE)
     log.info(f"wrote {prices} prices and {len(rows) - prices} news to {args.out}")
 

@@ -2,13 +2,15 @@
 deterministically through the real processes."""
 
 import csv
+import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from conftest import wait_for
-from hftlab import book, replay, rules
+from hftlab import book, record, replay, rules
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
@@ -50,6 +52,20 @@ def test_rows_at_the_same_time_and_kind_go_in_one_batch():
     assert [[e.line for e in b] for b in replay.batches(replay.parse(text, SYMBOLS))] == [[2, 3], [4]]
 
 
+def test_a_spreadsheets_file_with_a_byte_order_mark_and_crlf_line_ends_replays(tmp_path):
+    text = "time,symbol,price\r\n1,AAPL,185.64\r\n2,MSFT,370.87\r\n"
+    assert [(e.symbol, e.line) for e in replay.parse("\ufeff" + text, SYMBOLS)] == [("AAPL", 2), ("MSFT", 3)]
+    excel = tmp_path / "excel.csv"
+    excel.write_text(text, encoding="utf-8-sig", newline="")  # what Excel's "CSV UTF-8" writes
+    assert [(e.symbol, e.line) for e in replay.load(str(excel), SYMBOLS)] == [("AAPL", 2), ("MSFT", 3)]
+
+
+def test_the_limits_themselves_are_allowed():
+    first = f"0,AAPL,{replay.MAX_PRICE},"
+    text = f"time,symbol,price,note\n{first}{'x' * (replay.MAX_LINE - len(first))}\n{replay.MAX_GAP},MSFT,1,\n"
+    assert [(e.at, e.value) for e in replay.parse(text, SYMBOLS)] == [(0, replay.MAX_PRICE), (replay.MAX_GAP, 1)]
+
+
 def test_the_shipped_sample_is_a_valid_recording():
     events = replay.load(replay.SAMPLE, SYMBOLS)
     kinds = {e.kind for e in events}
@@ -76,6 +92,20 @@ def test_the_shipped_sample_is_a_valid_recording():
     ("time,symbol,price\n1,AAPL\n", "line 2 has 2 fields but the header has 3"),
     ("time,kind,symbol,value\n1,NEWS,,101\n", "line 2: the news sentiment '101' must be a whole number 0..100"),
     ("time,kind,symbol,value\n1,TRADE,AAPL,1\n", "line 2: kind 'TRADE' is neither PRICE nor NEWS"),
+    ("time,kind,symbol,value\n1,NEWS,,\u00b2\n", "line 2: the news sentiment '\u00b2' must be a whole number"),
+    # One row per line: a quoted field cannot hold a line break (the csv module would join the lines).
+    ('time,symbol,price\n1,AAPL,"1\n2"\n', "line 2: a quoted field does not end on its line"),
+    ('time,symbol,price\n1,AAPL,"1\r\n2"\n', "line 2: a quoted field does not end on its line"),
+    ('time,symbol,price\n1,AAPL,"1\r2"\n', "line 2: a quoted field does not end on its line"),
+    ('time,symbol,price\n1,AAPL,1\n2,AAPL,"3\n4\n5"\n', "line 3: a quoted field does not end on its line"),
+    ('time,symbol,price\n1,AAPL,"12\n', "line 2: a quoted field does not end on its line"),
+    ('time,symbol,"pri\nce"\n1,AAPL,1\n', "line 1: a quoted field does not end on its line"),
+    ("time,symbol,price,note\n1,AAPL,1,\x00\n", "line 2 has a NUL character"),
+    ("time,symbol,price\n1,AAPL,1e308\n", "line 2: the price '1e308' is more than 1,000,000,000"),
+    ("time,symbol,price\n1,AAPL,1000000000.01\n", "line 2: the price '1000000000.01' is more than"),
+    ("time,symbol,price\n1,AAPL,1\n1e300,AAPL,2\n", "line 3: time 1e300 is more than a day after line 2's"),
+    ("time,symbol,price\n1,AAPL,1\n2,AAPL,1\n86402.5,AAPL,2\n",
+     "line 4: time 86402.5 is more than a day after line 3's"),
 ])
 def test_a_bad_file_is_one_sentence_naming_the_line(text, expected):
     with pytest.raises(replay.ReplayError) as err:
@@ -85,9 +115,88 @@ def test_a_bad_file_is_one_sentence_naming_the_line(text, expected):
     assert "\n" not in message
 
 
+def test_a_line_longer_than_a_tick_files_lines_is_refused_with_its_number():
+    text = "time,symbol,price\n1,AAPL,1\n2,AAPL," + "9" * (200 * 1024) + "\n3,AAPL,1\n"
+    with pytest.raises(replay.ReplayError) as err:
+        replay.parse(text, SYMBOLS, source="ticks.csv")
+    assert str(err.value).startswith(f"ticks.csv line 3 is {7 + 200 * 1024} characters long, more than the "
+                                     f"{replay.MAX_LINE} a tick file's line may have"), str(err.value)
+
+
 def test_a_missing_file_is_a_replay_error(tmp_path):
     with pytest.raises(replay.ReplayError, match="cannot read the tick file .*nothere.csv"):
         replay.load(str(tmp_path / "nothere.csv"), SYMBOLS)
+
+
+def load_in_a_child(path, pretend_regular=None):
+    """What `replay.load(path)` says, run in a child bounded in time (10 s) and memory (1 GiB):
+    a file that would hang it or fill memory fails the test instead of hanging the run or
+    taking the machine's memory. `pretend_regular`: a regular file whose os.stat the child
+    reports for `path`, as if a FIFO had been swapped in between a check and the open."""
+    code = ("import os, resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"
+            "from hftlab import replay\n"
+            "path, regular = sys.argv[1:]\n"
+            "stat = os.stat\n"
+            "if regular:\n"
+            "    os.stat = lambda p, *a, **k: stat(regular if p == path else p, *a, **k)\n"
+            "try:\n"
+            "    replay.load(path, ['AAPL'])\n"
+            "except replay.ReplayError as exc:\n"
+            "    print(exc)\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(path), str(pretend_regular or "")],
+                             capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"replay.load({str(path)!r}) did not return within 10 s")
+    assert out.returncode == 0 and out.stdout.count("\n") == 1, out.stdout + out.stderr
+    return out.stdout.strip()
+
+
+def refusal(path):
+    """What replay.load says of `path`, which it must refuse."""
+    with pytest.raises(replay.ReplayError) as err:
+        replay.load(str(path), SYMBOLS)
+    return str(err.value)
+
+
+def test_a_device_a_directory_or_a_socket_is_refused_for_what_it_is(tmp_path):
+    what_to_do = "not a file; give the path of a CSV file of ticks"
+    # Read to its end, /dev/zero would fill memory: the child's limit makes that a failure, not a swap storm.
+    said = load_in_a_child("/dev/zero")
+    assert said == f"cannot read the tick file /dev/zero: it is a character device, {what_to_do}"
+    assert refusal(tmp_path) == f"cannot read the tick file {tmp_path}: it is a directory, {what_to_do}"
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        assert refusal(path) == f"cannot read the tick file {path}: it is a socket, {what_to_do}"
+
+
+def test_a_fifo_is_refused_at_once_even_one_swapped_in_after_a_check(tmp_path):
+    fifo, regular = tmp_path / "fifo.csv", tmp_path / "regular.csv"
+    os.mkfifo(fifo)
+    regular.write_text("time,symbol,price\n1,AAPL,1\n")
+    # open() of a FIFO waits for a writer: these would hang, and the child is killed after 10 s.
+    expected = (f"cannot read the tick file {fifo}: it is a named pipe (FIFO), not a file; "
+                "give the path of a CSV file of ticks")
+    assert load_in_a_child(fifo) == expected
+    assert load_in_a_child(fifo, pretend_regular=regular) == expected
+
+
+def test_a_file_too_large_to_be_a_tick_file_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:
+        f.truncate(replay.MAX_FILE_BYTES + 1)  # sparse: no disk space, and it would read as NULs
+    assert refusal(big) == (f"cannot read the tick file {big}: it has {replay.MAX_FILE_BYTES + 1:,} bytes, more "
+                              f"than a tick file may have ({replay.MAX_FILE_BYTES:,}, about 2.5 million rows); "
+                              "replay a part of it")
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("time,symbol,price,note\r\n1,AAPL,1,ok\r\n2,AAPL,1,café\r\n".encode("latin-1"))
+    assert refusal(latin) == (f"cannot read the tick file {latin}: line 3 is not UTF-8 text (byte 0xe9); "
+                              'save it as UTF-8 ("CSV UTF-8" in a spreadsheet)')
 
 
 def test_a_bad_file_stops_the_gateway_and_hftlab_run_before_anything_starts(tmp_path):
@@ -116,6 +225,7 @@ def test_record_writes_what_a_running_lab_sends(tmp_path):
         out = hftlab("record", "--duration", "1.5", "--out", str(out_file),
                      "--price-port", str(c.price_port), "--news-port", str(c.news_port))
     assert out.returncode == 0, out.stdout + out.stderr
+    assert [p.name for p in out_file.parent.iterdir()] == ["ticks.csv"]  # the temporary file was moved there
     rows = list(csv.DictReader(out_file.open()))
     assert list(rows[0]) == list(replay.COLUMNS)
     prices = [r for r in rows if r["kind"] == "PRICE"]
@@ -133,7 +243,70 @@ def test_record_without_a_lab_says_what_to_do(tmp_path):
                  "--price-port", "1", "--news-port", "2")
     assert out.returncode == 2
     assert "cannot reach the price feed at 127.0.0.1:1" in out.stdout and "is a lab running there?" in out.stdout
-    assert not (tmp_path / "x.csv").exists()
+    assert list(tmp_path.iterdir()) == []  # no x.csv, and no temporary file either
+
+
+def record_to(out_file):
+    """`hftlab record --out out_file` with no lab to record: what it says, and its exit status."""
+    out = hftlab("record", "--duration", "1", "--out", str(out_file), "--price-port", "1", "--news-port", "2")
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("out, why", [
+    ("a directory", "it is a directory, not a file"),
+    ("a FIFO", "it is a named pipe (FIFO), not a file"),
+    ("under a file", "a part of its path is a file, not a directory"),
+])
+def test_record_to_a_place_it_cannot_write_says_so_before_it_records(tmp_path, out, why):
+    out_file = tmp_path / "out.csv"
+    if out == "a directory":
+        out_file.mkdir()
+    elif out == "a FIFO":
+        os.mkfifo(out_file)
+    else:
+        (tmp_path / "file").write_text("")
+        out_file = tmp_path / "file" / "out.csv"
+    before = sorted(tmp_path.rglob("*"))
+    status, said = record_to(out_file)
+    # Said before it dials the gateway: without a lab it would otherwise say "cannot reach".
+    assert status == 2 and f"cannot run: cannot write {out_file}: {why}; choose a file in a directory you " \
+        "can write (nothing was recorded)" in said, said
+    assert "cannot reach" not in said and "Traceback" not in said
+    assert sorted(tmp_path.rglob("*")) == before  # no temporary file left behind
+
+
+def test_record_writes_beside_the_real_file_and_keeps_its_permissions(tmp_path):
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("an older recording\n")
+    real.chmod(0o640)
+    link.symlink_to(real)
+    target, temporary = record.reserve(str(link))  # through the link, as open() would write
+    assert target == str(real) and os.path.dirname(temporary) == str(tmp_path)
+    assert oct(os.stat(temporary).st_mode & 0o777) == oct(0o640)
+    umask = os.umask(0o022)
+    try:
+        target, fresh = record.reserve(str(tmp_path / "new" / "ticks.csv"))
+    finally:
+        os.umask(umask)
+    assert oct(os.stat(fresh).st_mode & 0o777) == oct(0o644)  # what open() gives, not tempfile's 0600
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [os.path.basename(fresh)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_record_to_a_directory_or_file_without_write_permission_says_so_before_it_records(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    readonly = tmp_path / "readonly.csv"
+    readonly.write_text("keep me\n")
+    readonly.chmod(0o444)
+    try:
+        for out_file in (locked / "x.csv", readonly):
+            status, said = record_to(out_file)
+            assert status == 2 and f"cannot write {out_file}: Permission denied; choose a file in a directory " \
+                "you can write (nothing was recorded)" in said, said
+        assert readonly.read_text() == "keep me\n" and list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
 
 
 # -- replay through the real processes -----------------------------------------------------
