@@ -33,7 +33,7 @@ import time
 from hftlab import book
 from hftlab import config as _config
 from hftlab import process, replay
-from hftlab.launcher import NAMES, GaveUp, LaunchError, Launcher
+from hftlab.launcher import NAMES, STOP_TIMEOUT, GaveUp, LaunchError, Launcher
 
 __all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "parser", "main", "cmd_run",
            "cmd_status", "cmd_clean"]
@@ -132,6 +132,25 @@ def cmd_run(config, args) -> int:
     print(f"hftlab: starting {', '.join(NAMES)}; logs and journal in {launcher.run_dir}/", flush=True)
     tails = {}
     try:
+        status = _run_and_watch(launcher, args, tails)
+    finally:
+        # A second Ctrl-C or SIGTERM must not cut the orderly stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        launcher.stop()
+        with contextlib.suppress(BrokenPipeError):
+            _show(_new_lines(launcher, tails))
+            forced = _report_forced_stops(launcher)
+            print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return 1 if forced else status
+
+
+def _run_and_watch(launcher, args, tails) -> int:
+    """Start the processes, then show their logs and supervise them until the time is up, a
+    stop (Ctrl-C, SIGTERM, a closed output pipe) or giving up; the exit status."""
+    try:
         for name in NAMES:
             launcher.start_one(name)
             _show(_new_lines(launcher, tails))
@@ -177,16 +196,24 @@ def cmd_run(config, args) -> int:
         with contextlib.suppress(OSError):
             print("hftlab: the output pipe was closed; stopping.", file=sys.stderr, flush=True)
         return 0
-    finally:
-        # A second Ctrl-C or SIGTERM must not cut the orderly stop short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        launcher.stop()
-        with contextlib.suppress(BrokenPipeError):
-            _show(_new_lines(launcher, tails))
-            print(f"hftlab: stopped. journal: {launcher.config.journal}", flush=True)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+
+
+def _report_forced_stops(launcher) -> bool:
+    """Say which process had to be killed, or left processes behind, when the lab stopped,
+    and how to fix it; True if any did (`hftlab run` then exits with status 1)."""
+    said = False
+    for name, child in launcher.children.items():
+        label = launcher.label(name)
+        if child.forced:
+            print(f"hftlab: {label} was still running {STOP_TIMEOUT:g} s after SIGTERM and was killed "
+                  "(SIGKILL): make it exit on SIGTERM (docs/roles.md, Stop)", file=sys.stderr, flush=True)
+            said = True
+        if child.leftovers:
+            print(f"hftlab: {label} left {process.describe(child.leftovers)} running after it stopped "
+                  "(stopped now): stop what it starts when it gets SIGTERM (docs/roles.md, Stop)",
+                  file=sys.stderr, flush=True)
+            said = True
+    return said
 
 
 def _new_lines(launcher, tails) -> list:

@@ -73,6 +73,8 @@ class Config:
                               "0 = as fast as the subscribers take it")
     latency_log: str = _knob("", "strategy writes one CSV row per tick it sees, with every "
                                  "hop's timestamp, to this file (empty = off)")
+    log_limit_mb: float = _knob(64.0, "a process's log keeps at most this many MiB of each run; past "
+                                      "it one line says so and the rest is dropped (0 = no limit)")
 
     def __post_init__(self):
         if isinstance(self.symbols, str):
@@ -124,10 +126,16 @@ class Config:
             yield str(exc)
         if self.bench_ticks < 0 or self.bench_rate < 0:
             yield "bench_ticks and bench_rate must not be negative"
+        if not self.log_limit_mb >= 0:
+            yield "log_limit_mb must be 0 (no limit) or positive"
         if not self.speed >= 0:
             yield "speed must be 0 (as fast as possible) or positive"
         if self.replay and self.bench_ticks:
             yield "a replay and benchmark mode (bench_ticks) cannot be combined"
+
+    def log_limit_bytes(self) -> int | None:
+        """`log_limit_mb` in bytes, or None for no limit."""
+        return int(self.log_limit_mb * 2**20) or None
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

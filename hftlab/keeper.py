@@ -12,8 +12,10 @@ module, which keeps that promise for it:
    as if the launcher had started the command itself. Nothing sits in between.
 3. The watcher wakes when the lifeline breaks, or once a second to see whether the
    command is still its parent. If the launcher has died while the command runs, it
-   sends the command SIGTERM, and SIGKILL after GRACE seconds if it is still there;
-   if the command has exited, it just exits.
+   sends the command's whole process group SIGTERM (whatever the command started goes
+   too), and SIGKILL after GRACE seconds to what is still there; if the command has
+   exited, it just exits. The watcher leaves that group first (a group of its own), so
+   that a signal to the group never stops the one process that must outlast it.
 
 "Still its parent" is the safe test: a pid can be reused by an unrelated process once
 its owner has gone, but the watcher's parent changes the moment the command exits.
@@ -39,15 +41,16 @@ def _guard(command_pid: int, lifeline: int) -> None:
     """The watcher's whole life (it never returns to the caller's code)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the command
     try:
+        group = os.getpgid(command_pid)
+        os.setpgid(0, 0)  # out of the command's group: what stops the group must not stop us
         while os.getppid() == command_pid:
             ready, _, _ = select.select([lifeline], [], [], 1.0)
             if ready and not os.read(lifeline, 1):  # end of file: the launcher has died
-                os.kill(command_pid, signal.SIGTERM)
+                process.signal_group(group, signal.SIGTERM)
                 deadline = time.monotonic() + GRACE
-                while os.getppid() == command_pid and time.monotonic() < deadline:
+                while process.group_members(group) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if os.getppid() == command_pid:
-                    os.kill(command_pid, signal.SIGKILL)
+                process.signal_group(group, signal.SIGKILL)
                 break
     except OSError:
         pass

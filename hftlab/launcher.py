@@ -52,6 +52,7 @@ them at once and it reads 0); ``hftlab run`` therefore sets SIGCHLD back to its 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shlex
 import shutil
@@ -60,6 +61,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections import deque
@@ -69,6 +71,7 @@ import hftlab
 from hftlab import book
 from hftlab import process
 from hftlab.config import Config
+from hftlab.journal import read_journal
 
 __all__ = ["NAMES", "READY_TIMEOUT", "STOP_TIMEOUT", "MAX_RESTARTS", "RESTART_WINDOW",
            "RESTART_DELAY", "LOG_MODE", "DIR_MODE", "LaunchError", "GaveUp", "Event", "Child",
@@ -120,9 +123,17 @@ class Child:
     log_path: str
     log_start: int  # where this run's output begins in the log file
     lifeline: int  # our write end of its lifeline pipe
+    relay: threading.Thread | None = None  # copies a learner's command's output into its log
+    forced: bool = False  # it had to be killed (SIGKILL): it did not exit on SIGTERM in time
+    leftovers: list = field(default_factory=list)  # [(pid, command)] of its group left after it
 
     @property
     def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def group(self) -> int:
+        """Its process group: it leads its own session, so the group's id is its pid."""
         return self.popen.pid
 
     def running(self) -> bool:
@@ -133,6 +144,31 @@ class Child:
         if self.lifeline >= 0:
             os.close(self.lifeline)
             self.lifeline = -1
+
+    def reap(self, timeout: float) -> None:
+        """Once it has exited: stop what it left in its group, and let its output reach the log."""
+        self.leftovers = process.stop_group(self.group, timeout)
+        self.cut_lifeline()
+        if self.relay is not None:
+            self.relay.join(1.0)  # what it printed last is in the log before anyone reads it
+
+
+def _relay(source: int, log_path: str, limit: int | None, label: str) -> None:
+    """Copy a command's output (the read end of its pipe) into its log, `limit` bytes at
+    most, then one line saying the rest is dropped; read to the end in any case, so the
+    command never blocks on a full pipe."""
+    left = limit
+    with open(source, "rb", buffering=0) as out, open(log_path, "ab", buffering=0) as log:
+        while data := out.read(65536):
+            if left is None:
+                log.write(data)
+            elif left > 0:
+                log.write(data[:left])
+                left -= len(data)
+                if left <= 0:
+                    log.write(f"\nhftlab: {label} printed more than its log may keep "
+                              f"({limit // 2**20} MiB, --log-limit-mb); the rest of this run's output "
+                              "is dropped\n".encode())
 
 
 def _package_root() -> str:
@@ -164,7 +200,7 @@ class Launcher:
                  ready_timeout: float = READY_TIMEOUT, max_restarts: int = MAX_RESTARTS,
                  restart_window: float = RESTART_WINDOW, commands: dict | None = None):
         config = config or Config()
-        self.commands = _commands(commands)
+        self.commands, self.typed = _commands(commands)
         if free_ports:
             config = config.replace(price_port=0, news_port=0, order_port=0,
                                     shm_name=book.new_name())
@@ -226,34 +262,48 @@ class Launcher:
         os.fchmod(fd, LOG_MODE)  # also a log left by an older run
         with open(fd, "ab") as log:
             start = log.seek(0, os.SEEK_END)
+            output = log
             if name in self.commands:  # a learner's command: every value, as flags and in env
                 command = self.commands[name]
                 if shutil.which(command[0]) is None:
                     os.close(read_end)
                     os.close(write_end)
-                    raise LaunchError(f"the {name} command {shlex.join(command)!r} could not start: "
-                                      f"{command[0]!r} is not a program (not found, or not executable)")
+                    raise LaunchError(f"{self.label(name)} could not start: {command[0]!r} is not a "
+                                      "program (not found, or not executable)")
                 # Through the keeper, so that it dies with us even if it ignores its lifeline.
                 argv = [sys.executable, "-m", "hftlab.keeper", *command,
                         *self.config.to_args(everything=True)]
                 env.update(self.config.to_env())
+                # Its output reaches the log through us (`_relay`), which keeps to the size limit:
+                # our own processes keep to it themselves (hftlab.process.CappedHandler).
+                pipe_out, output = os.pipe()
             else:
                 argv = [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()]
             try:
                 popen = subprocess.Popen(
                     argv,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                     env=env, pass_fds=(read_end,),
                     start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop them in order
             except OSError as exc:  # no such program, not executable
                 os.close(read_end)
                 os.close(write_end)
-                raise LaunchError(f"{self._label(name)} could not start: {exc.strerror or exc}") from None
+                if output is not log:
+                    os.close(pipe_out)
+                    os.close(output)
+                raise LaunchError(f"{self.label(name)} could not start: {exc.strerror or exc}") from None
         os.close(read_end)
-        return Child(name, popen, log_path, start, write_end)
+        relay = None
+        if output is not log:
+            os.close(output)
+            relay = threading.Thread(target=_relay, name=f"{name}-output", daemon=True,
+                                     args=(pipe_out, log_path, self.config.log_limit_bytes(), self.label(name)))
+            relay.start()
+        return Child(name, popen, log_path, start, write_end, relay)
 
     def _wait_ready(self, child: Child) -> dict:
         deadline = time.monotonic() + self.ready_timeout
+        started_ns = time.time_ns()
         offset = child.log_start
         while True:
             lines, offset = process.new_lines(child.log_path, offset)
@@ -262,21 +312,35 @@ class Launcher:
                 if facts is not None:
                     return facts
             if not child.running():
+                child.reap(STOP_TIMEOUT)
                 raise LaunchError(
-                    f"{self._label(child.name)} exited with status {child.popen.returncode} before "
-                    f"it was ready. The end of its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
+                    f"{self.label(child.name)} exited with status {child.popen.returncode} before "
+                    f"it was ready.{_disk_note(child.log_path)} The end of its log "
+                    f"({child.log_path}):\n{process.tail(child.log_path, 5)}")
             if time.monotonic() > deadline:
                 self._terminate(child)
                 raise LaunchError(
-                    f"{self._label(child.name)} was not ready within {self.ready_timeout:g} s "
-                    f"(no line with ': ready: ', see docs/roles.md). The end of "
-                    f"its log ({child.log_path}):\n{process.tail(child.log_path, 5)}")
+                    f"{self.label(child.name)} was not ready within {self.ready_timeout:g} s "
+                    f"(no line with ': ready: ', see docs/roles.md).{self._traded_note(child, started_ns)}"
+                    f"{_disk_note(child.log_path)} The end of its log ({child.log_path}):\n"
+                    f"{process.tail(child.log_path, 5)}")
             time.sleep(0.01)  # polling a file: the child gives no other signal
 
-    def _label(self, name: str) -> str:
-        """How a message names a process: ``strategy`` or ``the strategy command 'python x.py'``."""
+    def _traded_note(self, child: Child, since_ns: int) -> str:
+        """For a strategy that never said it was ready: whether it traded all the same."""
+        if child.name != "strategy":
+            return ""
+        booked = sum(1 for row in read_journal(self.config.journal) if int(row.get("recv_ns") or 0) >= since_ns)
+        if not booked:
+            return ""
+        return (f" Yet it traded: the order manager booked {booked} orders meanwhile. A process must "
+                "print its ready line once it is ready, before it trades.")
+
+    def label(self, name: str) -> str:
+        """How a message names a process: ``strategy`` or ``the strategy command 'python x.py'``
+        (as the learner typed it)."""
         if name in self.commands:
-            return f"the {name} command {shlex.join(self.commands[name])!r}"
+            return f"the {name} command {self.typed[name]!r}"
         return name
 
     def _pick_port(self, name: str) -> None:
@@ -328,9 +392,9 @@ class Launcher:
             watch = self._watch.setdefault(name, _Watch())
             if child.running() or watch.seen_dead == child.pid:
                 continue
-            child.cut_lifeline()
+            child.reap(STOP_TIMEOUT)
             watch.seen_dead = child.pid
-            events.append(self._died(name, watch, now, _how(child.popen.returncode),
+            events.append(self._died(name, watch, now, _how(child.popen.returncode) + _left_note(child),
                                      process.tail(child.log_path, 10), child.pid))
         for name, watch in self._watch.items():
             if watch.due is None or now < watch.due:
@@ -340,7 +404,7 @@ class Launcher:
                 child = self.start_one(name)
             except LaunchError:
                 failed = self.children[name]
-                failed.cut_lifeline()
+                failed.reap(STOP_TIMEOUT)
                 watch.seen_dead = failed.pid
                 events.append(self._died(name, watch, time.monotonic(),
                                          f"{_how(failed.popen.wait())} before it was ready",
@@ -382,7 +446,7 @@ class Launcher:
         if child.running():
             child.popen.send_signal(sig)
         code = child.popen.wait(STOP_TIMEOUT)
-        child.cut_lifeline()
+        child.reap(STOP_TIMEOUT)
         return code
 
     def restart(self, name: str) -> Child:
@@ -410,11 +474,24 @@ class Launcher:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _terminate(self, child: Child, timeout: float = STOP_TIMEOUT) -> None:
-        process.terminate(child.popen, timeout)
-        child.cut_lifeline()
+        """SIGTERM its whole process group (whatever it started gets it too), SIGKILL after
+        `timeout` s if it is still there (`child.forced`), then what it left behind in the group
+        (`child.leftovers`, stopped too)."""
+        if child.running():
+            process.signal_group(child.group, signal.SIGTERM)
+            try:
+                child.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.forced = True
+                process.signal_group(child.group, signal.SIGKILL)
+                child.popen.wait()
+        child.reap(timeout)
         if child.name == "orderbook":
             # A SIGKILLed orderbook could not remove its book; nobody else will.
-            book.remove_stale(self.config.shm_name)
+            with contextlib.suppress(book.BookError):  # another user's segment: not ours to judge
+                book.remove_stale(self.config.shm_name)
+        # A reader killed in its sleep leaves its bell; its book may be gone already.
+        book.remove_dead_bells(self.config.shm_name)
 
     def __enter__(self) -> "Launcher":
         return self.start()
@@ -425,6 +502,27 @@ class Launcher:
     def __repr__(self) -> str:
         running = [n for n, c in self.children.items() if c.running()]
         return f"<Launcher {self.run_dir} running: {', '.join(running) or 'nothing'}>"
+
+
+def _left_note(child: Child) -> str:
+    """'; it left pid 123 (python child.py) running, stopped now' or ''."""
+    if not child.leftovers:
+        return ""
+    return f"; it left {process.describe(child.leftovers)} running (stopped now)"
+
+
+def _disk_note(path: str) -> str:
+    """A sentence if the disk holding `path` is full (a log that cannot be written shows no
+    ready line), else ''."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    if free >= 1 << 20:
+        return ""
+    return (f" The disk holding {os.path.dirname(os.path.abspath(path))} is full ({free} bytes free), so "
+            "its log cannot be written: free some space.")
 
 
 def _how(returncode: int) -> str:
@@ -444,9 +542,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _commands(commands) -> dict:
-    """{role: argv list} from {role or its dashed name: list or shell-like string}."""
-    out = {}
+def _commands(commands) -> tuple:
+    """({role: argv list to run}, {role: the command as typed, for messages}) from {role or
+    its dashed name: list or shell-like string}."""
+    run, typed = {}, {}
     for role, cmd in (commands or {}).items():
         name = role.replace("-", "_")
         if name not in NAMES:
@@ -454,8 +553,13 @@ def _commands(commands) -> dict:
         argv = shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]
         if not argv:
             raise ValueError(f"the {name} command is empty")
-        if argv[0] in ("python", "python3"):  # the Python running the lab, with hftlab in it
-            argv[0] = sys.executable
-        out[name] = argv
-    return out
+        typed[name] = shlex.join(argv)
+        run[name] = [lab_python(argv[0]), *argv[1:]]
+    return run, typed
+
+
+def lab_python(program: str) -> str:
+    """`program`, or the Python running the lab (with hftlab in it) for python and python3
+    (docs/roles.md)."""
+    return sys.executable if program in ("python", "python3") else program
 

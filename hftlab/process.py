@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import errno
 import gc
@@ -50,10 +49,11 @@ from typing import NamedTuple
 
 from hftlab import config as _config
 
-__all__ = ["LIFELINE_ENV", "EXIT_FATAL", "Fatal", "LOG_FORMAT", "LogLine", "setup_logging",
+__all__ = ["LIFELINE_ENV", "EXIT_FATAL", "Fatal", "LOG_FORMAT", "LogLine", "CappedHandler", "setup_logging",
            "ready", "parse_ready", "parse_log_line", "address", "peer", "no_delay", "listen_error",
            "warn_if_exposed", "Backoff", "dial", "watch_lifeline", "main", "wait_for",
-           "until_stopped", "Connections"]
+           "until_stopped", "Connections", "MAX_LINE", "cut", "tail", "new_lines", "terminate",
+           "signal_group", "group_members", "stop_group", "describe"]
 
 LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
 EXIT_FATAL = 2
@@ -75,10 +75,38 @@ class LogLine(NamedTuple):
     text: str  # the message
 
 
-def setup_logging(name: str) -> logging.Logger:
+class CappedHandler(logging.StreamHandler):
+    """A StreamHandler that writes at most `limit` bytes (None: no limit), then one line that
+    says the log was cut, then nothing: a lab left running for days must not fill the disk."""
+
+    def __init__(self, stream, limit: int | None = None):
+        super().__init__(stream)
+        self.left = limit
+
+    def emit(self, record) -> None:
+        if self.left is None:
+            return super().emit(record)
+        if self.left <= 0:
+            return
+        try:
+            line = self.format(record) + self.terminator
+            self.left -= len(line)
+            if self.left <= 0:
+                line = (f"{self.formatter.formatTime(record, '%H:%M:%S')}.{int(record.msecs):03d} {record.name}: "
+                        "this log reached its size limit (--log-limit-mb); nothing more is written to it\n")
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(name: str, limit: int | None = None) -> logging.Logger:
+    """The process's logger: lines in `LOG_FORMAT` on stdout, `limit` bytes at most."""
     # Line-buffered so a log file (the launcher's) shows each line as it happens.
     sys.stdout.reconfigure(line_buffering=True)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = CappedHandler(sys.stdout, limit)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     log = logging.getLogger(name)
     log.handlers[:] = [handler]
@@ -214,7 +242,7 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
         config = _config.from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    log = setup_logging(name)
+    log = setup_logging(name, limit=config.log_limit_bytes())
     # SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C, and Ctrl-C
     # works even if SIGINT was inherited ignored (see the module docstring).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -280,25 +308,110 @@ def _popen_wait(popen: subprocess.Popen):
     return wait
 
 
+# A log line longer than this is shown cut (a program may print for ever without a newline:
+# whoever follows its log must not hold all of that in memory, nor read it again and again).
+MAX_LINE = 64 * 1024
+# What `tail` reads from the end of a log, at most, and how much of a line it shows: a tail
+# is quoted in messages for people.
+TAIL_BYTES = 256 * 1024
+TAIL_LINE = 1000
+
+
+def cut(line: str, limit: int = MAX_LINE) -> str:
+    """`line`, or its first `limit` characters and a note that says it was cut."""
+    return line if len(line) <= limit else f"{line[:limit]} [... cut: {len(line) - limit} more characters]"
+
+
 def tail(path: str, lines: int = 10) -> str:
-    """The last `lines` lines of a log file ("" if it does not exist)."""
+    """The last `lines` lines of a log file ("" if it does not exist), each cut to TAIL_LINE
+    characters; only the file's last TAIL_BYTES are read."""
     try:
-        with open(path, errors="replace") as f:
-            return "".join(collections.deque(f, maxlen=lines))
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
     except FileNotFoundError:
         return ""
+    text = data.decode(errors="replace")
+    kept = text.splitlines(keepends=True)[-lines:] if lines > 0 else []
+    return "".join(cut(line.rstrip("\n"), TAIL_LINE) + ("\n" if line.endswith("\n") else "") for line in kept)
 
 
-def new_lines(path: str, offset: int) -> tuple:
+def new_lines(path: str, offset: int, limit: int = 1 << 20) -> tuple:
     """(the complete lines written to `path` from byte `offset` on, the offset after them).
 
     For following a log another process is writing: a line still being written (no
-    newline yet) is left for the next call, so no line is ever read in two pieces."""
+    newline yet) is left for the next call, so no line is ever read in two pieces, unless
+    it is longer than MAX_LINE: then what there is of it is given, cut, and the offset moves
+    past it (its rest comes as another piece). At most `limit` bytes are read a call, so
+    memory stays bounded whatever the process prints."""
     with open(path, "rb") as f:
         f.seek(offset)
-        data = f.read()
-    complete = data[:data.rfind(b"\n") + 1]
-    return complete.decode(errors="replace").splitlines(), offset + len(complete)
+        data = f.read(limit)
+    end = data.rfind(b"\n") + 1
+    lines = [cut(line) for line in data[:end].decode(errors="replace").splitlines()]
+    if len(data) - end >= MAX_LINE:  # no newline in sight
+        lines.append(cut(data[end:].decode(errors="replace")) + " [no newline yet]")
+        end = len(data)
+    return lines, offset + end
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to every process of group `pgid`, if any is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_members(pgid: int) -> list:
+    """[(pid, command line), ...] of the processes in process group `pgid` that still run
+    (a zombie runs no code: left out)."""
+    if not os.path.isdir("/proc/self"):  # macOS: no /proc
+        out = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,state=,command="], capture_output=True,
+                             text=True).stdout
+        rows = [line.split(None, 3) for line in out.splitlines()]
+        return [(int(r[0]), r[3] if len(r) > 3 else "?") for r in rows
+                if len(r) >= 3 and r[1] == str(pgid) and not r[2].startswith("Z")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state, _, group = f.read().rsplit(b")", 1)[1].split()[:3]
+            if state == b"Z" or int(group) != pgid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        found.append((int(entry), command or "?"))
+    return found
+
+
+def stop_group(pgid: int, timeout: float, grace: float = 1.0) -> list:
+    """Stop what is left of process group `pgid` once its leader has exited, and return it
+    as [(pid, command line), ...] (empty: nothing was left).
+
+    What is still there `grace` seconds after the leader exited (it may have had the
+    leader's SIGTERM, and be on its way out) gets SIGTERM, and SIGKILL `timeout` seconds
+    later. A process that left the group (``setsid``) is out of reach."""
+    deadline = time.monotonic() + grace
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not left:
+        return []
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    signal_group(pgid, signal.SIGKILL)
+    return left
+
+
+def describe(processes, most: int = 3) -> str:
+    """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message."""
+    shown = ", ".join(f"pid {pid} ({cut(command, 80)})" for pid, command in processes[:most])
+    return shown + (f" and {len(processes) - most} more" if len(processes) > most else "")
 
 
 # -- asyncio servers (the gateway) ---------------------------------------------------------
