@@ -130,32 +130,55 @@ def check_order(order: protocol.Order, config, last_price: float | None = None) 
 class BookWatcher:
     """The book's last prices for the price-band check, if a live book is there to read.
 
-    It never blocks the event loop, which serves every client: the read is a bounded
-    seqlock read (``wait=False``: a few microseconds of spinning, no sleep). A record that
-    stays in mid-write (the orderbook stopped or stalled in an update) raises
-    `hftlab.book.BookBusy`, and the order manager REJECTs that order, since its price
-    cannot be checked. No book, a symbol without a usable price yet, or a segment under
-    the book's name that is not a book we can read: the order is checked without the band,
-    and the last case is logged once (one sentence), not on every order."""
+    It never makes a connection's thread wait on the book, whose other connections wait for
+    the same lock: the read is a bounded seqlock read (``wait=False``: a few microseconds of
+    spinning, no sleep). A record that stays in mid-write (the orderbook stopped or stalled in
+    an update) raises `hftlab.book.BookBusy`, and the order manager REJECTs that order, since
+    its price cannot be checked. With no usable price to compare with (no book, no price for
+    the symbol yet, a price that is not a finite number above 0, or a segment under the
+    book's name that is not a book we can read) the order is checked without the band, and
+    the log says so once per symbol and cause, not on every order, and again when the band
+    applies once more."""
 
     def __init__(self, config, log):
         self.log = log
+        self.name = config.shm_name
         self.follower = book.Follower(config.shm_name, interval=1.0)
-        self.said = None  # the last complaint about the segment, so it is logged once
+        self.unchecked = {}  # symbol -> why its orders are booked without the band, as last said
 
     def last_price(self, symbol: str) -> float | None:
         try:
             quote = self.follower.latest(symbol)
         except book.BookBusy:
             raise  # a live writer stuck in mid-write: the price cannot be checked
-        except book.BookError as exc:  # another layout or version, a damaged header
-            if str(exc) != self.said:
-                self.said = str(exc)
-                self.log.warning(f"orders are checked without the price band: {exc}")
-            return None
-        if self.follower.current is not None:
-            self.said = None
+        except book.BookError as exc:  # another layout or version, a damaged header, another user's
+            quote, why = None, str(exc)
+        else:
+            why = None if quote else self._why_no_price(symbol)
+        self._say(symbol, why)
         return quote.price if quote else None
+
+    def _why_no_price(self, symbol: str) -> str:
+        price_book = self.follower.current
+        if price_book is None and self.follower.error is not None:
+            return str(self.follower.error)  # a segment it cannot read, until it looks again
+        if price_book is None:
+            return f"there is no book {self.name!r} (is the orderbook running?)"
+        if symbol not in price_book.symbols:
+            return f"the book {self.name!r} does not hold {symbol}"
+        return (f"the book has no usable price for {symbol} (none yet, or one that is not a finite "
+                "number above 0)")
+
+    def _say(self, symbol: str, why: str | None) -> None:
+        """Log a change of whether `symbol`'s orders are checked against the band (once)."""
+        if why == self.unchecked.get(symbol):
+            return
+        if why is None:
+            del self.unchecked[symbol]
+            self.log.info(f"orders for {symbol} are checked against the price band again")
+        else:
+            self.unchecked[symbol] = why
+            self.log.warning(f"orders for {symbol} are booked without the price band: {why}")
 
     def close(self) -> None:
         self.follower.close()

@@ -315,7 +315,9 @@ def test_attach_errors(name):
 def test_a_price_that_is_not_a_finite_number_above_zero_reads_as_no_price(name, bad):
     with SharedPriceBook(SYMBOLS, name) as price_book:
         price_book.update("MSFT", 101.25)
-        price_book.update("AAPL", bad)
+        with pytest.raises(ValueError, match="finite number above 0"):
+            price_book.update("AAPL", bad)              # refused by the careful path ...
+        price_book.update_index(0, bad, 2, 1)           # ... written by the hot one, as a learner's may
         reader = SharedPriceBook.attach(name)
         try:
             for b in (price_book, reader):
@@ -600,7 +602,7 @@ def test_follower_new_quotes_learns_first_then_gives_what_changed_and_what_was_m
             price_book.update("MSFT", 5.0)
             got = {q.symbol: (q.price, q.updates, missed) for q, missed in follower.new_quotes()}
             assert got == {"AAPL": (4.0, 4, 2), "MSFT": (5.0, 1, 0)}
-            price_book.update("GOOG", float("nan"))             # not a usable price: left out
+            price_book.update_index(price_book.index("GOOG"), float("nan"), 99, 1)  # not usable: left out
             assert follower.new_quotes() == []
             assert follower.latest("AAPL").price == 4.0
             assert follower.latest("IBM") is None            # not in this book

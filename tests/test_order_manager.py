@@ -216,3 +216,27 @@ def test_the_answer_lines_of_the_log_read_back_as_what_was_answered(om):
         order_manager.Answer(order_id="bad1", reason=reject.reason),
     ]
     assert order_manager.parse_answer("client 127.0.0.1:5 connected (1 now)") is None
+
+
+def test_the_band_is_off_only_when_there_is_no_usable_price_and_the_log_says_so_once(om):
+    said = "orders for AAPL are booked without the price band"
+    with Client(om.config.order_port) as c:
+        for i in range(3):                              # no orderbook at all
+            c.send(order(f"n{i}", price=500.0))
+            assert isinstance(c.receive(1)[0], protocol.Ack)
+        wait_for(lambda: "Received Order 3" in om.log("order_manager", 50), 10, "the third order's line")
+        assert om.log("order_manager", 50).count(f"{said}: there is no book") == 1
+        with SharedPriceBook(["AAPL"], om.config.shm_name) as price_book:
+            price_book.update("AAPL", 100.0)
+            k = iter(range(1000))                       # the band is back once the order manager looks
+            wait_for(lambda: (c.send(order(f"b{next(k)}", price=500.0)) or
+                              isinstance(c.receive(1)[0], protocol.Reject)), 10, "a REJECT by the band")
+            assert "checked against the price band again" in om.log("order_manager", 50)
+            # A learner's orderbook may write a price no reader can use: 0, NaN, inf, negative.
+            price_book.update_index(0, 0.0, 99, 1)
+            for i in range(3):
+                c.send(order(f"z{i}", price=1.0))
+                assert isinstance(c.receive(1)[0], protocol.Ack)
+        wait_for(lambda: "@ 1.00" in om.log("order_manager", 50), 10, "the last orders' lines")
+        log = om.log("order_manager", 100)
+    assert log.count(f"{said}: the book has no usable price for AAPL") == 1, log

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from hftlab.book.layout import BookBusy, BookNotFound, Quote, check_name
+from hftlab.book.layout import BookBusy, BookError, BookNotFound, Quote, check_name
 from hftlab.book.seqlock import SharedPriceBook
 
 __all__ = ["Follower"]
@@ -60,6 +60,7 @@ class Follower:
         self._book = None
         self._next_look = 0.0
         self._seen = None  # each record's update count at the last new_quotes()
+        self.error = None  # why the last look found a segment it could not read (a BookError)
 
     def book(self):
         now = time.monotonic()
@@ -72,7 +73,12 @@ class Follower:
             try:
                 book = SharedPriceBook.attach(self.name, self.symbols)
             except BookNotFound:
+                self.error = None
                 return None
+            except BookError as exc:
+                self.error = exc
+                raise
+            self.error = None
             if not book.writer_alive():
                 book.close()
                 return None

@@ -237,10 +237,15 @@ class SharedPriceBook:
     def update(self, symbol, price, seq=None, ts_ns=None) -> None:
         """Set `symbol`'s price and ring the doorbell if a reader sleeps on it.
         seq defaults to the last seq + 1, ts_ns to now.  seq must be >= 1
-        (0 means "no price yet").  The hot path, update_index(), does not ring:
-        its caller rings once per batch."""
+        (0 means "no price yet"), and price a finite number above 0: every
+        reader takes anything else for "no price", so it is refused here
+        (ValueError).  The hot paths, update_index() and write_ticks(), check
+        neither, and do not ring: their caller rings once per batch."""
         self._check_writer()
         i = self.index(symbol)
+        if not 0.0 < float(price) < _INF:     # False for NaN too
+            raise ValueError(f"price must be a finite number above 0, not {price!r}: "
+                             "readers would take it for no price")
         if seq is None:
             seq = self._last_seq + 1
         elif seq < 1:
