@@ -13,6 +13,7 @@ manager (`hftlab.order_manager`) is the only writer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -53,6 +54,10 @@ class Journal:
             # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
             self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
             mode = os.fstat(self.fd).st_mode
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
+                # Made by an older version or by hand: it repeats orders and clients, so it is ours alone.
+                with contextlib.suppress(PermissionError):  # someone else's file: theirs to decide
+                    os.fchmod(self.fd, 0o600)
             if not stat.S_ISREG(mode):
                 os.close(self.fd)
                 raise process.Fatal(f"the journal {path} is {file_kind(mode)}, not a regular file; "

@@ -20,9 +20,10 @@ sent the order, all from
 ``time.time_ns()``, the one clock every process on this machine shares.
 
 Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
-the same ``order_id`` when the order manager is back. Ids are a random tag per strategy
-process plus a counter, so they are unique across strategies and runs, and the order
-manager confirms a re-sent id again instead of booking it twice.
+the same ``order_id`` when the order manager is back. Ids are a tag per strategy process
+(its start time and a random part, `order_tag`) plus a counter, so they are unique across
+strategies and runs, and the order manager confirms a re-sent id again instead of booking
+it twice.
 
 Positions survive a restart: the strategy has a stable name (``--strategy-id``, by default
 "strategy"), and each time it connects to the order manager it asks, per symbol, for the
@@ -44,7 +45,7 @@ from hftlab import book, process, protocol, rules
 from hftlab.link import Link
 
 __all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "HOLD_LINES", "BookReader", "LatencyLog",
-           "Strategy", "order_line", "sent_line", "run", "main"]
+           "Strategy", "order_tag", "order_line", "sent_line", "run", "main"]
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
@@ -189,6 +190,19 @@ class LatencyLog:
         self.file.close()
 
 
+def order_tag() -> str:
+    """The first part of this strategy process's order ids: unique across every run that
+    writes to one journal, since the order manager refuses an id it has booked before for
+    another order. So: the start time (microseconds, base 36) and a random part, for two
+    strategies started in the same microsecond. (A random 16-bit tag alone came back often
+    enough, over many runs of one journal, that a run had every order refused.)"""
+    micros, digits = time.time_ns() // 1000, ""
+    while micros:
+        micros, d = divmod(micros, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+    return f"{digits}{secrets.token_hex(2)}"
+
+
 def order_line(order_id: str, d: rules.Decision) -> bytes:
     """The ORDER line of a decision: the same bytes when it is sent and when it is re-sent.
 
@@ -220,7 +234,7 @@ class Strategy:
         self.book = BookReader(config.shm_name, config.symbols, log, doorbell=config.doorbell)
         if self.book.bell is not None:
             self.selector.register(self.book.bell, selectors.EVENT_READ, None)
-        self.tag = secrets.token_hex(2)
+        self.tag = order_tag()
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
         self.latency = LatencyLog(config.latency_log) if config.latency_log else None

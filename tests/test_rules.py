@@ -106,3 +106,17 @@ def test_the_strategys_order_line_is_the_bytes_protocol_encode_gives(order_id, t
     d = Decision(symbol, side, qty, price, price, price, 50, ts_ns)
     assert strategy.order_line(order_id, d) == protocol.encode(protocol.Order(order_id, ts_ns, side, qty,
                                                                                symbol, price))
+
+
+def test_order_tags_differ_across_runs_and_sort_by_start_time():
+    import time
+    from hftlab import protocol
+    from hftlab.strategy import order_tag
+    tags = []
+    for _ in range(50):                           # strategies started at different microseconds
+        now = time.time_ns() // 1000
+        while time.time_ns() // 1000 == now:
+            pass
+        tags.append(order_tag())
+    assert len(set(tags)) == len(tags) and [t[:-4] for t in tags] == sorted(t[:-4] for t in tags)
+    assert all(protocol.decode(f"ACK,{t}-123456,1".encode()).order_id == f"{t}-123456" for t in tags)

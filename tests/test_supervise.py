@@ -14,6 +14,7 @@ import pytest
 from conftest import Output, wait_for
 from hftlab import book
 from hftlab.book import pid_alive
+from hftlab.journal import JOURNAL_COLUMNS
 from hftlab.launcher import NAMES, GaveUp, Launcher
 
 RUNNING = re.compile(r"^hftlab: running \((.*?)\)\. .* orders 127\.0\.0\.1:(\d+)", re.M)
@@ -144,11 +145,14 @@ def test_the_run_folder_and_logs_are_the_users_alone(tmp_path):
     old_log = tmp_path / "old"
     old_log.mkdir()
     (old_log / "gateway.log").write_text("from an older run\n")
-    os.chmod(old_log / "gateway.log", 0o644)
+    (old_log / "orders.csv").write_text(JOURNAL_COLUMNS + "\n")    # an older run's journal, too
+    for name in ("gateway.log", "orders.csv"):
+        os.chmod(old_log / name, 0o644)
     for folder in (run_dir, old_log):
-        with Launcher(names=("gateway",), free_ports=True, run_dir=str(folder)) as lab:
+        with Launcher(names=("gateway", "order_manager"), free_ports=True, run_dir=str(folder)) as lab:
             assert lab.children["gateway"].running()
-        assert stat.S_IMODE(os.stat(folder / "gateway.log").st_mode) == 0o600
+        for name in ("gateway.log", "orders.csv"):
+            assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600, name
     assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700       # made by the launcher
     run, out, pids = hftlab_run(tmp_path / "cli")
     try:

@@ -1,6 +1,6 @@
 """Starter strategy: ``hftlab conform strategy -- python my_strategy.py`` passes cases 1-5, 7 and 10
 and fails 6, 8 and 9 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
-import os, secrets, signal, socket, sys, time
+import os, signal, socket, sys, time
 from collections import deque
 from hftlab.book import SharedPriceBook
 from hftlab.protocol import Decoder, News, Order, encode
@@ -24,7 +24,7 @@ print("my_strategy: ready: ok", flush=True)                     # the launcher w
 
 history = {s: deque(maxlen=long) for s in symbols}
 last_seq = {s: 0 for s in symbols}
-sentiment, decoders, tag, n = None, {news: Decoder(), orders: Decoder()}, secrets.token_hex(2), 0
+sentiment, decoders, tag, n = None, {news: Decoder(), orders: Decoder()}, f"{time.time_ns():x}", 0
 # TODO case 6: keep a position per symbol and order only the change (BUY 10 once, SELL 20 to turn short).
 # TODO case 7 (once you keep positions): on a REJECT the position stays as it was.
 # TODO case 8: keep each order until its ACK; reconnect to the order manager and re-send it.
