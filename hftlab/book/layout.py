@@ -1,6 +1,6 @@
 """The book's bytes: what one shared-memory segment holds, and the names around it.
 
-Layout (little-endian, every field 8-byte aligned)::
+Layout (little-endian, every 8-byte field 8-byte aligned, no padding)::
 
     offset 0            HEADER_DTYPE, one record (104 bytes)
     offset header_size  RECORD_DTYPE * n_symbols (56 bytes each)
@@ -15,7 +15,7 @@ feed seq and timestamps of the tick that set it; seq 0 means "no price yet"
 (price is NaN until then).  ``version`` is the record's seqlock counter (see
 `hftlab.book.seqlock`).
 
-The fields are 8-byte aligned so that each can be stored and loaded with one
+The 8-byte fields are 8-byte aligned so that each can be stored and loaded with one
 8-byte machine instruction, which is atomic on x86-64 and ARM64.  A field
 added later (a new header word) changes LAYOUT_VERSION, so that a reader of
 the old layout refuses the new book instead of misreading it.
