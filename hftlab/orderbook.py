@@ -5,9 +5,10 @@ run), is its only writer, and removes it on a clean exit. Between those it turns
 gateway's byte stream into book updates:
 
 - `FeedHandler` is fed whatever ``recv`` returned (any slice of the stream) and uses
-  the protocol's `Decoder` to get whole messages back; a chunk of nothing but PRICE lines in
-  order (a burst) comes back as columns and is written to the book in one call, one
-  seqlocked write per tick all the same;
+  the protocol's `Decoder` to get whole messages back; a tick in the usual case (`usual`:
+  the next seq, a known symbol, a price above 0) goes straight into the book, and a chunk of
+  nothing but such PRICE lines (a burst) comes back as columns and is written in one call,
+  one seqlocked write per tick all the same;
 - sequence numbers find gaps: a PRICE whose seq is not last+1, or an HB whose last_seq is
   ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
   not a gap;
@@ -53,50 +54,53 @@ class FeedHandler:
         self.decoder = protocol.Decoder()  # a new stream: nothing half-read carries over
 
     def feed(self, data: bytes) -> None:
+        """Write, count or report what a chunk of the feed holds, then ring the doorbell."""
         got = self.decoder.feed_columns(data)
-        if type(got) is list:
-            self.dispatch(got)
-        elif not self._burst(got):
-            self.dispatch(got.messages())
+        if got and type(got[0]) is protocol.PriceColumns:  # a run of PRICE lines: a burst
+            run = got.pop(0)
+            if not self.write_run(*run):
+                self.dispatch(run.messages())
+        self.dispatch(got)
         # Once per chunk, not per tick, and after the book's header counters are stored
         # (the doorbell's arm-then-look protocol needs that order): one 8-byte load when no
         # reader sleeps on the doorbell, a ring of each bell when one does (hftlab.book.doorbell).
         self.book.ring()
 
-    def _burst(self, columns: protocol.PriceColumns) -> bool:
-        """Write a chunk of PRICE lines in one go if every tick is the usual case: the
-        next seq, a known symbol, a price above 0. Otherwise write nothing and return False:
-        the caller then takes the chunk message by message, which checks and reports."""
-        seqs = columns.seqs
+    def usual(self, seqs, symbols, prices) -> list | None:
+        """The book's record of each tick of a run (of one tick or many), if every tick is the
+        usual case: the next seq, a known symbol, a price above 0. None if one is not: the
+        careful road (`_price`) then takes the run tick by tick, and says what is wrong."""
         last = self.last_seq
-        if last is None or seqs[0] != last + 1 or seqs != list(range(last + 1, last + 1 + len(seqs))):
+        if last is None or seqs[0] != last + 1 or seqs[-1] != last + len(seqs) or \
+                (len(seqs) > 2 and seqs != list(range(last + 1, last + 1 + len(seqs)))):
+            return None
+        indexes = list(map(self.index.get, symbols))
+        if None in indexes or not min(prices) > 0.0:
+            return None
+        return indexes
+
+    def write_run(self, seqs, ts_ns, symbols, prices) -> bool:
+        """Write a run of ticks (a `PriceColumns`) in one call, one seqlocked write a tick, if
+        they are `usual`; False, and nothing written, if not."""
+        indexes = self.usual(seqs, symbols, prices)
+        if indexes is None:
             return False
-        indexes = list(map(self.index.get, columns.symbols))
-        if None in indexes or not min(columns.prices) > 0.0:
-            return False
-        self.book.write_ticks(indexes, columns.prices, seqs, columns.ts_ns)
+        self.book.write_ticks(indexes, prices, seqs, ts_ns)
         self.last_seq = seqs[-1]
         return True
 
-    def dispatch(self, messages: list) -> None:
-        """Write, count or report each decoded message in turn: the careful road, taken by
-        every chunk that is not a run of PRICE lines in order (and by any chunk of a few
-        lines, which the decoder gives line by line)."""
-        index, update = self.index, self.book.update_index
+    def dispatch(self, messages) -> None:
+        """Write, count or report each decoded message in turn."""
         for msg in messages:
             kind = type(msg)
             if kind is protocol.Price:
-                # This runs for every tick, so the usual case (the next seq, a known symbol,
-                # a price above 0) is inlined; anything else goes through _price, which
-                # checks and reports. The decoder has checked that every field fits the book.
                 seq, ts_ns, symbol, price = msg
-                i = index.get(symbol)
-                if (i is not None and self.last_seq is not None and seq == self.last_seq + 1
-                        and price > 0.0):
-                    self.last_seq = seq
-                    update(i, price, seq, ts_ns)
-                else:
+                usual = self.usual((seq,), (symbol,), (price,))
+                if usual is None:
                     self._price(msg)
+                else:
+                    self.last_seq = seq
+                    self.book.update_index(usual[0], price, seq, ts_ns)
             elif kind is protocol.Heartbeat:
                 self._check_seq(msg.last_seq + 1)
                 self.last_seq = msg.last_seq if self.last_seq is None else max(self.last_seq, msg.last_seq)

@@ -40,7 +40,7 @@ class Client:
     """A test's TCP client that speaks the protocol: send messages, receive whole messages."""
 
     def __init__(self, port, host="127.0.0.1"):
-        from hftlab import process, protocol
+        from hftlab import process
         self.protocol = protocol
         self.sock = process.dial(host, port, timeout=5.0)
         self.decoder = protocol.Decoder()
@@ -172,21 +172,6 @@ def wait_until_gone(token: str, timeout: float = 20.0) -> list:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
-
-
-@contextlib.contextmanager
-def symbols_forgotten():
-    """The protocol decoder's cache of the symbols it has met: empty in the block, then as
-    it was. The column decoder takes only symbols met before, and the cache stops growing at
-    4096 entries, which other tests' random symbols may have filled (a full run as another
-    user did): a test of the column path meets its own symbols in here."""
-    saved = dict(protocol._symbols)
-    protocol._symbols.clear()
-    try:
-        yield
-    finally:
-        protocol._symbols.clear()
-        protocol._symbols.update(saved)
 
 
 @pytest.fixture(scope="session")

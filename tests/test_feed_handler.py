@@ -5,10 +5,9 @@ exactly what the message-by-message path gives (every tick written, in order).""
 import functools
 import time
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import Said, symbols_forgotten
+from conftest import Said
 from hftlab import protocol
 from hftlab.book import SharedPriceBook, new_name
 from hftlab.orderbook import FeedHandler
@@ -104,20 +103,20 @@ def test_property_the_burst_path_leaves_what_the_message_path_leaves(events, rep
     assert run(stream, cuts, by_message=False) == run(stream, cuts, by_message=True)
 
 
-@pytest.fixture
-def symbols_met():
-    """The decoder has met this file's symbols, and only those (`conftest.symbols_forgotten`)."""
-    with symbols_forgotten():
-        protocol.Decoder().feed(b"".join(b"PRICE,1,1,%s,1.00\n" % s.encode() for s in [*SYMBOLS, "TSLA"]))
-        yield
+def meet(decoder, symbols=(*SYMBOLS, "TSLA")):
+    """`decoder` has met (checked and remembered) these symbols, as it would have by decoding a
+    line of each: what the column path needs before it takes a chunk. Returns the decoder."""
+    decoder.feed(b"".join(b"PRICE,1,1,%s,1.00\n" % s.encode() for s in symbols))
+    return decoder
 
 
-def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick(symbols_met):
+def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick():
     n = 3000
     ticks = b"".join(b"PRICE,%d,%d,%s,%d.25\n" % (q, TS + q, SYMBOLS[q % 3].encode(), q)
                      for q in range(1, n + 1))
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
         handler = FeedHandler(price_book, Said())
+        meet(handler.decoder)
         calls = []
         write_ticks = price_book.write_ticks
         price_book.write_ticks = lambda *cols: (calls.append(len(cols[0])), write_ticks(*cols))
@@ -138,9 +137,10 @@ def test_a_burst_is_written_in_one_call_one_seqlocked_write_a_tick(symbols_met):
         assert handler.log.lines == []
 
 
-def test_a_chunk_with_anything_unusual_goes_message_by_message(symbols_met):
+def test_a_chunk_with_anything_unusual_goes_message_by_message():
     with SharedPriceBook(SYMBOLS, new_name()) as price_book:
         handler = FeedHandler(price_book, Said())
+        meet(handler.decoder)
         handler.decoder.feed_columns = functools.partial(handler.decoder.feed_columns, min_bytes=0)
         calls = []
         price_book.write_ticks = lambda *cols: calls.append(cols)
@@ -149,7 +149,8 @@ def test_a_chunk_with_anything_unusual_goes_message_by_message(symbols_met):
                       b"PRICE,5,1,AAPL,1.00\nPRICE,6,1,TSLA,1.00\n",      # an unknown symbol
                       b"PRICE,7,1,AAPL,1.00\nPRICE,8,1,MSFT,0.00\n",      # a price of 0
                       b"PRICE,9,1,AAPL,1.00\nPRICE,9,1,AAPL,1.00\n"):     # a repeated seq
-            assert type(protocol.Decoder().feed_columns(chunk, min_bytes=0)) is protocol.PriceColumns
+            # A chunk the decoder gives as columns: the handler itself must see what is unusual.
+            assert type(meet(protocol.Decoder()).feed_columns(chunk, min_bytes=0)[0]) is protocol.PriceColumns
             handler.feed(chunk)
         assert calls == []
         assert (handler.gaps, handler.errors, handler.last_seq) == (1, 1, 9)

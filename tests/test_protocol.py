@@ -8,13 +8,12 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import symbols_forgotten
 from hftlab.protocol import (
     MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Heartbeat, Hello,
     LineFramer, News, Order, Position, PositionQuery, Price, PriceColumns, ProtocolError,
     Reject, clean_reason, decode, encode, wire_type,
 )
-from hftlab.protocol_fast import COLUMNS_MAX_LINE, COLUMNS_MIN_BYTES, price_columns
+from hftlab.protocol.columns import COLUMNS_MAX_LINE, COLUMNS_MIN_BYTES, price_columns
 
 TS = 1764087000123456789
 
@@ -553,10 +552,24 @@ def test_a_big_chunk_through_the_decoder_gives_what_line_by_line_does(lines, cut
 
 def _flat(got):
     """feed_columns()'s answer as feed() gives it, and whether it came as columns."""
-    if type(got) is list:
-        return got, False
-    assert type(got) is PriceColumns and len({len(column) for column in got}) == 1 and len(got.seqs) >= 2
-    return got.messages(), True
+    assert type(got) is list
+    out, as_columns = [], False
+    for item in got:
+        if type(item) is PriceColumns:
+            assert len({len(column) for column in item}) == 1 and len(item.seqs) >= 2
+            out += item.messages()
+            as_columns = True
+        else:
+            out.append(item)
+    return out, as_columns
+
+
+def _met(known: dict, max_line=MAX_LINE) -> Decoder:
+    """A new Decoder that has met the symbols in `known` (raw bytes -> str), as if it had
+    decoded a line of each (its own `symbols`)."""
+    decoder = Decoder(max_line)
+    decoder.feed(b"".join(b"PRICE,1,1,%s,1\n" % raw for raw in known))
+    return decoder
 
 
 # Good PRICE lines mostly (a choice of an integer: hypothesis weighs one_of's branches alike),
@@ -580,59 +593,67 @@ def test_property_feed_columns_gives_what_line_by_line_does_split_anywhere(lines
 
 
 def test_feed_columns_takes_a_chunk_of_good_price_lines_and_nothing_else():
-    with symbols_forgotten():  # room to meet its symbols, whatever ran before
-        good = b"PRICE,1,%d,AAPL,172.53\nPRICE,2,%d,MSFT,-0.5\n" % (TS, TS)
-        decode(b"PRICE,1,1,AAPL,1")
-        decode(b"PRICE,1,1,MSFT,1")
-        edge = b"PRICE,9999999999999999999,9223372036854775807,AAPL,0\n"     # the largest it takes
-        unmet = b"N" + secrets.token_hex(3).upper().encode()       # a symbol no other test decodes
-        for chunk, columns in [
-                (good, True), (good + edge, True), (good + b"PRICE,3", True),     # a partial line waits
-                (good[:-1], False),                                  # one complete line: line by line
-                (good + b"HB,2,1\n", False),
-                (good.replace(b"\n", b"\r\n"), False),
-                (good + b"PRICE,3,1,%s,1.00\n" % unmet, False),       # a symbol not met before...
-                (good + b"PRICE,3,1,%s,1.00\n" % unmet, True),        # ...then met
-                (good + b"PRICE,18446744073709551615,1,AAPL,1\n", False),   # a valid 20-digit seq
-                (good + b"PRICE,18446744073709551616,1,AAPL,1\n", False),   # seq above 2**64 - 1
-                (good + b"PRICE,3,9223372036854775808,AAPL,1\n", False),    # ts_ns above 2**63 - 1
-                (good + b"PRICE,%s,1,AAPL,1\n" % (b"0" * 30 + b"3"), False),  # valid, 31 digits
-                (good + b"PRICE,3,1,AAPL,1%s\n" % (b"0" * 300), False),      # valid, 301 digits
-                (good + b"PRICE,3,1,AAPL,1.\n", False), (good + b"PRICE,3,1,AAPL,1e5\n", False),
-                (good + b"x" * (MAX_LINE + 1), False)]:               # a tail too long: the framer says so
-            got, as_columns = _flat(Decoder().feed_columns(chunk, min_bytes=0))
-            want = Decoder().feed(chunk)
-            assert (norm(got), as_columns) == (norm(want), columns), chunk
-        assert Decoder(max_line=COLUMNS_MAX_LINE - 1).feed_columns(good + good, 0) == Decoder().feed(good + good)
-        assert type(Decoder(max_line=COLUMNS_MAX_LINE).feed_columns(good + good, 0)) is PriceColumns
-        few = good * (COLUMNS_MIN_BYTES // len(good))               # fewer bytes than the default takes
-        assert type(Decoder().feed_columns(few)) is list
-        assert type(Decoder().feed_columns(few + good)) is PriceColumns
-        assert price_columns(b"") == PriceColumns([], [], [], [])
-        assert price_columns(good) == PriceColumns([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
-        assert price_columns(good).messages() == [Price(1, TS, "AAPL", 172.53), Price(2, TS, "MSFT", -0.5)]
+    good = b"PRICE,1,%d,AAPL,172.53\nPRICE,2,%d,MSFT,-0.5\n" % (TS, TS)
+    known = {b"AAPL": "AAPL", b"MSFT": "MSFT"}
+    edge = b"PRICE,9999999999999999999,9223372036854775807,AAPL,0\n"     # the largest it takes
+    unmet = b"N" + secrets.token_hex(3).upper().encode()                # a symbol new to the decoder
+    for chunk, columns in [
+            (good, True), (good + edge, True), (good + b"PRICE,3", True),     # a partial line waits
+            (good[:-1], False),                                  # one complete line: line by line
+            (good + b"HB,2,1\n", False),
+            (good.replace(b"\n", b"\r\n"), False),
+            (good + b"PRICE,3,1,%s,1.00\n" % unmet, False),       # a symbol not met before...
+            (good + b"PRICE,3,1,%s,1.00\n" % unmet, True),        # ...then met
+            (good + b"PRICE,18446744073709551615,1,AAPL,1\n", False),   # a valid 20-digit seq
+            (good + b"PRICE,18446744073709551616,1,AAPL,1\n", False),   # seq above 2**64 - 1
+            (good + b"PRICE,3,9223372036854775808,AAPL,1\n", False),    # ts_ns above 2**63 - 1
+            (good + b"PRICE,%s,1,AAPL,1\n" % (b"0" * 30 + b"3"), False),  # valid, 31 digits
+            (good + b"PRICE,3,1,AAPL,1%s\n" % (b"0" * 300), False),      # valid, 301 digits
+            (good + b"PRICE,3,1,AAPL,1.\n", False), (good + b"PRICE,3,1,AAPL,1e5\n", False),
+            (good + b"x" * (MAX_LINE + 1), True)]:                # columns, then the framer's error
+        decoder = _met(known)
+        got, as_columns = _flat(decoder.feed_columns(chunk, min_bytes=0))
+        known.update(decoder.symbols)        # what it met, the next one has met
+        want = Decoder().feed(chunk)
+        assert (norm(got), as_columns) == (norm(want), columns), chunk
+    assert _met(known, COLUMNS_MAX_LINE - 1).feed_columns(good + good, 0) == Decoder().feed(good + good)
+    assert _flat(_met(known, COLUMNS_MAX_LINE).feed_columns(good + good, 0))[1]
+    few = good * (COLUMNS_MIN_BYTES // len(good))               # fewer bytes than the default takes
+    assert not _flat(_met(known).feed_columns(few))[1]
+    assert _flat(_met(known).feed_columns(few + good))[1]
+    assert price_columns(b"", known) == ([], [], [], [])
+    assert price_columns(good, known) == ([1, 2], [TS, TS], ["AAPL", "MSFT"], [172.53, -0.5])
+    assert price_columns(good, {b"AAPL": "AAPL"}) is None     # MSFT not met: line by line
+    assert PriceColumns(*price_columns(good, known)).messages() == [Price(1, TS, "AAPL", 172.53),
+                                                                     Price(2, TS, "MSFT", -0.5)]
+
+
+def test_each_decoder_remembers_its_own_symbols_and_no_more_than_its_bound():
+    from hftlab.protocol.fields import SYMBOLS_MAX
+    first, second = Decoder(), Decoder()
+    first.feed(b"PRICE,1,1,AAPL,1.00\n")
+    assert first.symbols == {b"AAPL": "AAPL"} and second.symbols == {}
+    names = [b"S%d" % i for i in range(SYMBOLS_MAX + 10)]          # a peer inventing symbols
+    first.feed(b"".join(b"PRICE,1,1,%s,1.00\n" % n for n in names))
+    assert len(first.symbols) == SYMBOLS_MAX
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 10**15 - 1), min_size=1, max_size=300), st.booleans())
 def test_property_prices_in_cents_convert_bit_for_bit_as_float_does(cents, negative):
-    with symbols_forgotten():  # room to meet its symbols, whatever ran before
-        # The gateway's form (digits.dd) goes through integers of cents; one negative price (or
-        # any other form) sends the chunk through float(). Either way, the same bits as float().
-        texts = [b"%d.%02d" % (c // 100, c % 100) for c in cents]
-        if negative:
-            texts[-1] = b"-" + texts[-1]
-        decode(b"PRICE,1,1,AAPL,1")
-        body = b"".join(b"PRICE,%d,%d,AAPL,%s\n" % (k, TS, t) for k, t in enumerate(texts))
-        got = price_columns(body).prices
-        assert [struct.pack("<d", p) for p in got] == [struct.pack("<d", float(t)) for t in texts]
+    # The gateway's form (digits.dd) goes through integers of cents; one negative price (or
+    # any other form) sends the chunk through float(). Either way, the same bits as float().
+    texts = [b"%d.%02d" % (c // 100, c % 100) for c in cents]
+    if negative:
+        texts[-1] = b"-" + texts[-1]
+    body = b"".join(b"PRICE,%d,%d,AAPL,%s\n" % (k, TS, t) for k, t in enumerate(texts))
+    got = price_columns(body, {b"AAPL": "AAPL"})[3]
+    assert [struct.pack("<d", p) for p in got] == [struct.pack("<d", float(t)) for t in texts]
 
 
 def test_a_negative_zero_price_keeps_its_sign():
-    with symbols_forgotten():  # room to meet its symbols, whatever ran before
-        decode(b"PRICE,1,1,AAPL,1")
-        got = price_columns(b"PRICE,1,1,AAPL,1.00\nPRICE,2,1,AAPL,-0.00\n").prices
-        assert got == [1.0, 0.0] and math.copysign(1, got[1]) == -1
+    got = price_columns(b"PRICE,1,1,AAPL,1.00\nPRICE,2,1,AAPL,-0.00\n", {b"AAPL": "AAPL"})[3]
+    assert got == [1.0, 0.0] and math.copysign(1, got[1]) == -1
 
 
 @fast
