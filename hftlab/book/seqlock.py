@@ -92,25 +92,17 @@ _INF = float("inf")
 _U64_MAX = 2**64 - 1
 
 
-# The fields are 8-byte aligned so that each can be stored and loaded with
-# one 8-byte machine instruction, which is atomic on x86-64 and ARM64.  A
+# The 8-byte fields are 8-byte aligned so that each can be stored and loaded
+# with one 8-byte machine instruction, which is atomic on x86-64 and ARM64.  A
 # memoryview cast to "Q"/"q" does exactly that (one 8-byte memcpy per item).
 # struct.pack_into does not: it zero-fills its target before writing the
-# fields (a reader polling a word that pack_into keeps rewriting with 5 saw
-# 0 in 2% of its reads), so a version written with it passes through 0, an
-# even number, and a reader that reads that 0 before and after its copy
-# accepts a torn record; an earlier version of this module did that and the
-# stress test caught a few torn reads per ten seconds of hammering.  So the
-# versions and the header's live fields go through the cast views, and the
-# data fields of a record are packed with one struct.pack and copied in
-# while the version is odd.
-#
-# Measured with timeit (x86-64 Linux, CPython 3.11, numpy 2.4, no reader
-# running): update_index 0.36 us, update 0.48 us, read 0.50 us, snapshot
-# 0.9 us with 4 symbols and 3.0 us with 64, header 1.4 us.  The same update
-# with numpy scalar setitem per field costs 3.3 us.  (The price check that
-# snapshot() does since is lost in the noise with 4 symbols: on a loaded 2-core
-# machine, best of 9 timeit runs, 1.9-3.3 us with it, 2.3-2.5 us without.)
+# fields, so a version written with it passes through 0, an even number, and a
+# reader that reads that 0 before and after its copy accepts a torn record (an
+# earlier version of this module did that, and the stress test caught it).  So
+# the versions and the header's live fields go through the cast views, and the
+# data fields of a record are packed with one struct.pack and copied in while
+# the version is odd.  What each read and write costs: docs/performance.md,
+# "The book's reads and writes".
 assert sys.byteorder == "little"      # the cast views are native-endian
 _DATA = struct.Struct("<dQqqQ")       # price, seq, ts_ns, written_ns, updates
 _HEADER = struct.Struct("<8s4I4q16s4Q")  # all of HEADER_DTYPE, for header()
@@ -142,6 +134,114 @@ class SharedPriceBook:
     owner's writes must come from one thread at a time.
     """
 
+    # -- the seqlock: the writer's store, the reader's load ---------------------
+
+    def write_ticks(self, indexes, prices, seqs, stamps) -> None:
+        """The writer's store: each tick of four equal-length columns (record
+        index, price, seq >= 1, ts_ns) written under its record's seqlock, in
+        order; then the header's ``updates`` and ``last_seq``, once.  Does not
+        ring the doorbell: the caller rings once per batch.
+
+        The seqlock, per record: make the version odd, write the fields, make
+        the version even, each version store one 8-byte store.  The version goes
+        up by 2 per write from 0, so a record's update count is version // 2.
+
+        The header once per batch, after every record, is sound for every
+        reader: a record is consistent by its own version, whatever the header
+        says; a reader that polls ``updates`` sees the new count no earlier than
+        the records it counts; and the doorbell's arm-then-look protocol
+        (`hftlab.book.doorbell`) needs only that the count be stored before the
+        writer's ring() loads the sleepers word."""
+        if not self._writable:
+            self._check_writer()
+        if not len(indexes) == len(prices) == len(seqs) == len(stamps):
+            raise ValueError(f"write_ticks needs columns of equal length; got {len(indexes)}, "
+                             f"{len(prices)}, {len(seqs)} and {len(stamps)}")
+        pack, now = _DATA.pack, time.time_ns
+        u64, vword, views, versions = self._u64, self._vword, self._data, self._versions
+        before = sum(versions)
+        try:
+            for i, price, seq, ts_ns in zip(indexes, prices, seqs, stamps):
+                v = versions[i] + 1
+                # Packed first: a bad value raises with the record still closed
+                # (an odd version left behind would stall every reader).
+                data = pack(price, seq, ts_ns, now(), (v + 1) >> 1)
+                w = vword[i]
+                u64[w] = v              # odd: write in progress
+                views[i][:] = data
+                u64[w] = v + 1          # even: done
+                versions[i] = v + 1
+        finally:
+            # If a bad value stopped the loop, the header counts the ticks written before it.
+            written = (sum(versions) - before) // 2
+            if written:
+                self._last_seq = seqs[written - 1]
+                self._updates += written
+                u64[_W_LAST_SEQ] = self._last_seq
+                u64[_W_UPDATES] = self._updates
+
+    def read(self, symbol, wait=True) -> Quote | None:
+        """`symbol`'s latest quote, or None if it has no usable price.
+
+        No usable price: none written yet, or one that is not a finite number
+        above 0 (see the module docstring).  A record in mid-write is retried
+        for about a second, or only a few microseconds with ``wait=False``,
+        then BookBusy is raised."""
+        i = self.index(symbol)
+        self._check_open()
+        u64 = self._u64
+        w = self._vword[i]
+        data = self._data[i]
+        tries = 0
+        while True:
+            v1 = u64[w]
+            if not v1 & 1:
+                price, seq, ts_ns, written_ns, updates = _DATA.unpack(data)
+                if u64[w] == v1:
+                    break
+            tries += 1
+            self._retry(tries, f"record {symbol!r}", wait)
+        if seq == 0 or not 0.0 < price < _INF:     # False for NaN too
+            return None
+        return Quote(self.symbols[i], price, seq, ts_ns, written_ns, updates)
+
+    def _consistent_copy(self, wait) -> bytes:
+        """The bytes of all records, copied while no record was being written (the
+        versions equal and even before and after the copy): consistent across symbols."""
+        self._check_open()
+        buf = self._buf
+        start, end = self._block
+        versions = self._all_versions.tolist
+        tries = 0
+        while True:
+            # Keep the window between the two version reads short (well
+            # under a microsecond for a few symbols): the longer it is, the
+            # likelier a busy writer lands in it and the copy is retried.
+            before = versions()
+            raw = bytes(buf[start:end])
+            if versions() == before and not any(v & 1 for v in before):
+                return raw
+            tries += 1
+            self._retry(tries, "snapshot", wait)
+
+    def _retry(self, tries, what, wait):
+        self.retries += 1
+        if tries >= (MAX_RETRIES if wait else _SPIN):
+            pid = self.header()["writer_pid"]
+            alive = pid_alive(pid)
+            state = ("is stopped or stalled in mid-write; retry later" if alive else
+                     "died in mid-write; restart the orderbook")
+            raise BookBusy(f"{what} of book {self.name!r} stayed in mid-write "
+                           f"over {tries} tries: its writer (pid {pid}) {state}", alive)
+        if tries > _SPIN:
+            time.sleep(_BACKOFF_S)
+
+    def _check_open(self):
+        if self._closed:
+            raise BookError(f"book {self.name!r} is closed")
+
+    # -- making a book, attaching to one ------------------------------------
+
     def __init__(self, symbols, name=None):
         symbols = check_symbols(symbols)
         name = new_name() if name is None else check_name(name)
@@ -169,7 +269,6 @@ class SharedPriceBook:
         # The only writer can keep the counters in Python instead of reading
         # them back from shared memory on every update.
         self._versions = [0] * len(symbols)
-        self._sym_updates = [0] * len(symbols)
         self._last_seq = 0
         self._updates = 0
         self._gaps = 0
@@ -225,11 +324,10 @@ class SharedPriceBook:
         self.rings = 0              # bells rung by ring(), for the writer's counts
         self._bell_sender = None    # the writer's socket for ringing, made on the first ring
 
-    # -- writer --------------------------------------------------------------
+    # -- the writer's other calls ---------------------------------------------
 
     def _check_writer(self):
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
+        self._check_open()
         if not self.owner:
             raise BookError(f"book {self.name!r} is attached read-only: only "
                             "the orderbook process that created it writes")
@@ -256,74 +354,8 @@ class SharedPriceBook:
         self.ring()
 
     def update_index(self, i, price, seq, ts_ns) -> None:
-        """The hot path: set record i (seq >= 1), no defaults, no lookups."""
-        if not self._writable:
-            self._check_writer()
-        u = self._sym_updates[i] + 1
-        # Packed first: a bad argument raises here, before the record is
-        # opened (an odd version left behind would stall every reader).
-        data = _DATA.pack(price, seq, ts_ns, time.time_ns(), u)
-        u64 = self._u64
-        w = self._vword[i]
-        v = self._versions[i] + 1
-        u64[w] = v                      # odd: write in progress
-        self._data[i][:] = data
-        u64[w] = v + 1                  # even: done
-        self._versions[i] = v + 1
-        self._sym_updates[i] = u
-        self._last_seq = seq
-        self._updates += 1
-        u64[_W_LAST_SEQ] = seq
-        u64[_W_UPDATES] = self._updates
-
-    def write_ticks(self, indexes, prices, seqs, stamps) -> None:
-        """The hot path of a burst: update_index() for each tick of four
-        equal-length columns (record index, price, seq >= 1, ts_ns), in order.
-
-        Every tick is its own seqlocked write of its record, with its own
-        written_ns and update count, exactly as update_index() writes it; only
-        the header's ``updates`` and ``last_seq`` are stored once, after the
-        last record.  That is sound for every reader: a record is consistent
-        by its own version, whatever the header says; a reader that polls
-        ``updates`` sees the new count no earlier than the records it counts;
-        and the doorbell's arm-then-look protocol (`hftlab.book.doorbell`)
-        needs only that the count be stored before the writer's ring() loads
-        the sleepers word, and the caller rings after this returns.  Like
-        update_index(), it does not ring."""
-        if not self._writable:
-            self._check_writer()
-        n = len(indexes)
-        if not n == len(prices) == len(seqs) == len(stamps):
-            raise ValueError(f"write_ticks needs columns of equal length; got {n}, {len(prices)}, "
-                             f"{len(seqs)} and {len(stamps)}")
-        if not n:
-            return
-        pack, now = _DATA.pack, time.time_ns
-        u64, vword, views, versions = self._u64, self._vword, self._data, self._versions
-        # A record's version goes up by 2 per update from 0, so its update count is
-        # version // 2: the loop packs it from there, and update_index()'s list of counts
-        # is brought up to date once, at the end.
-        before = sum(versions)
-        try:
-            for i, price, seq, ts_ns in zip(indexes, prices, seqs, stamps):
-                v = versions[i] + 1
-                # Packed first, as in update_index(): a bad value raises with the record closed.
-                data = pack(price, seq, ts_ns, now(), (v + 1) >> 1)
-                w = vword[i]
-                u64[w] = v              # odd: write in progress
-                views[i][:] = data
-                u64[w] = v + 1          # even: done
-                versions[i] = v + 1
-        finally:
-            # The header once per batch, after every record (see the docstring); if a bad
-            # value stopped the loop, it counts the ticks written before it.
-            written = (sum(versions) - before) // 2
-            self._sym_updates[:] = [v >> 1 for v in versions]
-            if written:
-                self._last_seq = seqs[written - 1]
-                self._updates += written
-                u64[_W_LAST_SEQ] = self._last_seq
-                u64[_W_UPDATES] = self._updates
+        """Set record i (seq >= 1): write_ticks() of one tick, no defaults, no lookups."""
+        self.write_ticks((i,), (price,), (seq,), (ts_ns,))
 
     def set_feed_state(self, state, session=None) -> None:
         """FEED_NEVER, FEED_UP or FEED_DOWN; session (<= 16 ASCII chars) is
@@ -374,19 +406,17 @@ class SharedPriceBook:
         self.rings += n
         return n
 
-    # -- readers (the owner may read too) ------------------------------------
+    # -- reading (the owner may read too) -------------------------------------
 
     def updates(self) -> int:
         """The header's count of every update so far: one 8-byte load, for "anything new?"."""
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
+        self._check_open()
         return self._u64[_W_UPDATES]
 
     def set_sleeping(self) -> None:
         """Say "a reader is asleep on the doorbell": the writer's next ring() rings.
         Any reader may call it (see `hftlab.book.doorbell` for the order to keep)."""
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
+        self._check_open()
         self._u64[_W_SLEEPERS] = 1
 
     def index(self, symbol) -> int:
@@ -395,64 +425,6 @@ class SharedPriceBook:
         except KeyError:
             raise KeyError(f"unknown symbol {symbol!r}: book {self.name!r} "
                            f"has {', '.join(self.symbols)}") from None
-
-    def _retry(self, tries, what, wait):
-        self.retries += 1
-        if tries >= (MAX_RETRIES if wait else _SPIN):
-            pid = self.header()["writer_pid"]
-            alive = pid_alive(pid)
-            state = ("is stopped or stalled in mid-write; retry later" if alive else
-                     "died in mid-write; restart the orderbook")
-            raise BookBusy(f"{what} of book {self.name!r} stayed in mid-write "
-                           f"over {tries} tries: its writer (pid {pid}) {state}", alive)
-        if tries > _SPIN:
-            time.sleep(_BACKOFF_S)
-
-    def read(self, symbol, wait=True) -> Quote | None:
-        """`symbol`'s latest quote, or None if it has no usable price.
-
-        No usable price: none written yet, or one that is not a finite number
-        above 0 (see the module docstring).  A record in mid-write is retried
-        for about a second, or only a few microseconds with ``wait=False``,
-        then BookBusy is raised."""
-        i = self.index(symbol)
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
-        u64 = self._u64
-        w = self._vword[i]
-        data = self._data[i]
-        tries = 0
-        while True:
-            v1 = u64[w]
-            if not v1 & 1:
-                price, seq, ts_ns, written_ns, updates = _DATA.unpack(data)
-                if u64[w] == v1:
-                    break
-            tries += 1
-            self._retry(tries, f"record {symbol!r}", wait)
-        if seq == 0 or not 0.0 < price < _INF:     # False for NaN too
-            return None
-        return Quote(self.symbols[i], price, seq, ts_ns, written_ns, updates)
-
-    def _consistent_copy(self, wait) -> bytes:
-        """The bytes of all records, copied while no record was being written (the
-        versions equal and even before and after the copy): consistent across symbols."""
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
-        buf = self._buf
-        start, end = self._block
-        versions = self._all_versions.tolist
-        tries = 0
-        while True:
-            # Keep the window between the two version reads short (well
-            # under a microsecond for a few symbols): the longer it is, the
-            # likelier a busy writer lands in it and the copy is retried.
-            before = versions()
-            raw = bytes(buf[start:end])
-            if versions() == before and not any(v & 1 for v in before):
-                return raw
-            tries += 1
-            self._retry(tries, "snapshot", wait)
 
     def snapshot(self, wait=True) -> np.ndarray:
         """A copy of all records, taken while no record was being written,
@@ -481,13 +453,9 @@ class SharedPriceBook:
         return [values[k:k + 5] for k in range(0, len(values), 5)]
 
     def quotes(self, wait=True) -> dict:
-        """symbol -> Quote, or None for no usable price; from one snapshot."""
-        out = {}
-        for s, (_, _, price, seq, ts_ns, written_ns, updates) in zip(
-                self.symbols, self.snapshot(wait).tolist()):
-            out[s] = None if seq == 0 or price != price else Quote(
-                s, price, seq, ts_ns, written_ns, updates)
-        return out
+        """symbol -> Quote, or None for no usable price; from one consistent copy (records())."""
+        return {s: None if seq == 0 or not 0.0 < price < _INF else Quote(s, price, seq, ts_ns, written_ns, updates)
+                for s, (price, seq, ts_ns, written_ns, updates) in zip(self.symbols, self.records(wait))}
 
     def header(self) -> dict:
         """The header as plain Python values.
@@ -495,8 +463,7 @@ class SharedPriceBook:
         The header has no version counter; its fields are independent
         values, and two equal consecutive copies are taken as consistent.
         """
-        if self._closed:
-            raise BookError(f"book {self.name!r} is closed")
+        self._check_open()
         size = HEADER_DTYPE.itemsize
         raw = bytes(self._buf[:size])
         for _ in range(MAX_RETRIES):
