@@ -9,16 +9,8 @@ A slow or dead subscriber must not stall the others, so the gateway never waits 
 subscriber: writes go into that subscriber's own buffer and a subscriber whose buffer
 passes `SLOW_CONSUMER_BYTES` is disconnected, as real exchanges drop slow consumers.
 
-Benchmark mode (``--bench-ticks N``, used by ``hftlab bench``): each SIGUSR1 makes the
-price feed send a burst of N ticks in large writes, as fast as the subscribers take them
-(or at ``--bench-rate``), waiting for the slowest instead of dropping it, so a burst
-measures how fast the consumers go without losing a tick. The paced feed holds still
-during a burst. The burst replays a precomputed cycle of the seeded walk, so that the
-gateway spends its time formatting and sending, not drawing random numbers. Between
-bursts, the paced ticks come at random (exponential, seeded) intervals of mean
-``tick_interval``, as real ticks do: a feed ticking every 1 ms and a strategy polling
-every 1 ms keep nearly the same phase for seconds, and a latency measured then would
-be that phase, not the system.
+``hftlab bench`` runs this gateway with bursts on demand (`hftlab.bench.burst`): the
+gateway itself only lets something else own a feed for a while (`Feed.paused`).
 
 Replay mode (``--replay FILE [--speed X]``): instead of the walks, the gateway sends the
 prices and news of a tick file (`hftlab.replay`: what ``hftlab record`` wrote, or a
@@ -38,23 +30,19 @@ import asyncio
 import itertools
 import math
 import random
-import re
 import secrets
 import signal
 import time
 
 from hftlab import process, protocol, replay
 
-__all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "BENCH_BATCH", "BENCH_CYCLE",
-           "BURST_QUIET", "PriceWalk", "NewsWalk", "Feed", "serve_feed", "pace", "play",
-           "price_tails", "price_lines", "bench_tails", "burst", "serve", "run", "main"]
+__all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "PriceWalk", "NewsWalk", "Feed",
+           "Connections", "serve_feed", "pace", "play", "price_tails", "price_lines", "until_stopped",
+           "serve", "run", "main"]
 
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
 VOLATILITY = 0.002  # standard deviation of one tick's relative move
-BENCH_BATCH = 4096  # ticks per write in a benchmark burst (about 160 KB)
-BENCH_CYCLE = 4096  # walk steps precomputed for bursts
-BURST_QUIET = 0.2  # seconds the paced feed stays still after a burst: the book then shows its end
 
 
 class PriceWalk:
@@ -82,13 +70,15 @@ class NewsWalk:
 
 
 class Feed:
-    """One broadcast stream: its subscribers, sequence numbers and heartbeats."""
+    """One broadcast stream: its subscribers, sequence numbers and heartbeats.
+
+    Its times (`last_sent`) are of one clock, time.monotonic(), as `pace` and `play` keep theirs."""
 
     def __init__(self, kind: str, session: str, log):
         self.kind, self.session, self.log = kind, session, log
         self.seq = 0
         self.subscribers = set()
-        self.paused = False  # a benchmark burst owns the feed
+        self.paused = False  # something else owns the feed for now (a benchmark burst): pace() holds still
         self.last_sent = time.monotonic()
 
     def subscribe(self, writer: asyncio.StreamWriter) -> None:
@@ -111,13 +101,43 @@ class Feed:
     def heartbeat(self) -> None:
         self.publish(protocol.encode(protocol.Heartbeat(self.seq, time.time_ns())))
 
+    async def drain(self) -> None:
+        """Wait until every subscriber has taken what was published (one that went is dropped):
+        for sending as fast as the slowest takes it, never faster, since publish() drops a
+        subscriber that falls SLOW_CONSUMER_BYTES behind."""
+        for writer in list(self.subscribers):
+            try:
+                await writer.drain()
+            except (ConnectionError, OSError):
+                self.subscribers.discard(writer)
+
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
 
+class Connections:
+    """The open connections of an asyncio server, so that it can close them at shutdown."""
+
+    def __init__(self):
+        self.tasks = {}  # the task serving a connection -> its StreamWriter
+
+    def add(self, writer) -> None:
+        self.tasks[asyncio.current_task()] = writer
+
+    def remove(self) -> None:
+        self.tasks.pop(asyncio.current_task(), None)
+
+    async def hang_up(self, timeout: float = 2.0) -> None:
+        """Close every connection and let its task finish by itself."""
+        for writer in self.tasks.values():
+            writer.close()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+
 async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=None):
-    connections = connections if connections is not None else process.Connections()
+    connections = connections if connections is not None else Connections()
 
     async def on_connect(reader, writer):
         connections.add(writer)
@@ -142,40 +162,45 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=No
         raise process.listen_error(exc, host, port, flag) from None
 
 
-async def pace(feed: Feed, interval: float, heartbeat: float, make, rng=None) -> None:
-    """Call make() every `interval` seconds, and heartbeat whenever the feed is silent.
+async def pace(feed: Feed, interval: float, heartbeat: float, make, gaps=None) -> None:
+    """Publish make() every `interval` seconds, and a heartbeat whenever the feed has been
+    silent for `heartbeat` seconds; until cancelled. With `gaps` (a random.Random) the
+    intervals are exponential with mean `interval`. One clock: time.monotonic().
 
-    With `rng` (a random.Random) the intervals are exponential with mean `interval`.
-
-    A timer callback, not a loop around ``asyncio.sleep``: the next wake-up is booked
-    before the tick is made and sent, so that after the write the loop goes straight back
-    to sleep. The orderbook the write wakes often runs on this CPU (two cores, four
-    processes): every microsecond spent here after the send is one it waits."""
+    A timer callback (`wake`), not a loop around ``asyncio.sleep``: the next wake-up is
+    booked before the tick is made and sent, so that after the write the loop goes straight
+    back to sleep. The orderbook the write wakes often runs on this CPU (two cores, four
+    processes): every microsecond spent here after the send is one it waits (figures:
+    docs/performance.md, round 4)."""
     loop = asyncio.get_running_loop()
-    stopped = loop.create_future()
+    stopped = loop.create_future()   # done only by a failure of make(): raised below, not lost
+    timer = None
 
     def gap() -> float:
-        return interval if rng is None else rng.expovariate(1.0 / interval)
+        return interval if gaps is None else gaps.expovariate(1.0 / interval)
 
-    def due() -> None:
-        nonlocal next_at, timer
+    def sleep_until(when: float) -> None:
+        nonlocal timer
+        timer = loop.call_later(max(0.0, when - time.monotonic()), wake)
+
+    def wake() -> None:
+        nonlocal tick_at
         try:
-            now = loop.time()
-            if now >= next_at:
-                # Fixed schedule, no drift; if we fell behind, skip rather than burst.
-                next_at = max(next_at + gap(), now)
-                timer = loop.call_at(min(next_at, now + heartbeat), due)
-                if not feed.paused:  # a benchmark burst owns the feed: its ticks are skipped
+            now = time.monotonic()
+            if now >= tick_at:
+                tick_at = max(tick_at + gap(), now)  # a fixed schedule: no drift; behind, skip, never burst
+                sleep_until(min(tick_at, now + heartbeat))
+                if not feed.paused:
                     feed.publish(make())
                 return
-            if time.monotonic() - feed.last_sent >= heartbeat:
+            if now - feed.last_sent >= heartbeat:
                 feed.heartbeat()
-            timer = loop.call_at(min(next_at, feed.last_sent + heartbeat - time.monotonic() + now), due)
-        except Exception as exc:  # raised by the await below: a callback's would only be logged
+            sleep_until(min(tick_at, feed.last_sent + heartbeat))
+        except Exception as exc:
             stopped.set_exception(exc)
 
-    next_at = loop.time() + gap()
-    timer = loop.call_at(min(next_at, loop.time() + heartbeat), due)
+    tick_at = time.monotonic() + gap()
+    sleep_until(min(tick_at, time.monotonic() + heartbeat))
     try:
         await stopped
     finally:
@@ -188,51 +213,44 @@ async def play(prices: Feed, news: Feed, events: list, speed: float, heartbeat: 
 
     Waits first until every feed the file uses has a subscriber; heartbeats fill any gap.
     Every message gets the next seq of its feed and the time it is sent, as in a live run."""
-    loop = asyncio.get_running_loop()
     feeds = {replay.PRICE: prices, replay.NEWS: news}
     used = [feeds[kind] for kind in (replay.PRICE, replay.NEWS) if any(e.kind == kind for e in events)]
     log.info(f"replay: {len(events)} rows of {source} at speed {speed:g}; starting when the "
              f"{' and '.join(f.kind.lower() for f in used)} feed{'s have' if len(used) > 1 else ' has'} "
              "a subscriber")
-
-    async def quiet_until(when: float) -> None:
-        """Sleep until loop time `when`, with heartbeats if the price feed falls silent.
-
-        (The news feed's heartbeats come from its own `pace`, as in a live run.)"""
-        while True:
-            now = loop.time()
-            hb_at = prices.last_sent + heartbeat - time.monotonic() + now
-            await asyncio.sleep(max(0.0, min(when, hb_at) - now))
-            if time.monotonic() - prices.last_sent >= heartbeat:
-                prices.heartbeat()
-            if loop.time() >= when:
-                return
-
     while not all(feed.subscribers for feed in used):
-        await quiet_until(loop.time() + 0.01)  # polling a set: connecting gives no other event
-    start, sent = loop.time(), {replay.PRICE: 0, replay.NEWS: 0}
+        await _quiet_until(prices, heartbeat, time.monotonic() + 0.01)  # connecting gives no other event
+    start, sent = time.monotonic(), {replay.PRICE: 0, replay.NEWS: 0}
     for batch in replay.batches(events):
         if speed:
-            await quiet_until(start + batch[0].at / speed)
-        feed, ts = feeds[batch[0].kind], time.time_ns()
-        if batch[0].kind == replay.PRICE:
-            data = b"".join(protocol.encode(protocol.Price(feed.next_seq(), ts, e.symbol, e.value))
-                            for e in batch)
-        else:
-            data = b"".join(protocol.encode(protocol.News(feed.next_seq(), ts, e.value)) for e in batch)
-        feed.publish(data)
-        sent[batch[0].kind] += len(batch)
+            await _quiet_until(prices, heartbeat, start + batch[0].at / speed)
+        feed, kind = feeds[batch[0].kind], batch[0].kind
+        feed.publish(_replayed(feed, batch, time.time_ns()))
+        sent[kind] += len(batch)
         if not speed:
-            # As fast as possible, but never faster than the slowest subscriber takes it:
-            # publish() would drop a subscriber that fell 1 MiB behind.
-            for writer in list(feed.subscribers):
-                try:
-                    await writer.drain()
-                except (ConnectionError, OSError):
-                    feed.subscribers.discard(writer)
+            await feed.drain()
     log.info(f"replay: done, {sent[replay.PRICE]} prices and {sent[replay.NEWS]} news sent in "
-             f"{loop.time() - start:.1f} s; the feeds stay up (heartbeats only)")
+             f"{time.monotonic() - start:.1f} s; the feeds stay up (heartbeats only)")
     await pace(prices, float("inf"), heartbeat, bytes)  # heartbeats only, until stopped
+
+
+def _replayed(feed: Feed, batch: list, ts_ns: int) -> bytes:
+    """The lines of a batch of a tick file's events, each with the next seq of `feed`."""
+    if batch[0].kind == replay.PRICE:
+        return b"".join(protocol.encode(protocol.Price(feed.next_seq(), ts_ns, e.symbol, e.value)) for e in batch)
+    return b"".join(protocol.encode(protocol.News(feed.next_seq(), ts_ns, e.value)) for e in batch)
+
+
+async def _quiet_until(feed: Feed, heartbeat: float, when: float) -> None:
+    """Sleep until time.monotonic() `when`, with heartbeats if `feed` falls silent meanwhile.
+    (In a replay the news feed's heartbeats come from its own `pace`, as in a live run.)"""
+    while True:
+        now = time.monotonic()
+        await asyncio.sleep(max(0.0, min(when, feed.last_sent + heartbeat) - now))
+        if time.monotonic() - feed.last_sent >= heartbeat:
+            feed.heartbeat()
+        if time.monotonic() >= when:
+            return
 
 
 def price_tails(moves) -> list:
@@ -250,73 +268,36 @@ def price_lines(first_seq: int, ts_ns: int, tails) -> bytes:
     return b"".join([b"PRICE,%d%s%s" % (q, stamp, tail) for q, tail in zip(itertools.count(first_seq), tails)])
 
 
-def bench_tails(symbols, seed: int, steps: int = BENCH_CYCLE) -> list:
-    """The seeded walk's first `steps` steps as `price_tails`."""
-    walk = PriceWalk(symbols, seed)
-    return [tail for _ in range(steps) for tail in price_tails(walk.step())]
+async def until_stopped(*work) -> None:
+    """Run the `work` coroutines until Ctrl-C or SIGTERM (or until one of them fails).
 
-
-BURST_PREFIX = "bench: burst of "
-
-
-def burst_line(n: int, first: int, last: int, t0_ns: int) -> str:
-    """The log line that starts a benchmark burst; `parse_burst_line` reads it back.
-
-    ``hftlab bench`` learns from it which seqs the burst carries and when its first tick
-    was made, so the two stay side by side (like `process.ready` / `process.parse_ready`)."""
-    return f"{BURST_PREFIX}{n} ticks, seq {first}..{last}, first made at ts_ns {t0_ns}"
-
-
-def parse_burst_line(line: str) -> tuple | None:
-    """(first seq, last seq, ts_ns of the first tick) of a `burst_line`, or None if it is not one."""
-    m = _BURST_RE.search(line)
-    return None if m is None else (int(m[1]), int(m[2]), int(m[3]))
-
-
-_BURST_RE = re.compile(re.escape(BURST_PREFIX) + r"\d+ ticks, seq (\d+)\.\.(\d+), first made at ts_ns (\d+)$")
-
-
-async def burst(feed: Feed, n: int, rate: float, tails: list, log) -> None:
-    """Send n PRICE ticks in batches, waiting for every subscriber to take each batch."""
+    The server waits here rather than being interrupted by KeyboardInterrupt, so that it can
+    hang up on its clients itself: connection tasks cancelled under it are reported by
+    asyncio with a traceback in the log.
+    """
     loop = asyncio.get_running_loop()
-    feed.paused = True
+    stopped = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    tasks = [asyncio.ensure_future(stopped.wait()), *map(asyncio.ensure_future, work)]
     try:
-        cycle, ring = len(tails), tails + tails
-        per = BENCH_BATCH if not rate else max(1, min(BENCH_BATCH, int(rate * 0.005)))
-        first, end, k = feed.seq + 1, feed.seq + n, 0
-        ts = t0 = time.time_ns()
-        log.info(burst_line(n, first, end, t0))
-        start = loop.time()
-        while feed.seq < end:
-            m = min(per, end - feed.seq)
-            # One formatted line per tick, one join and one write per batch.
-            feed.publish(price_lines(feed.seq + 1, ts, ring[k:k + m]))
-            feed.seq, k = feed.seq + m, (k + m) % cycle
-            for writer in list(feed.subscribers):
-                try:
-                    await writer.drain()
-                except (ConnectionError, OSError):
-                    feed.subscribers.discard(writer)
-            if rate:
-                await asyncio.sleep(max(0.0, start + (feed.seq - first + 1) / rate - loop.time()))
-            ts = time.time_ns()
-        took = max(ts - t0, 1)
-        log.info(f"bench: burst sent in {took / 1e9:.3f} s ({n / took * 1e9:,.0f} ticks/s offered "
-                 f"and taken by {len(feed.subscribers)} subscriber(s))")
-        await asyncio.sleep(BURST_QUIET)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a failure of the work is raised here, not lost
     finally:
-        feed.paused = False
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
-async def serve(config, log) -> None:
-    events = None
-    if config.replay:  # checked before we listen: a bad file is one sentence, not a half replay
-        try:
-            events = replay.load(config.replay, config.symbols)
-        except replay.ReplayError as exc:
-            raise process.Fatal(str(exc)) from None
-    session = secrets.token_hex(4)
-    prices, news = Feed("PRICE", session, log), Feed("NEWS", session, log)
+def market(config, prices: Feed, news: Feed, log, events=None, gaps=None) -> list:
+    """The work that makes the two feeds' messages: the seeded walks, paced (`gaps`: see
+    `pace`), or the `events` of a tick file (``--replay``) played."""
+    if events is not None:
+        return [play(prices, news, events, config.speed, config.heartbeat_interval, config.replay, log),
+                pace(news, float("inf"), config.heartbeat_interval, bytes)]
     walk, mood = PriceWalk(config.symbols, config.seed), NewsWalk(config.seed)
 
     def make_prices() -> bytes:
@@ -331,43 +312,41 @@ async def serve(config, log) -> None:
         log.info(f"news: sentiment {sentiment}")
         return protocol.encode(protocol.News(news.next_seq(), time.time_ns(), sentiment))
 
-    connections = process.Connections()
-    price_server = await serve_feed(prices, config.host, config.price_port, "--price-port", connections)
-    news_server = await serve_feed(news, config.host, config.news_port, "--news-port", connections)
+    return [pace(prices, config.tick_interval, config.heartbeat_interval, make_prices, gaps),
+            pace(news, config.news_interval, config.heartbeat_interval, make_news)]
+
+
+async def serve(config, log, gaps=None, setup=None) -> None:
+    """Serve both feeds until stopped. `setup(prices)`, if given, runs before the ready line
+    and returns a function to run at the end (``hftlab bench``'s bursts); `gaps` as in `pace`."""
+    try:  # before we listen: a bad file is one sentence, not a half replay
+        events = replay.load(config.replay, config.symbols) if config.replay else None
+    except replay.ReplayError as exc:
+        raise process.Fatal(str(exc)) from None
+    session = secrets.token_hex(4)
+    prices, news = Feed("PRICE", session, log), Feed("NEWS", session, log)
+    connections = Connections()
+    servers = [await serve_feed(prices, config.host, config.price_port, "--price-port", connections),
+               await serve_feed(news, config.host, config.news_port, "--news-port", connections)]
     process.warn_if_exposed(log, config.host)
-    price_port = price_server.sockets[0].getsockname()[1]
-    news_port = news_server.sockets[0].getsockname()[1]
-    if config.bench_ticks:  # before the ready line: a SIGUSR1 must never find no handler
-        tails, bursts = bench_tails(config.symbols, config.seed), []
-
-        def on_sigusr1():
-            if bursts and not bursts[-1].done():
-                log.warning("bench: a burst is still running; SIGUSR1 ignored")
-                return
-            bursts[:] = [asyncio.ensure_future(
-                burst(prices, config.bench_ticks, config.bench_rate, tails, log))]
-
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, on_sigusr1)
+    done = setup(prices) if setup else None
+    price_port, news_port = (server.sockets[0].getsockname()[1] for server in servers)
     process.ready(log, price=process.address(config.host, price_port),
                   news=process.address(config.host, news_port), session=session)
-    if events is not None:
-        work = [play(prices, news, events, config.speed, config.heartbeat_interval, config.replay, log),
-                pace(news, float("inf"), config.heartbeat_interval, bytes)]
-    else:
-        work = [pace(prices, config.tick_interval, config.heartbeat_interval, make_prices,
-                     random.Random(config.seed + 2) if config.bench_ticks else None),
-                pace(news, config.news_interval, config.heartbeat_interval, make_news)]
     try:
-        await process.until_stopped(*work)
+        await until_stopped(*market(config, prices, news, log, events, gaps))
     finally:
-        for task in bursts if config.bench_ticks else ():
-            task.cancel()
-        for server in (price_server, news_server):
+        if done:
+            done()
+        for server in servers:
             server.close()
         await connections.hang_up()
 
 
 def run(config, log) -> None:
+    if config.bench_ticks:
+        raise process.Fatal("--bench-ticks is for the benchmark's gateway: python -m hftlab.bench.burst "
+                            "(hftlab bench, and a Launcher given bench_ticks, start that one)")
     asyncio.run(serve(config, log))
 
 

@@ -278,7 +278,7 @@ class Launcher:
                 # our own processes keep to it themselves (hftlab.process.CappedHandler).
                 pipe_out, output = os.pipe()
             else:
-                argv = [sys.executable, "-m", f"hftlab.{name}", *self.config.to_args()]
+                argv = [sys.executable, "-m", self.module_of(name), *self.config.to_args()]
             try:
                 popen = subprocess.Popen(
                     argv,
@@ -335,6 +335,15 @@ class Launcher:
             return ""
         return (f" Yet it traded: the order manager booked {booked} orders meanwhile. A process must "
                 "print its ready line once it is ready, before it trades.")
+
+    def module_of(self, name: str) -> str:
+        """The module our process `name` runs: ``hftlab.<name>``, or the bench's measuring
+        variant of it when the config asks for what only that one does (a latency log, bursts)."""
+        if name == "strategy" and self.config.latency_log:
+            return "hftlab.bench.timed"
+        if name == "gateway" and self.config.bench_ticks:
+            return "hftlab.bench.burst"
+        return f"hftlab.{name}"
 
     def label(self, name: str) -> str:
         """How a message names a process: ``strategy`` or ``the strategy command 'python x.py'``

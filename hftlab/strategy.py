@@ -13,11 +13,9 @@ is never missed; ``wake_timeout`` (0.25 s) bounds every sleep as a safety net. W
 
 The decisions themselves are pure (`hftlab.rules.Trader`). Every order carries the
 gateway timestamp of the tick that led to it, so tick-to-trade latency can be measured
-at the order manager with the same clock. With ``--latency-log PATH`` (``hftlab bench``
-sets it) the strategy also writes one CSV row per tick it saw: the gateway's ts_ns, the
-book's written_ns, when the strategy saw it, began deciding on that symbol, decided, and
-sent the order, all from
-``time.time_ns()``, the one clock every process on this machine shares.
+at the order manager with the same clock (``hftlab bench`` runs `hftlab.bench.timed`, this
+strategy with every hop timed). Its log lines are written in batches
+(`hftlab.batched_log`), off the orders' path.
 
 Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
 the same ``order_id`` when the order manager is back. Ids are a tag per strategy process
@@ -36,23 +34,23 @@ Run alone: ``python -m hftlab.strategy`` (or ``hftlab strategy``).
 
 from __future__ import annotations
 
-import logging
 import secrets
 import selectors
 import time
 
 from hftlab import book, process, protocol, rules
+from hftlab.batched_log import BatchedLog
 from hftlab.link import Link
 
-__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "HOLD_LINES", "BookReader", "LatencyLog",
-           "Strategy", "order_tag", "order_line", "sent_line", "run", "main"]
+__all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "HOLD_LINES", "BookReader", "Strategy", "order_tag",
+           "order_line", "sent_line", "run", "main"]
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
 # rejected again (a full journal, a limit), every tick.
 REJECT_BACKOFF = 0.5
 REJECT_BACKOFF_CAP = 30.0
-# The strategy writes its log lines in batches, this many seconds apart at most (`Strategy.say`).
+# The strategy writes its log lines in batches, this many seconds apart at most (`BatchedLog`).
 HOLD_LINES = 0.1
 
 
@@ -86,7 +84,7 @@ class BookReader:
         self.seen_ns = 0  # when the last look that found a book was taken
 
     @property
-    def book(self):
+    def current(self):
         """The book attached now, or None."""
         return self.follower.current
 
@@ -155,41 +153,6 @@ class BookReader:
             self.bell.close()
 
 
-class LatencyLog:
-    """One CSV row per tick the strategy saw, for `hftlab bench`. Buffered: written in blocks."""
-
-    COLUMNS = "seq,symbol,ts_ns,written_ns,seen_ns,decided_ns,order_id,missed,began_ns,sent_ns"
-    BLOCK = 4096
-
-    def __init__(self, path: str):
-        self.file = open(path, "w")
-        self.file.write(self.COLUMNS + "\n")
-        self.rows = []
-
-    def add(self, quote, seen_ns: int, decided_ns: int, order_id: str, missed: int, began_ns: int = 0,
-            sent_ns: int = 0) -> None:
-        """One tick seen: `seen_ns` when the look at the book was taken, `began_ns` when
-        this symbol's decision began (later than seen_ns if another symbol of the same
-        look was decided first), `decided_ns` when it was decided (0: no order), `sent_ns`
-        when its look's orders were handed to the kernel in one write (0: none sent)."""
-        self.rows.append(f"{quote.seq},{quote.symbol},{quote.ts_ns},{quote.written_ns},{seen_ns},"
-                         f"{decided_ns},{order_id},{missed},{began_ns or seen_ns},{sent_ns}\n")
-        if len(self.rows) >= self.BLOCK:
-            self.flush()
-
-    def flush(self) -> None:
-        # The rows leave the buffer before they are written: SIGTERM (KeyboardInterrupt)
-        # landing inside this write must not leave them here for close() to write again.
-        # Duplicated rows once made the bench count more ticks seen than sent.
-        rows, self.rows = self.rows, []
-        self.file.write("".join(rows))
-        self.file.flush()
-
-    def close(self) -> None:
-        self.flush()
-        self.file.close()
-
-
 def order_tag() -> str:
     """The first part of this strategy process's order ids: unique across every run that
     writes to one journal, since the order manager refuses an id it has booked before for
@@ -208,10 +171,9 @@ def order_line(order_id: str, d: rules.Decision) -> bytes:
 
     Formatted in one step rather than through `protocol.encode`, which checks every field:
     here each one is valid by construction (our own id, a symbol and a price read from the
-    book, the trader's side and quantity), and the checking code, run only for the rare
-    tick that makes an order, ran cold: it cost an order about 30 us on its way out
-    (`hftlab bench`, the "strategy sends" hop). A property test in tests/test_rules.py holds the
-    bytes equal to what `protocol.encode` gives."""
+    book, the trader's side and quantity), and the checking code, run only for the rare tick
+    that makes an order, runs cold (docs/performance.md, "the strategy sends"). A property
+    test in tests/test_rules.py holds the bytes equal to what `protocol.encode` gives."""
     return b"ORDER,%s,%d,%s,%d,%s,%.2f\n" % (order_id.encode(), d.tick_ts_ns, d.side.encode(), d.qty,
                                              d.symbol.encode(), d.price)
 
@@ -224,6 +186,8 @@ def sent_line(order_id: str, d: rules.Decision) -> str:
 
 
 class Strategy:
+    """The trader's loop: wait, read the book, decide, send; and read the replies and news."""
+
     def __init__(self, config, log):
         self.config, self.log = config, log
         self.trader = rules.Trader.from_config(config)
@@ -231,81 +195,52 @@ class Strategy:
         self.news = Link("news feed", config.host, config.news_port, log, config.heartbeat_interval,
                          selector=self.selector)
         self.orders = Link("order manager", config.host, config.order_port, log, selector=self.selector)
-        self.book = BookReader(config.shm_name, config.symbols, log, doorbell=config.doorbell)
-        if self.book.bell is not None:
-            self.selector.register(self.book.bell, selectors.EVENT_READ, None)
+        self.reader = BookReader(config.shm_name, config.symbols, log, doorbell=config.doorbell)
+        if self.reader.bell is not None:
+            self.selector.register(self.reader.bell, selectors.EVENT_READ, None)
+        self.said = BatchedLog(log, HOLD_LINES)  # the log, written off the orders' path
         self.tag = order_tag()
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
-        self.latency = LatencyLog(config.latency_log) if config.latency_log else None
-        self.held = []  # [(time_ns, level, text), ...]: lines said but not yet written (`say`)
-        self.held_since = 0.0  # monotonic time the oldest of them was said
 
     def step(self) -> None:
         """One turn of the loop: wait for sockets or the doorbell, look at the book and trade,
         then read the sockets.
 
-        With the doorbell the wait ends when the orderbook rings after a write, or after
-        wake_timeout at most; without it (or before the book is found), after poll_interval.
         The book comes first after a wake-up: a new price is what the strategy is waiting
         for, and the replies and news that came with it can wait the few microseconds a
         look and its orders take. Then the messages; the links' reconnecting and the book's
-        attaching last; and, every `HOLD_LINES`, the log lines said since (`say`)."""
-        if self.book.bell is None:
-            timeout = self.config.poll_interval
-        elif self.book.book is None:    # no book yet: look for it again soon
-            timeout = min(self.config.wake_timeout, 0.05)
-        else:
-            timeout = 0.0 if self.book.arm() else self.config.wake_timeout
-        if self.held:
-            timeout = max(0.0, min(timeout, self.held_since + HOLD_LINES - time.monotonic()))
-        ready = self.selector.select(timeout)
-        self.trade(self.book.new_prices())
+        attaching last; and, every `HOLD_LINES`, the log lines said since."""
+        ready = self.selector.select(self.said.timeout(self.wait_time()))
+        self.trade(self.reader.new_prices())
         for key, _ in ready:
             link = key.data
             if link is None:            # the doorbell rang
-                self.book.bell.drain()
+                self.reader.bell.drain()
                 continue
             msgs = link.messages()
             if msgs is None:
                 if link is self.orders and self.trader.pending:
-                    self.say(logging.WARNING, f"orders {' '.join(self.trader.pending)} are unconfirmed: the "
-                             "order manager went away before answering; they will be re-sent")
+                    self.said.warning(f"orders {' '.join(self.trader.pending)} are unconfirmed: the order "
+                                      "manager went away before answering; they will be re-sent")
                 continue
             for msg in msgs:
                 self.on_message(msg)
         self.news.keep_up()
         if self.orders.keep_up():
             self.on_orders_connected()
-        self.book.attach_if_needed()
-        if self.held and time.monotonic() - self.held_since >= HOLD_LINES:
-            self.say_held()
+        self.reader.attach_if_needed()
+        self.said.write_if_due()
 
-    def say(self, level: int, text: str, said_ns: int = 0) -> None:
-        """Log a line, stamped with the time it was said (or `said_ns`), in the next batch
-        (`HOLD_LINES` apart).
-
-        Nearly every line of the strategy is about an order (why it was sent, its ACK).
-        Written as they were said, a log write came within a few hundred microseconds of
-        most orders, and it cost the next ones: in interleaved runs of the bench's paced
-        phase the order's hop to the order manager had a p90 of 160-270 us so, and 120-160
-        us with the lines written every 0.1 s, as with no log at all (docs/performance.md,
-        round 4). Even making the log record here,
-        right after an order's write, cost that order about 15 us (p50): the order manager
-        the write woke often waits for this CPU. So this only notes the line; `say_held`
-        does the rest, and `close` writes what is left."""
-        if not self.held:
-            self.held_since = time.monotonic()
-        self.held.append((said_ns or time.time_ns(), level, text))
-
-    def say_held(self) -> None:
-        """Write the lines `say` holds, in order, each stamped with the time it was said."""
-        held, self.held = self.held, []
-        for said_ns, level, text in held:
-            if self.log.isEnabledFor(level):
-                record = self.log.makeRecord(self.log.name, level, __file__, 0, text, None, None)
-                record.created, record.msecs = said_ns / 1e9, (said_ns % 1_000_000_000) // 1_000_000
-                self.log.handle(record)
+    def wait_time(self) -> float:
+        """How long the next wait may last: with the doorbell, until the orderbook rings after
+        a write, or wake_timeout at most (none if the book changed as it was armed); without
+        it, or before the book is found, a short while (poll_interval)."""
+        if self.reader.bell is None:
+            return self.config.poll_interval
+        if self.reader.current is None:   # no book yet: look for it again soon
+            return min(self.config.wake_timeout, 0.05)
+        return 0.0 if self.reader.arm() else self.config.wake_timeout
 
     def trade(self, prices: list) -> None:
         """Decide on each new price of one look at the book, then send all its orders in one
@@ -313,26 +248,20 @@ class Strategy:
 
         One write, not one per order: each write wakes the order manager, which may take
         this process's CPU for a while (two cores, four processes), and the next symbol's
-        order would wait behind it. Each symbol's decision is timed on its own (the latency
-        log)."""
-        timed = self.latency is not None
-        orders, rows = [], []
-        for quote, missed in prices:
-            began_ns = time.time_ns() if timed else 0
-            decision = self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
-            decided_ns, order_id = 0, ""
+        order would wait behind it."""
+        orders = []
+        for quote, _missed in prices:
+            decision = self.decide(quote)
             if decision is not None:
-                decided_ns = time.time_ns()
                 order_id = self.next_order_id(decision)
                 if order_id:
                     orders.append((order_id, decision))
-            if timed:
-                rows.append((quote, decided_ns, order_id, missed, began_ns))
-        sent_ns = self.send(orders) if orders else 0
-        if timed:
-            for quote, decided_ns, order_id, missed, began_ns in rows:
-                self.latency.add(quote, self.book.seen_ns, decided_ns, order_id if sent_ns else "", missed,
-                                 began_ns, sent_ns if order_id else 0)
+        if orders:
+            self.send(orders)
+
+    def decide(self, quote) -> rules.Decision | None:
+        """The order a new price makes, by the trading rules (`hftlab.rules`), or None."""
+        return self.trader.on_price(quote.symbol, quote.price, quote.ts_ns)
 
     def on_orders_connected(self) -> None:
         """Name ourselves and ask for our positions, then re-send what was not confirmed, in
@@ -349,7 +278,7 @@ class Strategy:
         self.trader.forget([s for s in self.config.symbols if s not in busy])
         lines = [protocol.encode(protocol.PositionQuery(self.config.strategy_id, s)) for s in self.config.symbols]
         if self.trader.pending:
-            self.say(logging.INFO, f"re-sending unconfirmed orders {' '.join(self.trader.pending)}")
+            self.said.info(f"re-sending unconfirmed orders {' '.join(self.trader.pending)}")
         lines += [order_line(order_id, d) for order_id, d in self.trader.pending.items()]
         self.orders.send(b"".join(lines))
 
@@ -362,32 +291,31 @@ class Strategy:
             if d is not None:
                 self.quiet.pop(d.symbol, None)
                 pos = self.trader.position[d.symbol]
-                self.say(logging.INFO, f"ACK {msg.order_id} is order {msg.order_no}: now "
-                         f"{rules.position_name(pos)} {abs(pos)} {d.symbol}")
+                self.said.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
+                               f"{rules.position_name(pos)} {abs(pos)} {d.symbol}")
         elif kind is protocol.Reject:
             d = self.trader.on_reject(msg.order_id)
             if d is None:
-                self.say(logging.WARNING, f"REJECT {msg.order_id}: {msg.reason}")
+                self.said.warning(f"REJECT {msg.order_id}: {msg.reason}")
                 return
             _, backoff = self.quiet.get(d.symbol) or (0.0, process.Backoff(REJECT_BACKOFF, REJECT_BACKOFF_CAP))
             delay = backoff.next()
             self.quiet[d.symbol] = (time.monotonic() + delay, backoff)
-            self.say(logging.WARNING, f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
+            self.said.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
         elif kind is protocol.Position:
             if msg.strategy == self.config.strategy_id and self.trader.learn(msg.symbol, msg.qty):
                 held = f"{rules.position_name(msg.qty)} {abs(msg.qty)}" if msg.qty else "flat"
-                self.say(logging.INFO, f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; "
-                         f"trading {msg.symbol}")
+                self.said.info(f"the journal holds {msg.symbol} {held} for {msg.strategy!r}; trading {msg.symbol}")
         elif kind is protocol.Error:
-            self.say(logging.WARNING, f"the order manager says ERROR: {msg.reason}")
+            self.said.warning(f"the order manager says ERROR: {msg.reason}")
         elif kind is protocol.ProtocolError:
-            self.say(logging.WARNING, f"bad line received: {msg.reason}")
+            self.said.warning(f"bad line received: {msg.reason}")
 
     def next_order_id(self, d: rules.Decision) -> str:
         """A new order id for `d`, or "" if it cannot be sent now (no order manager, or
         backing off after a REJECT of its symbol)."""
         if not self.orders.up:
-            self.say(logging.INFO, f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
+            self.said.info(f"would {d.side} {d.qty} {d.symbol}, but the order manager is not connected")
             return ""
         if time.monotonic() < self.quiet.get(d.symbol, (0.0,))[0]:
             return ""  # backing off after a REJECT
@@ -400,7 +328,7 @@ class Strategy:
         ACK or REJECT. The time.time_ns() just before the write, or 0 if they could not be
         sent (the link is dropped).
 
-        Their lines (`sent_line`) are written a moment later, with the others (`say`),
+        Their lines (`sent_line`) are written a moment later, with the others (`said`),
         always before their ACKs' lines."""
         lines = b"".join([order_line(order_id, d) for order_id, d in orders])
         sent_ns = time.time_ns()
@@ -408,23 +336,27 @@ class Strategy:
             return 0
         for order_id, d in orders:
             self.trader.sent(order_id, d)
-            self.say(logging.INFO, sent_line(order_id, d), sent_ns)  # stamped when it was sent
+            self.said.info(sent_line(order_id, d), at_ns=sent_ns)  # stamped when it was sent
         return sent_ns
 
     def close(self) -> None:
-        self.say_held()
-        for thing in (self.news, self.orders, self.book, self.latency):
-            if thing is not None:
-                thing.close()
+        self.said.write()
+        for thing in (self.news, self.orders, self.reader):
+            thing.close()
         self.selector.close()
 
 
-def run(config, log) -> None:
-    strategy = Strategy(config, log)
+def run(config, log, kind=Strategy) -> None:
+    """Wait for the book, connect, say ready, then trade until stopped. `kind`: the Strategy
+    class to run (the bench's `hftlab.bench.timed` runs a timed one)."""
+    if config.latency_log and kind is Strategy:
+        raise process.Fatal("--latency-log is for the timed strategy: python -m hftlab.bench.timed "
+                            "(hftlab bench, and a Launcher given latency_log, start that one)")
+    strategy = kind(config, log)
     try:
-        while strategy.book.book is None:
-            strategy.book.attach_if_needed()
-            if strategy.book.book is None:
+        while strategy.reader.current is None:
+            strategy.reader.attach_if_needed()
+            if strategy.reader.current is None:
                 time.sleep(0.1)  # waiting for the orderbook to create the book
         strategy.news.keep_up()
         if strategy.orders.keep_up():

@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import cmdline
-from hftlab import book, cli, gateway, process, protocol
-from hftlab.bench import baseline, measure, runner, wakeups
+from hftlab import book, cli, process, protocol
+from hftlab.bench import baseline, burst, measure, runner, wakeups
 from hftlab.config import Config
 from hftlab.launcher import Launcher
-from hftlab.strategy import LatencyLog
+from hftlab.bench.timed import LatencyLog
 
 KEYS = ("throughput_ticks_per_s", "baseline_throughput_ticks_per_s", "gaps", "tick_to_trade_us",
         "baseline_tick_to_trade_us", "book_bytes", "book_mapped_bytes", "floor_tick_to_trade_us",
@@ -286,10 +286,10 @@ def test_a_second_burst_asked_for_at_once_is_a_new_burst_not_the_first_again():
 
 
 def test_the_gateways_burst_line_is_read_back_by_its_own_parser():
-    line = gateway.burst_line(1000, 11, 1010, 1764087000123456789)
-    assert gateway.parse_burst_line(line) == (11, 1010, 1764087000123456789)
-    assert gateway.parse_burst_line("12:00:00.123 gateway: " + line) == (11, 1010, 1764087000123456789)
-    assert gateway.parse_burst_line("12:00:00.123 gateway: bench: burst sent in 0.1 s") is None
+    line = burst.burst_line(1000, 11, 1010, 1764087000123456789)
+    assert burst.parse_burst_line(line) == (11, 1010, 1764087000123456789)
+    assert burst.parse_burst_line("12:00:00.123 gateway: " + line) == (11, 1010, 1764087000123456789)
+    assert burst.parse_burst_line("12:00:00.123 gateway: bench: burst sent in 0.1 s") is None
 
 
 def test_the_bare_reader_says_when_the_gateway_has_subscribed_it():

@@ -25,7 +25,8 @@ import tempfile
 import threading
 import time
 
-from hftlab import book, gateway, process, protocol
+from hftlab import book, process, protocol
+from hftlab.bench import burst
 from hftlab.bench.measure import (BenchError, WAIT_S, cpu_delta, cpu_of, files_dir, machine, percentiles, ratio,
                                   wait)
 from hftlab.config import FAST, Config
@@ -55,7 +56,7 @@ BASELINE_HOPS = ("source_to_shm", "shm_to_poller", "poller_to_sink")
 def start_burst(child) -> tuple:
     """Make a gateway in --bench-ticks mode send a burst: (first seq, last seq, first ts_ns).
 
-    Read from the gateway's own burst line (`hftlab.gateway.burst_line`), looked for only
+    Read from the gateway's own burst line (`hftlab.bench.burst.burst_line`), looked for only
     in what it logs after the SIGUSR1, so that each burst is timed by its own line. A
     gateway still in its previous burst (or that burst's quiet time) ignores a SIGUSR1 and
     says so: the signal is sent again then, so a second burst is never lost or mistaken."""
@@ -66,7 +67,7 @@ def start_burst(child) -> tuple:
         lines, offset = process.new_lines(child.log_path, offset)
         if any("SIGUSR1 ignored" in line for line in lines):
             os.kill(child.pid, signal.SIGUSR1)
-        return next(filter(None, map(gateway.parse_burst_line, lines)), None)
+        return next(filter(None, map(burst.parse_burst_line, lines)), None)
 
     os.kill(child.pid, signal.SIGUSR1)
     return wait(started, "the gateway to start the burst (is it in --bench-ticks mode?)")
