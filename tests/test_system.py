@@ -111,9 +111,9 @@ def test_children_do_not_outlive_a_killed_launcher():
 EVERYTHING = [
     ("orderbook     | ", "book: AAPL "),                       # prices
     ("news: sentiment ",),                                     # news
-    ("strategy      | ", re.compile(r" as [0-9a-f]{4}-1: short MA ")),  # an order sent
+    ("strategy      | ", re.compile(r" as [0-9a-z]+-1: short MA ")),  # an order sent
     ("Received Order 1: ",),                                   # its confirmation at the broker
-    (re.compile(r"ACK [0-9a-f]{4}-1 is order 1"),),            # and at the strategy
+    (re.compile(r"ACK [0-9a-z]+-1 is order 1"),),            # and at the strategy
 ]
 
 
