@@ -195,6 +195,8 @@ def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path
         assert ack == protocol.Ack("o1", 1) and isinstance(reject, protocol.Reject)
         assert [r["order_id"] for r in read_journal(config.journal)] == ["o1"]
         assert "connected" in said[0][0]
+        # (Said at once, once: no book, so the band is off. Not a line about one order.)
+        assert "booked without the price band" in said.pop(1)[0]
         assert said[1:] == [(order_manager.booked_line(1, order("o1")), True),
                             (order_manager.rejected_line("o2", process.address(*client.getsockname()[:2]),
                                                          "quantity must be positive; got 0"), True)]
