@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 
-from hftlab import book
+from hftlab import book, children, net
 from hftlab import config as _config
 from hftlab import process, replay
 from hftlab.launcher import NAMES, STOP_TIMEOUT, GaveUp, LaunchError, Launcher
@@ -209,7 +209,7 @@ def _report_forced_stops(launcher) -> bool:
                   "(SIGKILL): make it exit on SIGTERM (docs/roles.md, Stop)", file=sys.stderr, flush=True)
             said = True
         if child.leftovers:
-            print(f"hftlab: {label} left {process.describe(child.leftovers)} running after it stopped "
+            print(f"hftlab: {label} left {children.describe(child.leftovers)} running after it stopped "
                   "(stopped now): stop what it starts when it gets SIGTERM (docs/roles.md, Stop)",
                   file=sys.stderr, flush=True)
             said = True
@@ -220,7 +220,7 @@ def _new_lines(launcher, tails) -> list:
     """The complete lines each process logged since we last looked, as (time, name, text)."""
     out = []
     for name, child in launcher.children.items():
-        lines, tails[name] = process.new_lines(child.log_path, tails.get(name, child.log_start))
+        lines, tails[name] = children.new_lines(child.log_path, tails.get(name, child.log_start))
         for line in lines:
             parsed = process.parse_log_line(line)
             out.append((parsed.time, name, parsed.text) if parsed else ("", name, line))
@@ -235,7 +235,7 @@ def _show(lines) -> None:
 
 def _answers(host: str, port: int) -> bool:
     try:
-        process.dial(host, port, timeout=0.5).close()
+        net.dial(host, port, timeout=0.5).close()
         return True
     except OSError:
         return False

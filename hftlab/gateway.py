@@ -34,7 +34,7 @@ import secrets
 import signal
 import time
 
-from hftlab import process, protocol, replay
+from hftlab import net, process, protocol, replay
 
 __all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "PriceWalk", "NewsWalk", "Feed",
            "Connections", "serve_feed", "pace", "play", "price_tails", "price_lines", "until_stopped",
@@ -92,7 +92,7 @@ class Feed:
                 self.subscribers.discard(writer)
             elif writer.transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
                 self.log.warning(f"{self.kind.lower()} feed: dropping slow subscriber "
-                                 f"{process.peer(writer)} ({SLOW_CONSUMER_BYTES >> 10} KiB unsent)")
+                                 f"{net.peer(writer)} ({SLOW_CONSUMER_BYTES >> 10} KiB unsent)")
                 self.subscribers.discard(writer)
                 writer.transport.abort()
             else:
@@ -141,9 +141,9 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=No
 
     async def on_connect(reader, writer):
         connections.add(writer)
-        process.no_delay(writer.get_extra_info("socket"))
+        net.no_delay(writer.get_extra_info("socket"))
         feed.subscribe(writer)
-        feed.log.info(f"{feed.kind.lower()} feed: subscriber {process.peer(writer)} connected "
+        feed.log.info(f"{feed.kind.lower()} feed: subscriber {net.peer(writer)} connected "
                       f"({len(feed.subscribers)} now)")
         try:
             # Subscribers have nothing to say; reading only tells us when they leave.
@@ -159,7 +159,7 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=No
     try:
         return await asyncio.start_server(on_connect, host, port)
     except OSError as exc:
-        raise process.listen_error(exc, host, port, flag) from None
+        raise net.listen_error(exc, host, port, flag) from None
 
 
 async def pace(feed: Feed, interval: float, heartbeat: float, make, gaps=None) -> None:
@@ -328,11 +328,11 @@ async def serve(config, log, gaps=None, setup=None) -> None:
     connections = Connections()
     servers = [await serve_feed(prices, config.host, config.price_port, "--price-port", connections),
                await serve_feed(news, config.host, config.news_port, "--news-port", connections)]
-    process.warn_if_exposed(log, config.host)
+    net.warn_if_exposed(log, config.host)
     done = setup(prices) if setup else None
     price_port, news_port = (server.sockets[0].getsockname()[1] for server in servers)
-    process.ready(log, price=process.address(config.host, price_port),
-                  news=process.address(config.host, news_port), session=session)
+    process.ready(log, price=net.address(config.host, price_port),
+                  news=net.address(config.host, news_port), session=session)
     try:
         await until_stopped(*market(config, prices, news, log, events, gaps))
     finally:

@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 
-from hftlab import process
+from hftlab import children, process
 
 __all__ = ["GRACE", "main"]
 
@@ -46,11 +46,11 @@ def _guard(command_pid: int, lifeline: int) -> None:
         while os.getppid() == command_pid:
             ready, _, _ = select.select([lifeline], [], [], 1.0)
             if ready and not os.read(lifeline, 1):  # end of file: the launcher has died
-                process.signal_group(group, signal.SIGTERM)
+                children.signal_group(group, signal.SIGTERM)
                 deadline = time.monotonic() + GRACE
-                while process.group_members(group) and time.monotonic() < deadline:
+                while children.group_members(group) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                process.signal_group(group, signal.SIGKILL)
+                children.signal_group(group, signal.SIGKILL)
                 break
     except OSError:
         pass

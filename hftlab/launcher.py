@@ -68,7 +68,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import hftlab
-from hftlab import book
+from hftlab import book, children
 from hftlab import process
 from hftlab.config import Config
 from hftlab.journal import read_journal
@@ -147,7 +147,7 @@ class Child:
 
     def reap(self, timeout: float) -> None:
         """Once it has exited: stop what it left in its group, and let its output reach the log."""
-        self.leftovers = process.stop_group(self.group, timeout)
+        self.leftovers = children.stop_group(self.group, timeout)
         self.cut_lifeline()
         if self.relay is not None:
             self.relay.join(1.0)  # what it printed last is in the log before anyone reads it
@@ -306,7 +306,7 @@ class Launcher:
         started_ns = time.time_ns()
         offset = child.log_start
         while True:
-            lines, offset = process.new_lines(child.log_path, offset)
+            lines, offset = children.new_lines(child.log_path, offset)
             for line in lines:
                 facts = process.parse_ready(line)
                 if facts is not None:
@@ -316,14 +316,14 @@ class Launcher:
                 raise LaunchError(
                     f"{self.label(child.name)} exited with status {child.popen.returncode} before "
                     f"it was ready.{_disk_note(child.log_path)} The end of its log "
-                    f"({child.log_path}):\n{process.tail(child.log_path, 5)}")
+                    f"({child.log_path}):\n{children.tail(child.log_path, 5)}")
             if time.monotonic() > deadline:
                 self._terminate(child)
                 raise LaunchError(
                     f"{self.label(child.name)} was not ready within {self.ready_timeout:g} s "
                     f"(no line with ': ready: ', see docs/roles.md).{self._traded_note(child, started_ns)}"
                     f"{_disk_note(child.log_path)} The end of its log ({child.log_path}):\n"
-                    f"{process.tail(child.log_path, 5)}")
+                    f"{children.tail(child.log_path, 5)}")
             time.sleep(0.01)  # polling a file: the child gives no other signal
 
     def _traded_note(self, child: Child, since_ns: int) -> str:
@@ -384,7 +384,7 @@ class Launcher:
 
     def dead(self) -> list:
         """(name, returncode, end of log) for each started process that is no longer running."""
-        return [(name, c.popen.returncode, process.tail(c.log_path, 10))
+        return [(name, c.popen.returncode, children.tail(c.log_path, 10))
                 for name, c in self.children.items() if not c.running()]
 
     def supervise(self) -> list:
@@ -404,7 +404,7 @@ class Launcher:
             child.reap(STOP_TIMEOUT)
             watch.seen_dead = child.pid
             events.append(self._died(name, watch, now, _how(child.popen.returncode) + _left_note(child),
-                                     process.tail(child.log_path, 10), child.pid))
+                                     children.tail(child.log_path, 10), child.pid))
         for name, watch in self._watch.items():
             if watch.due is None or now < watch.due:
                 continue
@@ -417,7 +417,7 @@ class Launcher:
                 watch.seen_dead = failed.pid
                 events.append(self._died(name, watch, time.monotonic(),
                                          f"{_how(failed.popen.wait())} before it was ready",
-                                         process.tail(failed.log_path, 10), failed.pid))
+                                         children.tail(failed.log_path, 10), failed.pid))
                 continue
             recent = len(watch.deaths)
             events.append(Event("restarted", name, child.pid,
@@ -442,7 +442,7 @@ class Launcher:
                                         f"{delay:g} s. The end of its log:\n{log}")
 
     def log(self, name: str, lines: int = 20) -> str:
-        return process.tail(self.children[name].log_path, lines)
+        return children.tail(self.children[name].log_path, lines)
 
     def pid(self, name: str) -> int:
         return self.children[name].pid
@@ -487,12 +487,12 @@ class Launcher:
         `timeout` s if it is still there (`child.forced`), then what it left behind in the group
         (`child.leftovers`, stopped too)."""
         if child.running():
-            process.signal_group(child.group, signal.SIGTERM)
+            children.signal_group(child.group, signal.SIGTERM)
             try:
                 child.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 child.forced = True
-                process.signal_group(child.group, signal.SIGKILL)
+                children.signal_group(child.group, signal.SIGKILL)
                 child.popen.wait()
         child.reap(timeout)
         if child.name == "orderbook":
@@ -517,7 +517,7 @@ def _left_note(child: Child) -> str:
     """'; it left pid 123 (python child.py) running, stopped now' or ''."""
     if not child.leftovers:
         return ""
-    return f"; it left {process.describe(child.leftovers)} running (stopped now)"
+    return f"; it left {children.describe(child.leftovers)} running (stopped now)"
 
 
 def _disk_note(path: str) -> str:

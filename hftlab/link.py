@@ -5,7 +5,7 @@ the orderbook (the price feed), the strategy (the news feed and the order manage
 the dashboard (the news feed). They all use this one client, with one policy:
 
 - *Back-off.* A failed dial is tried again after 0.1 s, then 0.2 s, 0.4 s, ... at most
-  2 s (`hftlab.process.Backoff`); a connection that was lost is dialled again the same way.
+  2 s (`hftlab.net.Backoff`); a connection that was lost is dialled again the same way.
   Connecting resets the delay.
 - *Silence.* A feed that sends heartbeats (``heartbeat`` seconds apart) and has been
   silent for `SILENCE_HEARTBEATS` of them is taken for dead: a server that hangs (stopped
@@ -30,7 +30,7 @@ import socket
 import struct
 import time
 
-from hftlab import process, protocol
+from hftlab import net, protocol
 
 __all__ = ["Link", "SILENCE_HEARTBEATS", "DIAL_TIMEOUT"]
 
@@ -58,7 +58,7 @@ class Link:
         self.selector = selector
         self.sock = None
         self.decoder = protocol.Decoder()
-        self.backoff = process.Backoff()
+        self.backoff = net.Backoff()
         self.next_try = 0.0  # monotonic time of the next dial
         self.heard = 0.0  # monotonic time we last received something
         self.connects = 0  # how many times it has connected
@@ -71,7 +71,7 @@ class Link:
 
     @property
     def address(self) -> str:
-        return process.address(self.host, self.port)
+        return net.address(self.host, self.port)
 
     def retry_in(self) -> float:
         """Seconds until `keep_up` will dial again (0 if connected or due now)."""
@@ -88,7 +88,7 @@ class Link:
         if now < self.next_try:
             return False
         try:
-            sock = process.dial(self.host, self.port, timeout=DIAL_TIMEOUT)
+            sock = net.dial(self.host, self.port, timeout=DIAL_TIMEOUT)
         except OSError:
             self.next_try = now + self.backoff.next()
             if not self.said_waiting:

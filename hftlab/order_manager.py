@@ -47,7 +47,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from hftlab import book, process, protocol
+from hftlab import book, net, process, protocol
 from hftlab.journal import (JOURNAL_COLUMNS, OLD_JOURNAL_COLUMNS, Journal, JournalFull, file_kind, read_all,
                             read_journal, sync_directory, terms)
 
@@ -289,7 +289,7 @@ class OrderManager:
         # here, the main thread would sleep on in accept().
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            client = process.address(*conn.getpeername()[:2])
+            client = net.address(*conn.getpeername()[:2])
         except OSError:  # gone already
             client = "?"
         session = Session(client)
@@ -329,7 +329,7 @@ class OrderManager:
 
     def start_client(self, conn: socket.socket) -> None:
         """Serve a new connection in a thread of its own."""
-        process.no_delay(conn)
+        net.no_delay(conn)
         thread = threading.Thread(target=self.serve_client, args=(conn,), daemon=True,
                                   name=f"client-{conn.fileno()}")
         with self.lock:
@@ -358,7 +358,7 @@ def listen(config) -> socket.socket:
     try:
         return socket.create_server((config.host, config.order_port))
     except OSError as exc:
-        raise process.listen_error(exc, config.host, config.order_port, "--order-port") from None
+        raise net.listen_error(exc, config.host, config.order_port, "--order-port") from None
 
 
 def serve(config, log) -> None:
@@ -366,14 +366,14 @@ def serve(config, log) -> None:
     manager = OrderManager(config, log)
     try:
         listener = listen(config)
-        process.warn_if_exposed(log, config.host)
+        net.warn_if_exposed(log, config.host)
         port = listener.getsockname()[1]
         journal = manager.journal
         if journal.last_no:
             rows = len(journal.booked)
             log.info(f"journal {config.journal} has {rows} orders; numbering continues"
                      + (f" from {journal.last_no + 1}" if rows != journal.last_no else ""))
-        process.ready(log, orders=process.address(config.host, port), journal=config.journal,
+        process.ready(log, orders=net.address(config.host, port), journal=config.journal,
                       fsync="on" if config.fsync else "off")
         try:
             while True:

@@ -32,28 +32,20 @@ Signal dispositions, decided here rather than inherited by accident:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import errno
 import gc
 import logging
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
 from typing import NamedTuple
 
 from hftlab import config as _config
 
 __all__ = ["LIFELINE_ENV", "EXIT_FATAL", "Fatal", "LOG_FORMAT", "LogLine", "CappedHandler", "setup_logging",
-           "ready", "parse_ready", "parse_log_line", "address", "peer", "no_delay", "listen_error",
-           "warn_if_exposed", "Backoff", "dial", "watch_lifeline", "main", "wait_for",
-           "until_stopped", "Connections", "MAX_LINE", "cut", "tail", "new_lines", "terminate",
-           "signal_group", "group_members", "stop_group", "describe"]
+           "ready", "parse_ready", "parse_log_line", "freeze_startup", "stop_on_signals", "watch_lifeline",
+           "main"]
 
 LIFELINE_ENV = "HFTLAB_LIFELINE_FD"
 EXIT_FATAL = 2
@@ -116,15 +108,16 @@ def setup_logging(name: str, limit: int | None = None) -> logging.Logger:
 
 
 def ready(log: logging.Logger, **facts) -> None:
-    """Log the ready line. The launcher waits for it and reads the facts from it.
+    """Log the ready line. The launcher waits for it and reads the facts from it."""
+    log.info("ready: " + " ".join(f"{k}={v}" for k, v in facts.items()))
 
-    Everything made until now (modules, numpy, the book's views) lives as long as the
-    process, so it is frozen out of the cyclic garbage collector's sight (`gc.freeze`):
-    a full collection then looks only at what came after. Unfrozen, one took 17-21 ms in
-    a burst-fed orderbook here, a stall for every tick behind it."""
+
+def freeze_startup() -> None:
+    """Freeze everything made until now (modules, numpy) out of the cyclic garbage collector's
+    sight: it lives as long as the process, and a full collection then looks only at what came
+    after. Unfrozen, one stalled a burst-fed orderbook for 17-21 ms (docs/performance.md)."""
     gc.collect()
     gc.freeze()
-    log.info("ready: " + " ".join(f"{k}={v}" for k, v in facts.items()))
 
 
 def parse_ready(line: str) -> dict | None:
@@ -140,59 +133,6 @@ def parse_log_line(line: str) -> LogLine | None:
     is not one (a traceback's lines, say)."""
     m = _LOG_LINE.fullmatch(line)
     return LogLine(*m.groups()) if m else None
-
-
-def address(host: str, port: int) -> str:
-    return f"{host}:{port}"
-
-
-def peer(writer) -> str:
-    """host:port of an asyncio connection's other end ("?" once it is gone)."""
-    name = writer.get_extra_info("peername")
-    return address(*name[:2]) if name else "?"
-
-
-def no_delay(sock) -> None:
-    """Turn Nagle off: our messages are small and latency-sensitive (lesson 01)."""
-    with contextlib.suppress(OSError):  # macOS refuses it on a socket already shut down
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def listen_error(exc: OSError, host: str, port: int, flag: str) -> Fatal:
-    """Turn a failed bind into the one sentence a learner needs."""
-    if exc.errno == errno.EADDRINUSE:
-        return Fatal(f"port {port} on {host} is already in use (is another hftlab running? "
-                     f"stop it with Ctrl-C, or pass {flag} 0 to take any free port)")
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return Fatal(f"cannot bind to {host}: it is not an address of this machine (use --host 127.0.0.1)")
-    return Fatal(f"cannot listen on {host}:{port}: {exc.strerror}")
-
-
-def warn_if_exposed(log: logging.Logger, host: str) -> None:
-    if not _config.is_loopback(host):
-        log.warning(f"listening on {host}, not loopback: these ports have no authentication, "
-                    "anyone who can reach this machine can read the feeds and send orders")
-
-
-class Backoff:
-    """Delays for reconnecting: 0.1 s, doubling, at most `cap` seconds."""
-
-    def __init__(self, first: float = 0.1, cap: float = 2.0):
-        self.first, self.cap, self.delay = first, cap, first
-
-    def next(self) -> float:
-        delay, self.delay = self.delay, min(self.delay * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-
-def dial(host: str, port: int, timeout: float = 1.0) -> socket.socket:
-    """Connect, with Nagle off: our messages are small and latency-sensitive."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    no_delay(sock)
-    return sock
 
 
 def watch_lifeline() -> None:
@@ -229,27 +169,16 @@ def _stop_again_if_swallowed(unraisable) -> None:
 
 
 def main(name: str, description: str, run, add_arguments=None, argv=None) -> int:
-    """Run a process: parse flags, log, handle Ctrl-C/SIGTERM and fatal errors.
+    """Run a process: its flags, its log, its stops, its lifeline, then `run`; a `Fatal`
+    error is one sentence and exit status 2.
 
     `add_arguments(parser)`, if given, adds the command's own flags; `run` then gets the
     parsed flags as a third argument."""
-    parser = argparse.ArgumentParser(prog=f"hftlab {name}", description=description)
-    if add_arguments:
-        add_arguments(parser)
-    _config.add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = _config.from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    config, args = _flags(name, description, add_arguments, argv)
     log = setup_logging(name, limit=config.log_limit_bytes())
-    # SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C, and Ctrl-C
-    # works even if SIGINT was inherited ignored (see the module docstring).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGALRM, signal.default_int_handler)
-    sys.unraisablehook = _stop_again_if_swallowed
+    stop_on_signals()
     watch_lifeline()
+    freeze_startup()
     try:
         # run returns on its own only when an asyncio server was stopped
         run(config, log, args) if add_arguments else run(config, log)
@@ -262,200 +191,23 @@ def main(name: str, description: str, run, add_arguments=None, argv=None) -> int
     return 0
 
 
-def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):
-    """Poll `condition` until it returns something truthy, and return that.
-
-    Raises TimeoutError after `timeout` seconds, naming `what` was awaited. Used where no
-    event says a thing has happened (another process's log line, its shared memory).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-# -- child processes and their logs (the launcher's, the bench's) -----------------------
-
-def terminate(child, timeout: float) -> int:
-    """Stop a child politely: SIGTERM, then SIGKILL if it has not exited after `timeout` s.
-
-    `child` is a `subprocess.Popen` (the launcher's, the bench's) or a
-    `multiprocessing.Process` (the comparisons' helpers in `hftlab.alternatives`).
-    Returns its exit status (negative: the signal that ended it). Every hftlab process
-    turns SIGTERM into its clean exit (see `main`); SIGKILL is for one that hangs."""
-    if isinstance(child, subprocess.Popen):
-        running, wait, status = (lambda: child.poll() is None), _popen_wait(child), child.wait
-    else:  # a multiprocessing.Process: joined, not waited for
-        running, wait, status = child.is_alive, child.join, (lambda: child.exitcode)
-    if running():
-        child.terminate()
-        wait(timeout)
-        if running():
-            child.kill()
-    wait(None)
-    return status()
-
-
-def _popen_wait(popen: subprocess.Popen):
-    """popen.wait(timeout) that, like Process.join, returns when the time is up."""
-    def wait(timeout):
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(timeout)
-    return wait
-
-
-# A log line longer than this is shown cut (a program may print for ever without a newline:
-# whoever follows its log must not hold all of that in memory, nor read it again and again).
-MAX_LINE = 64 * 1024
-# What `tail` reads from the end of a log, at most, and how much of a line it shows: a tail
-# is quoted in messages for people.
-TAIL_BYTES = 256 * 1024
-TAIL_LINE = 1000
-
-
-def cut(line: str, limit: int = MAX_LINE) -> str:
-    """`line`, or its first `limit` characters and a note that says it was cut."""
-    return line if len(line) <= limit else f"{line[:limit]} [... cut: {len(line) - limit} more characters]"
-
-
-def tail(path: str, lines: int = 10) -> str:
-    """The last `lines` lines of a log file ("" if it does not exist), each cut to TAIL_LINE
-    characters; only the file's last TAIL_BYTES are read."""
+def _flags(name: str, description: str, add_arguments, argv) -> tuple:
+    """(the Config, the parsed flags); a usage error exits with status 2, as argparse does."""
+    parser = argparse.ArgumentParser(prog=f"hftlab {name}", description=description)
+    if add_arguments:
+        add_arguments(parser)
+    _config.add_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode(errors="replace")
-    kept = text.splitlines(keepends=True)[-lines:] if lines > 0 else []
-    return "".join(cut(line.rstrip("\n"), TAIL_LINE) + ("\n" if line.endswith("\n") else "") for line in kept)
+        return _config.from_args(args), args
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
-def new_lines(path: str, offset: int, limit: int = 1 << 20) -> tuple:
-    """(the complete lines written to `path` from byte `offset` on, the offset after them).
-
-    For following a log another process is writing: a line still being written (no
-    newline yet) is left for the next call, so no line is ever read in two pieces, unless
-    it is longer than MAX_LINE: then what there is of it is given, cut, and the offset moves
-    past it (its rest comes as another piece). At most `limit` bytes are read a call, so
-    memory stays bounded whatever the process prints."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(limit)
-    end = data.rfind(b"\n") + 1
-    lines = [cut(line) for line in data[:end].decode(errors="replace").splitlines()]
-    if len(data) - end >= MAX_LINE:  # no newline in sight
-        lines.append(cut(data[end:].decode(errors="replace")) + " [no newline yet]")
-        end = len(data)
-    return lines, offset + end
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    """Send `sig` to every process of group `pgid`, if any is left."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def group_members(pgid: int) -> list:
-    """[(pid, command line), ...] of the processes in process group `pgid` that still run
-    (a zombie runs no code: left out)."""
-    if not os.path.isdir("/proc/self"):  # macOS: no /proc
-        out = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,state=,command="], capture_output=True,
-                             text=True).stdout
-        rows = [line.split(None, 3) for line in out.splitlines()]
-        return [(int(r[0]), r[3] if len(r) > 3 else "?") for r in rows
-                if len(r) >= 3 and r[1] == str(pgid) and not r[2].startswith("Z")]
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state, _, group = f.read().rsplit(b")", 1)[1].split()[:3]
-            if state == b"Z" or int(group) != pgid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, ValueError):  # gone meanwhile
-            continue
-        found.append((int(entry), command or "?"))
-    return found
-
-
-def stop_group(pgid: int, timeout: float, grace: float = 1.0) -> list:
-    """Stop what is left of process group `pgid` once its leader has exited, and return it
-    as [(pid, command line), ...] (empty: nothing was left).
-
-    What is still there `grace` seconds after the leader exited (it may have had the
-    leader's SIGTERM, and be on its way out) gets SIGTERM, and SIGKILL `timeout` seconds
-    later. A process that left the group (``setsid``) is out of reach."""
-    deadline = time.monotonic() + grace
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not left:
-        return []
-    signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    signal_group(pgid, signal.SIGKILL)
-    return left
-
-
-def describe(processes, most: int = 3) -> str:
-    """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message."""
-    shown = ", ".join(f"pid {pid} ({cut(command, 80)})" for pid, command in processes[:most])
-    return shown + (f" and {len(processes) - most} more" if len(processes) > most else "")
-
-
-# -- asyncio servers (the gateway) ---------------------------------------------------------
-
-async def until_stopped(*work) -> None:
-    """Run the `work` coroutines until Ctrl-C or SIGTERM (or until one of them fails).
-
-    An asyncio server waits here rather than being interrupted by KeyboardInterrupt, so
-    that it can hang up on its clients itself: connection tasks cancelled under it are
-    reported by asyncio with a traceback in the log.
-    """
-    loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopped.set)
-    tasks = [asyncio.ensure_future(stopped.wait()), *map(asyncio.ensure_future, work)]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # a failure of the work is raised here, not lost
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-class Connections:
-    """The open connections of an asyncio server, so that it can close them at shutdown."""
-
-    def __init__(self):
-        self.tasks = {}  # the task serving a connection -> its StreamWriter
-
-    def add(self, writer) -> None:
-        self.tasks[asyncio.current_task()] = writer
-
-    def remove(self) -> None:
-        self.tasks.pop(asyncio.current_task(), None)
-
-    async def hang_up(self, timeout: float = 2.0) -> None:
-        """Close every connection and let its task finish by itself."""
-        for writer in self.tasks.values():
-            writer.close()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=timeout)
-
+def stop_on_signals() -> None:
+    """SIGTERM (the launcher's stop, `kill`) takes the same clean path as Ctrl-C, and Ctrl-C
+    works even if SIGINT was inherited ignored (see the module docstring)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
+    sys.unraisablehook = _stop_again_if_swallowed

@@ -23,7 +23,7 @@ import selectors
 import stat
 import time
 
-from hftlab import process, protocol, replay
+from hftlab import net, process, protocol, replay
 
 __all__ = ["add_arguments", "reserve", "subscribe", "collect", "write", "run", "main"]
 
@@ -36,9 +36,9 @@ def add_arguments(parser) -> None:
 
 def subscribe(host: str, port: int, feed: str):
     try:
-        sock = process.dial(host, port, timeout=2.0)
+        sock = net.dial(host, port, timeout=2.0)
     except OSError as exc:
-        raise process.Fatal(f"cannot reach the {feed} feed at {process.address(host, port)} "
+        raise process.Fatal(f"cannot reach the {feed} feed at {net.address(host, port)} "
                             f"({exc.strerror or exc}); is a lab running there? (hftlab run, or "
                             "pass its --price-port and --news-port)") from None
     sock.setblocking(False)

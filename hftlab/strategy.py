@@ -38,7 +38,7 @@ import secrets
 import selectors
 import time
 
-from hftlab import book, process, protocol, rules
+from hftlab import book, net, process, protocol, rules
 from hftlab.batched_log import BatchedLog
 from hftlab.link import Link
 
@@ -298,7 +298,7 @@ class Strategy:
             if d is None:
                 self.said.warning(f"REJECT {msg.order_id}: {msg.reason}")
                 return
-            _, backoff = self.quiet.get(d.symbol) or (0.0, process.Backoff(REJECT_BACKOFF, REJECT_BACKOFF_CAP))
+            _, backoff = self.quiet.get(d.symbol) or (0.0, net.Backoff(REJECT_BACKOFF, REJECT_BACKOFF_CAP))
             delay = backoff.next()
             self.quiet[d.symbol] = (time.monotonic() + delay, backoff)
             self.said.warning(f"REJECT {msg.order_id}: {msg.reason}; no {d.symbol} orders for {delay:g} s")
@@ -362,8 +362,8 @@ def run(config, log, kind=Strategy) -> None:
         if strategy.orders.keep_up():
             strategy.on_orders_connected()
         process.ready(log, book=config.shm_name,
-                      news=process.address(config.host, config.news_port),
-                      orders=process.address(config.host, config.order_port))
+                      news=net.address(config.host, config.news_port),
+                      orders=net.address(config.host, config.order_port))
         while True:
             strategy.step()
     finally:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hftlab import process, protocol
+from hftlab import children, net, protocol
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 
@@ -19,7 +19,7 @@ from hftlab.launcher import Launcher
 def wait_for(condition, timeout=10.0, what="the condition"):
     """Poll `condition` until it returns something truthy; fail the test after `timeout` s."""
     try:
-        return process.wait_for(condition, timeout, what)
+        return children.wait_for(condition, timeout, what)
     except TimeoutError as exc:
         pytest.fail(str(exc))
 
@@ -40,9 +40,8 @@ class Client:
     """A test's TCP client that speaks the protocol: send messages, receive whole messages."""
 
     def __init__(self, port, host="127.0.0.1"):
-        from hftlab import process
         self.protocol = protocol
-        self.sock = process.dial(host, port, timeout=5.0)
+        self.sock = net.dial(host, port, timeout=5.0)
         self.decoder = protocol.Decoder()
         self.inbox = []
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import Client, wait_for
-from hftlab import book, gateway, process, protocol
+from hftlab import book, gateway, net, protocol
 from hftlab.config import Config
 from hftlab.order_manager import MAX_BAD_LINES, check_order, read_journal
 
@@ -181,9 +181,9 @@ def test_servers_listen_on_loopback_only(lab):
 def test_binding_beyond_loopback_warns(caplog):
     log = logging.getLogger("test-exposed")
     with caplog.at_level(logging.WARNING, "test-exposed"):
-        process.warn_if_exposed(log, "127.0.0.1")
+        net.warn_if_exposed(log, "127.0.0.1")
         assert caplog.records == []
-        process.warn_if_exposed(log, "0.0.0.0")
+        net.warn_if_exposed(log, "0.0.0.0")
     assert "no authentication" in caplog.records[0].getMessage()
 
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import cmdline
-from hftlab import book, cli, process, protocol
+from hftlab import book, children, cli, protocol
 from hftlab.bench import baseline, burst, measure, runner, wakeups
 from hftlab.config import Config
 from hftlab.launcher import Launcher
@@ -243,7 +243,7 @@ def test_relay_versions_only_grow_as_the_books_do():
         u64.release()
         shm.close()
     finally:
-        process.terminate(relay, 5.0)  # already exited, unless the test failed
+        children.terminate(relay, 5.0)  # already exited, unless the test failed
         relay.stdout.close()
         srv.close()
     assert not os.path.exists(f"/dev/shm/{name}") or sys.platform != "linux"
@@ -309,7 +309,7 @@ def test_the_bare_reader_says_when_the_gateway_has_subscribed_it():
             assert json.loads(reader.stdout.readline())["lines"] == 3
         assert reader.wait(60) == 0
     finally:
-        process.terminate(reader, 5.0)  # already exited, unless the test failed
+        children.terminate(reader, 5.0)  # already exited, unless the test failed
         reader.stdout.close()
         srv.close()
 

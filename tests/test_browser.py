@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MARKER, cmdline, free_port, wait_until_gone
-from hftlab.process import wait_for
+from hftlab.children import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

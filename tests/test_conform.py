@@ -12,7 +12,7 @@ import pytest
 
 from hftlab import conform
 from hftlab.launcher import LaunchError, Launcher
-from hftlab.process import wait_for
+from hftlab.children import wait_for
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "fixtures")

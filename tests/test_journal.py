@@ -14,7 +14,7 @@ import threading
 
 
 from conftest import Client, wait_for
-from hftlab import book, process, protocol
+from hftlab import book, net, process, protocol
 from hftlab.config import Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import JOURNAL_COLUMNS, read_journal
@@ -198,7 +198,7 @@ def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path
         # (Said at once, once: no book, so the band is off. Not a line about one order.)
         assert "booked without the price band" in said.pop(1)[0]
         assert said[1:] == [(order_manager.booked_line(1, order("o1")), True),
-                            (order_manager.rejected_line("o2", process.address(*client.getsockname()[:2]),
+                            (order_manager.rejected_line("o2", net.address(*client.getsockname()[:2]),
                                                          "quantity must be positive; got 0"), True)]
         said.clear()
         assert manager.handle(order("o3"), "127.0.0.1:1", 1) == protocol.Ack("o3", 2)

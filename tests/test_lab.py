@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MARKER, cmdline, free_port, marked_pids, wait_until_gone, with_sigint
-from hftlab import process
+from hftlab import children
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "00_start_here.ipynb"  # JupyterLab serves the folder of the file it was given
@@ -66,7 +66,7 @@ def test_python3_lab_py_serves_the_first_lesson_and_stops_on_ctrl_c(tmp_path):
 
     seen = {}
     try:
-        status, body = process.wait_for(lesson_served, START_TIMEOUT, "JupyterLab to serve the first lesson")
+        status, body = children.wait_for(lesson_served, START_TIMEOUT, "JupyterLab to serve the first lesson")
         assert status == 200 and json.loads(body)["name"] == LESSON
         status, page = get(f"/lab/tree/{LESSON}")
         assert status == 200 and b"JupyterLab" in page

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from hftlab import process
+from hftlab import children
 
 IGNORES_SIGTERM = ("import signal, sys, time\n"
                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -19,21 +19,21 @@ def test_terminate_stops_a_polite_child_with_sigterm():
     child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline() == "ready\n"
-    assert process.terminate(child, 10.0) == -signal.SIGTERM
+    assert children.terminate(child, 10.0) == -signal.SIGTERM
     child.stdout.close()
 
 
 def test_terminate_kills_a_child_that_ignores_sigterm():
     child = subprocess.Popen([sys.executable, "-c", IGNORES_SIGTERM], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline() == "ready\n"  # its SIGTERM handler is in place
-    assert process.terminate(child, 0.2) == -signal.SIGKILL
+    assert children.terminate(child, 0.2) == -signal.SIGKILL
     child.stdout.close()
 
 
 def test_terminate_of_a_finished_child_returns_its_status():
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     child.wait()
-    assert process.terminate(child, 1.0) == 3
+    assert children.terminate(child, 1.0) == 3
 
 
 def _ignore_sigterm_and_sleep(ready):
@@ -49,17 +49,17 @@ def test_terminate_stops_a_multiprocessing_child_too():
     child = ctx.Process(target=_ignore_sigterm_and_sleep, args=(ready,), daemon=True)
     child.start()
     assert ready.wait(60)
-    assert process.terminate(child, 0.2) == -signal.SIGKILL and not child.is_alive()
+    assert children.terminate(child, 0.2) == -signal.SIGKILL and not child.is_alive()
     polite = ctx.Process(target=time.sleep, args=(60,), daemon=True)
     polite.start()
-    assert process.terminate(polite, 10.0) == -signal.SIGTERM
+    assert children.terminate(polite, 10.0) == -signal.SIGTERM
 
 
 def test_tail_gives_the_last_lines_and_nothing_for_a_missing_file(tmp_path):
     path = tmp_path / "x.log"
     path.write_text("".join(f"line {i}\n" for i in range(20)))
-    assert process.tail(str(path), 3) == "line 17\nline 18\nline 19\n"
-    assert process.tail(str(tmp_path / "missing.log")) == ""
+    assert children.tail(str(path), 3) == "line 17\nline 18\nline 19\n"
+    assert children.tail(str(tmp_path / "missing.log")) == ""
 
 
 def test_new_lines_leaves_a_line_being_written_for_the_next_call(tmp_path):
@@ -69,10 +69,10 @@ def test_new_lines_leaves_a_line_being_written_for_the_next_call(tmp_path):
     with open(path, "ab") as f:
         f.write(b"one\ntw")
         f.flush()
-        lines, offset = process.new_lines(str(path), start)
+        lines, offset = children.new_lines(str(path), start)
         assert lines == ["one"]
         f.write(b"o\nthree\n")
         f.flush()
-        lines, offset = process.new_lines(str(path), offset)
+        lines, offset = children.new_lines(str(path), offset)
         assert lines == ["two", "three"]
-    assert process.new_lines(str(path), offset) == ([], offset)
+    assert children.new_lines(str(path), offset) == ([], offset)

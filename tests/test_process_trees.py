@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from hftlab import process
+from hftlab import children, process
 from hftlab.config import FAST, Config
 from hftlab.journal import read_journal
 from hftlab.launcher import Launcher
@@ -167,19 +167,19 @@ def test_a_command_that_prints_without_newlines_costs_a_bounded_log_and_bounded_
 
 def test_new_lines_gives_an_endless_line_cut_and_moves_on(tmp_path):
     path = tmp_path / "x.log"
-    path.write_bytes(b"first\n" + b"y" * (5 * process.MAX_LINE))
-    lines, offset = process.new_lines(str(path), 0)
-    assert lines[0] == "first" and lines[1].startswith("y" * process.MAX_LINE + " [... cut:")
+    path.write_bytes(b"first\n" + b"y" * (5 * children.MAX_LINE))
+    lines, offset = children.new_lines(str(path), 0)
+    assert lines[0] == "first" and lines[1].startswith("y" * children.MAX_LINE + " [... cut:")
     assert offset == path.stat().st_size                   # read once, never again
-    assert process.new_lines(str(path), offset) == ([], offset)
+    assert children.new_lines(str(path), offset) == ([], offset)
 
 
 def test_tail_reads_only_the_end_of_a_huge_log(tmp_path):
     path = tmp_path / "x.log"
     with open(path, "wb") as f:
         f.write(b"z" * (50 * 2**20) + b"\nlast line\n")
-    assert process.tail(str(path), 2).splitlines()[-1] == "last line"
-    assert len(process.tail(str(path), 2)) < 2 * process.TAIL_LINE
+    assert children.tail(str(path), 2).splitlines()[-1] == "last line"
+    assert len(children.tail(str(path), 2)) < 2 * children.TAIL_LINE
 
 
 def test_our_processes_logs_stop_at_their_limit_with_one_line_saying_so():

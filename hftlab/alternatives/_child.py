@@ -24,7 +24,7 @@ import sys
 import traceback
 import warnings
 
-from hftlab import process
+from hftlab import children
 
 _CTX = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
@@ -97,7 +97,7 @@ class Child:
     def close(self, timeout: float = 5.0) -> None:
         """Wait for the process to exit; terminate, then kill it if it does not."""
         self.proc.join(timeout)
-        process.terminate(self.proc, 2.0)
+        children.terminate(self.proc, 2.0)
         self.conn.close()
         self.proc.close()
 

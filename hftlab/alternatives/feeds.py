@@ -35,7 +35,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from hftlab import process, protocol
+from hftlab import net, protocol
 from hftlab.alternatives._child import AlternativesError, Child, _CTX, percentiles_us
 
 __all__ = ["TRANSPORTS", "BATCH", "FeedResult", "LatencyResult", "make_ticks",
@@ -149,7 +149,7 @@ def _sender(conn, transport, address, n, batch, interval, queue):
     sock = pub = None
     try:
         if transport == "tcp":
-            sock = process.dial(*address, timeout=START_S)
+            sock = net.dial(*address, timeout=START_S)
             sock.settimeout(None)
             send = sock.sendall
         elif ctx is not None:
@@ -233,7 +233,7 @@ def _receive_tcp(listener, child, n, tally, deadline):
                 raise AlternativesError(f"the TCP sender did not connect within {START_S:g} s; "
                                         "is the machine overloaded?") from None
     with conn:
-        process.no_delay(conn)
+        net.no_delay(conn)
         child.recv(START_S, "get ready")
         child.send("go")
         decoder = protocol.Decoder()

@@ -47,7 +47,7 @@ import sys
 import time
 from multiprocessing.shared_memory import SharedMemory
 
-from hftlab import book, process
+from hftlab import book, net
 
 __all__ = ["ROLES", "HEAD", "RECORD", "WAKE_TIMEOUT", "parser", "main", "source", "relay", "poller", "sink",
            "reader",
@@ -77,7 +77,7 @@ def source(args) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     say(port=srv.getsockname()[1])
     conn, _ = srv.accept()
-    process.no_delay(conn)
+    net.no_delay(conn)
     signal.sigwait([signal.SIGUSR1])
     seq, n, interval = 0, args.n, args.interval
     # Sleep the way the gateway's asyncio loop sleeps: in select(), whose epoll timeout
@@ -110,7 +110,7 @@ def relay(args) -> None:
     bell_sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     bell_sender.setblocking(False)
     try:
-        sock = process.dial("127.0.0.1", args.port)
+        sock = net.dial("127.0.0.1", args.port)
         sock.settimeout(None)
         say(shm=args.shm)
         versions = [0] * n
@@ -150,7 +150,7 @@ def poller(args) -> None:
     versions = version_words.tolist
     block = struct.Struct("<" + "8xqqq" * n)
     start, end = HEAD, HEAD + n * RECORD
-    sock = process.dial("127.0.0.1", args.port)
+    sock = net.dial("127.0.0.1", args.port)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     bell = book.Doorbell(args.shm) if args.doorbell else None
@@ -203,7 +203,7 @@ def sink(args) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     say(port=srv.getsockname()[1])
     conn, _ = srv.accept()
-    process.no_delay(conn)
+    net.no_delay(conn)
     rows, tail = [], b""
     while True:
         chunk = conn.recv(65536)
@@ -220,7 +220,7 @@ def sink(args) -> None:
 def _subscribe(port: int):
     """Dial the gateway's price feed and read up to its HELLO line (counted as line 1):
     once this says so, the gateway has this reader among its subscribers."""
-    sock = process.dial("127.0.0.1", port)
+    sock = net.dial("127.0.0.1", port)
     sock.settimeout(None)
     say(connected=True)
     data = b""

@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from hftlab import process
+from hftlab import children
 
 __all__ = ["BenchError", "WAIT_S", "wait", "percentiles", "ratio", "cpu_seconds", "cpu_of",
            "cpu_delta", "RAM_DIR", "files_dir", "machine"]
@@ -31,7 +31,7 @@ def wait(condition, what: str):
     Every ms: the end of a burst is timed by the book itself (written_ns), this only has
     to notice it before the paced feed resumes (the gateway's BURST_QUIET later)."""
     try:
-        return process.wait_for(condition, WAIT_S, what, interval=0.001)
+        return children.wait_for(condition, WAIT_S, what, interval=0.001)
     except TimeoutError as exc:
         raise BenchError(str(exc)) from None
 

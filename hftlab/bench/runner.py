@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from hftlab import book, process, protocol
+from hftlab import book, children, net, protocol
 from hftlab.bench import burst
 from hftlab.bench.measure import (BenchError, WAIT_S, cpu_delta, cpu_of, files_dir, machine, percentiles, ratio,
                                   wait)
@@ -64,7 +64,7 @@ def start_burst(child) -> tuple:
 
     def started():
         nonlocal offset
-        lines, offset = process.new_lines(child.log_path, offset)
+        lines, offset = children.new_lines(child.log_path, offset)
         if any("SIGUSR1 ignored" in line for line in lines):
             os.kill(child.pid, signal.SIGUSR1)
         return next(filter(None, map(burst.parse_burst_line, lines)), None)
@@ -271,7 +271,7 @@ class Role:
 
     def stop(self) -> None:
         """Stop it if it is still running (SIGTERM, then SIGKILL) and close its pipe."""
-        process.terminate(self.popen, 5.0)
+        children.terminate(self.popen, 5.0)
         self.popen.stdout.close()
 
 
@@ -499,7 +499,7 @@ def measure_journal_cost(orders: int, directory: str) -> dict:
         config = Config(journal=path, fsync=fsync)
         try:
             with Launcher(config, free_ports=True, names=["order_manager"]) as lab:
-                sock = process.dial(lab.config.host, lab.config.order_port, timeout=WAIT_S)
+                sock = net.dial(lab.config.host, lab.config.order_port, timeout=WAIT_S)
                 decoder, times = protocol.Decoder(), []
                 with sock:
                     for i in range(orders):

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 
-from hftlab import process
+from hftlab import children, net
 from hftlab.bench.measure import percentiles
 
 __all__ = ["KINDS", "measure_wakeups", "report_wakeups", "serve", "main"]
@@ -56,7 +56,7 @@ def _accept():
     print(srv.getsockname()[1], flush=True)
     conn, _ = srv.accept()
     srv.close()
-    process.no_delay(conn)
+    net.no_delay(conn)
     return conn
 
 
@@ -69,7 +69,7 @@ def _in_a_thread() -> None:
     port = srv.getsockname()[1]
     print(port, flush=True)
     conn, _ = srv.accept()
-    process.no_delay(conn)
+    net.no_delay(conn)
 
     def serve_then_wake_main():
         _serve_blocking(conn)
@@ -120,7 +120,7 @@ def _asyncio(streams: bool) -> None:
     class Stamp(asyncio.Protocol):
         def connection_made(self, transport):
             self.transport = transport
-            process.no_delay(transport.get_extra_info("socket"))
+            net.no_delay(transport.get_extra_info("socket"))
 
         def data_received(self, data):
             stamps.append(time.time_ns())
@@ -130,7 +130,7 @@ def _asyncio(streams: bool) -> None:
             done.set()
 
     async def on_connect(reader, writer):
-        process.no_delay(writer.get_extra_info("socket"))
+        net.no_delay(writer.get_extra_info("socket"))
         while await reader.read(65536):
             stamps.append(time.time_ns())
             writer.write(b"ok\n")
@@ -177,7 +177,7 @@ def _one(kind: str, messages: int, gap: float) -> list:
     try:
         port = int(server.stdout.readline())
         sent = []
-        with process.dial("127.0.0.1", port) as sock, sock.makefile("rb") as replies:
+        with net.dial("127.0.0.1", port) as sock, sock.makefile("rb") as replies:
             sock.settimeout(10.0)
             for _ in range(messages):
                 time.sleep(gap)  # the pace of the test: the server falls asleep in between
@@ -187,7 +187,7 @@ def _one(kind: str, messages: int, gap: float) -> list:
         arrived = [int(t) for t in server.stdout.readline().split()]
         server.wait(10)
     finally:
-        process.terminate(server, 5.0)
+        children.terminate(server, 5.0)
         server.stdout.close()
     return [a - s for s, a in zip(sent, arrived)]  # nanoseconds
 

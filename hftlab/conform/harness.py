@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hftlab import book, process, protocol
+from hftlab import book, children, protocol
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher, free_port
 
@@ -132,9 +132,9 @@ class Ctx:
 
 def wait_until(condition, timeout: float, interval: float = 0.01):
     """`condition()`'s first truthy value within `timeout` seconds, else None (a case
-    then says what did not happen; `process.wait_for` would raise TimeoutError)."""
+    then says what did not happen; `children.wait_for` would raise TimeoutError)."""
     try:
-        return process.wait_for(condition, timeout, interval=interval)
+        return children.wait_for(condition, timeout, interval=interval)
     except TimeoutError:
         return None
 

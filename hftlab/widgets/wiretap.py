@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import ipywidgets as W
 
-from hftlab import process, protocol
+from hftlab import net, protocol
 from hftlab.widgets.live import Live
 from hftlab.widgets.view import View, config_of, html_table, styled
 
@@ -106,9 +106,9 @@ class WireTap(View):
             port_of = {"price": cfg.price_port, "news": cfg.news_port, "orders": cfg.order_port}
             if port not in port_of:
                 raise ValueError(f"tap which port? say 'price', 'news' or 'orders', not {port!r}")
-            label = label or f"{port} {process.address(cfg.host, port_of[port])}"
+            label = label or f"{port} {net.address(cfg.host, port_of[port])}"
             host, port = cfg.host, port_of[port]
-        return cls(process.dial(host, port, timeout), label=label)
+        return cls(net.dial(host, port, timeout), label=label)
 
     @classmethod
     def replay(cls, data: bytes, label: str = "recorded bytes") -> "WireTap":

@@ -1,0 +1,168 @@
+"""Child processes, from the parent's side: wait for a condition, follow a child's log, stop a
+child and whatever it left in its process group. Used by the launcher, the bench, ``hftlab
+conform`` and the keeper; the children themselves are `hftlab.process`'s subject."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+__all__ = ["wait_for", "terminate", "MAX_LINE", "TAIL_BYTES", "TAIL_LINE", "cut", "tail", "new_lines",
+           "signal_group", "group_members", "stop_group", "describe"]
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):
+    """Poll `condition` until it returns something truthy, and return that.
+
+    Raises TimeoutError after `timeout` seconds, naming `what` was awaited. Used where no
+    event says a thing has happened (another process's log line, its shared memory).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def terminate(child, timeout: float) -> int:
+    """Stop a child politely: SIGTERM, then SIGKILL if it has not exited after `timeout` s.
+
+    `child` is a `subprocess.Popen` (the launcher's, the bench's) or a
+    `multiprocessing.Process` (the comparisons' helpers in `hftlab.alternatives`).
+    Returns its exit status (negative: the signal that ended it). Every hftlab process
+    turns SIGTERM into its clean exit (see `main`); SIGKILL is for one that hangs."""
+    if isinstance(child, subprocess.Popen):
+        running, wait, status = (lambda: child.poll() is None), _popen_wait(child), child.wait
+    else:  # a multiprocessing.Process: joined, not waited for
+        running, wait, status = child.is_alive, child.join, (lambda: child.exitcode)
+    if running():
+        child.terminate()
+        wait(timeout)
+        if running():
+            child.kill()
+    wait(None)
+    return status()
+
+
+def _popen_wait(popen: subprocess.Popen):
+    """popen.wait(timeout) that, like Process.join, returns when the time is up."""
+    def wait(timeout):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(timeout)
+    return wait
+
+
+# A log line longer than this is shown cut (a program may print for ever without a newline:
+# whoever follows its log must not hold all of that in memory, nor read it again and again).
+MAX_LINE = 64 * 1024
+
+
+# What `tail` reads from the end of a log, at most, and how much of a line it shows: a tail
+# is quoted in messages for people.
+TAIL_BYTES = 256 * 1024
+
+
+TAIL_LINE = 1000
+
+
+def cut(line: str, limit: int = MAX_LINE) -> str:
+    """`line`, or its first `limit` characters and a note that says it was cut."""
+    return line if len(line) <= limit else f"{line[:limit]} [... cut: {len(line) - limit} more characters]"
+
+
+def tail(path: str, lines: int = 10) -> str:
+    """The last `lines` lines of a log file ("" if it does not exist), each cut to TAIL_LINE
+    characters; only the file's last TAIL_BYTES are read."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(errors="replace")
+    kept = text.splitlines(keepends=True)[-lines:] if lines > 0 else []
+    return "".join(cut(line.rstrip("\n"), TAIL_LINE) + ("\n" if line.endswith("\n") else "") for line in kept)
+
+
+def new_lines(path: str, offset: int, limit: int = 1 << 20) -> tuple:
+    """(the complete lines written to `path` from byte `offset` on, the offset after them).
+
+    For following a log another process is writing: a line still being written (no
+    newline yet) is left for the next call, so no line is ever read in two pieces, unless
+    it is longer than MAX_LINE: then what there is of it is given, cut, and the offset moves
+    past it (its rest comes as another piece). At most `limit` bytes are read a call, so
+    memory stays bounded whatever the process prints."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(limit)
+    end = data.rfind(b"\n") + 1
+    lines = [cut(line) for line in data[:end].decode(errors="replace").splitlines()]
+    if len(data) - end >= MAX_LINE:  # no newline in sight
+        lines.append(cut(data[end:].decode(errors="replace")) + " [no newline yet]")
+        end = len(data)
+    return lines, offset + end
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to every process of group `pgid`, if any is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_members(pgid: int) -> list:
+    """[(pid, command line), ...] of the processes in process group `pgid` that still run
+    (a zombie runs no code: left out)."""
+    if not os.path.isdir("/proc/self"):  # macOS: no /proc
+        out = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,state=,command="], capture_output=True,
+                             text=True).stdout
+        rows = [line.split(None, 3) for line in out.splitlines()]
+        return [(int(r[0]), r[3] if len(r) > 3 else "?") for r in rows
+                if len(r) >= 3 and r[1] == str(pgid) and not r[2].startswith("Z")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state, _, group = f.read().rsplit(b")", 1)[1].split()[:3]
+            if state == b"Z" or int(group) != pgid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        found.append((int(entry), command or "?"))
+    return found
+
+
+def stop_group(pgid: int, timeout: float, grace: float = 1.0) -> list:
+    """Stop what is left of process group `pgid` once its leader has exited, and return it
+    as [(pid, command line), ...] (empty: nothing was left).
+
+    What is still there `grace` seconds after the leader exited (it may have had the
+    leader's SIGTERM, and be on its way out) gets SIGTERM, and SIGKILL `timeout` seconds
+    later. A process that left the group (``setsid``) is out of reach."""
+    deadline = time.monotonic() + grace
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not left:
+        return []
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    signal_group(pgid, signal.SIGKILL)
+    return left
+
+
+def describe(processes, most: int = 3) -> str:
+    """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message."""
+    shown = ", ".join(f"pid {pid} ({cut(command, 80)})" for pid, command in processes[:most])
+    return shown + (f" and {len(processes) - most} more" if len(processes) > most else "")
