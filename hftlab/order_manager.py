@@ -205,13 +205,11 @@ class OrderManager:
         self.lock = threading.Lock()
         self.journal_failing = None  # the reason, while the journal cannot be written
 
-    def handle(self, msg, client, recv_ns: int = 0) -> protocol.Message:
-        """The reply to one decoded message (or protocol error) from `client`.
+    def handle(self, msg, session: Session, recv_ns: int = 0) -> protocol.Message:
+        """The reply to one decoded message (or protocol error) from the connection `session`.
 
-        `client` is the connection's `Session` (or just its address). `recv_ns` is when
-        its bytes were read: the journal's receive time, so that the order hop's latency
-        does not include the checks made here."""
-        session = client if isinstance(client, Session) else Session(client)
+        `recv_ns` is when its bytes were read: the journal's receive time, so that the order
+        hop's latency does not include the checks made here."""
         if isinstance(msg, protocol.ProtocolError):
             return protocol.Error(msg.reason)
         if isinstance(msg, protocol.PositionQuery):

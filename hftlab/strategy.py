@@ -93,7 +93,7 @@ class BookReader:
         against the book this said it was attached to, since a look at the prices may
         have dropped a dead writer's book in between."""
         try:
-            price_book = self.follower.book()
+            price_book = self.follower.look()
         except book.BookError as exc:  # a segment of that name that is not a book we can read
             raise process.Fatal(str(exc)) from None
         if self.attached is not None and price_book is not self.attached:

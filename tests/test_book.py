@@ -540,14 +540,14 @@ def test_follower_waits_out_a_dead_writers_book_and_takes_the_next(name):
     make_segment(name, "stale")
     follower = book.Follower(name, interval=0)
     try:
-        assert follower.book() is None          # there, but its writer is dead: not attached
+        assert follower.look() is None          # there, but its writer is dead: not attached
         assert follower.attaches == 0
         with SharedPriceBook(SYMBOLS, name) as price_book:   # a new orderbook takes the name over
             price_book.update("AAPL", 3.0)
-            assert follower.book().read("AAPL").price == 3.0
+            assert follower.look().read("AAPL").price == 3.0
             assert follower.attaches == 1
             follower.lost()                    # a failed read: look again at once
-            assert follower.book().read("AAPL").price == 3.0
+            assert follower.look().read("AAPL").price == 3.0
             assert follower.attaches == 2
     finally:
         follower.close()

@@ -201,7 +201,7 @@ def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path
                             (order_manager.rejected_line("o2", net.address(*client.getsockname()[:2]),
                                                          "quantity must be positive; got 0"), True)]
         said.clear()
-        assert manager.handle(order("o3"), "127.0.0.1:1", 1) == protocol.Ack("o3", 2)
+        assert manager.handle(order("o3"), order_manager.Session("127.0.0.1:1"), 1) == protocol.Ack("o3", 2)
         assert said == [(order_manager.booked_line(2, order("o3")), False)]
     finally:
         client.close()

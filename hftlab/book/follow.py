@@ -38,12 +38,12 @@ _INF = math.inf
 class Follower:
     """A reader that follows the book of one name across orderbook restarts.
 
-    ``follower.book()`` is the attached book, or None while there is no live one:
+    ``follower.look()`` is the attached book, or None while there is no live one:
     no segment yet, one still being created, or one whose writer has died (a stale
     book is not attached: a restarted orderbook will replace it).  It looks again at
     most every `interval` seconds, so it is cheap to call in a polling loop.  A reader
     whose read fails because the writer died in mid-write (BookBusy with writer_alive
-    false) may call `lost()`, and the next `book()` tries again; it need not: the next
+    false) may call `lost()`, and the next `look()` tries again; it need not: the next
     look notices the dead writer by itself.  `attaches` counts the books attached so far, so a
     caller can tell a new book from the old one.  LayoutMismatch (a book with other
     symbols) is not waited out: it is raised.
@@ -62,7 +62,7 @@ class Follower:
         self._seen = None  # each record's update count at the last new_quotes()
         self.error = None  # why the last look found a segment it could not read (a BookError)
 
-    def book(self):
+    def look(self):
         now = time.monotonic()
         if now < self._next_look:
             return self._book
@@ -93,7 +93,7 @@ class Follower:
         return self._book
 
     def lost(self) -> None:
-        """Drop the current book (its writer died); the next book() looks again at once."""
+        """Drop the current book (its writer died); the next look() looks again at once."""
         if self._book is not None:
             self._book.close()
             self._book = None
@@ -107,7 +107,7 @@ class Follower:
     def _look(self, what):
         """what(book) on the live book, or None if there is none or its writer died in
         mid-write (then the book is dropped, and the next look attaches the next one)."""
-        book = self.book()
+        book = self.look()
         if book is None:
             return None
         try:

@@ -36,7 +36,7 @@ class FollowedBook:
 
     def _read(self, what):
         with self._lock:
-            price_book = self.follower.book()
+            price_book = self.follower.look()
             if price_book is None:
                 return None
             try:
