@@ -8,10 +8,12 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
+from dataclasses import dataclass, field
 
-__all__ = ["wait_for", "terminate", "MAX_LINE", "TAIL_BYTES", "TAIL_LINE", "cut", "tail", "new_lines",
-           "signal_group", "group_members", "stop_group", "describe"]
+__all__ = ["Child", "relay_output", "wait_for", "terminate", "MAX_LINE", "TAIL_BYTES", "TAIL_LINE", "cut", "tail",
+           "new_lines", "signal_group", "group_members", "stop_group", "describe", "how_ended"]
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):
@@ -166,3 +168,68 @@ def describe(processes, most: int = 3) -> str:
     """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message."""
     shown = ", ".join(f"pid {pid} ({cut(command, 80)})" for pid, command in processes[:most])
     return shown + (f" and {len(processes) - most} more" if len(processes) > most else "")
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen
+    log_path: str
+    log_start: int  # where this run's output begins in the log file
+    lifeline: int  # our write end of its lifeline pipe
+    relay: threading.Thread | None = None  # copies a learner's command's output into its log (relay_output)
+    forced: bool = False  # it had to be killed (SIGKILL): it did not exit on SIGTERM in time
+    leftovers: list = field(default_factory=list)  # [(pid, command)] of its group left after it
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def group(self) -> int:
+        """Its process group: it leads its own session, so the group's id is its pid."""
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def cut_lifeline(self) -> None:
+        """Close our end of its lifeline (once); done when it has exited."""
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+
+    def reap(self, timeout: float) -> None:
+        """Once it has exited: stop what it left in its group, and let its output reach the log."""
+        self.leftovers = stop_group(self.group, timeout)
+        self.cut_lifeline()
+        if self.relay is not None:
+            self.relay.join(1.0)  # what it printed last is in the log before anyone reads it
+
+
+def relay_output(source: int, log_path: str, limit: int | None, label: str) -> None:
+    """Copy a command's output (the read end of its pipe) into its log, `limit` bytes at
+    most, then one line saying the rest is dropped; read to the end in any case, so the
+    command never blocks on a full pipe."""
+    left = limit
+    with open(source, "rb", buffering=0) as out, open(log_path, "ab", buffering=0) as log:
+        while data := out.read(65536):
+            if left is None:
+                log.write(data)
+            elif left > 0:
+                log.write(data[:left])
+                left -= len(data)
+                if left <= 0:
+                    log.write(f"\nhftlab: {label} printed more than its log may keep "
+                              f"({limit // 2**20} MiB, --log-limit-mb); the rest of this run's output "
+                              "is dropped\n".encode())
+
+
+def how_ended(returncode: int) -> str:
+    """'exited with status 2', 'was killed by SIGKILL'."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"

@@ -151,32 +151,8 @@ def _run_and_watch(launcher, args, tails) -> int:
     """Start the processes, then show their logs and supervise them until the time is up, a
     stop (Ctrl-C, SIGTERM, a closed output pipe) or giving up; the exit status."""
     try:
-        for name in NAMES:
-            launcher.start_one(name)
-            _show(_new_lines(launcher, tails))
-        c = launcher.config
-        pids = ", ".join(f"{name} {child.pid}" for name, child in launcher.children.items())
-        print(f"hftlab: running ({pids}). prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
-              f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
-        end = time.monotonic() + args.duration if args.duration is not None else float("inf")
-        while time.monotonic() < end:
-            _show(_new_lines(launcher, tails))
-            if args.no_restart:
-                dead = launcher.dead()
-                if dead:
-                    for name, code, log in dead:
-                        print(f"hftlab: {name} stopped unexpectedly with status {code}; "
-                              f"the end of its log:\n{log}", file=sys.stderr)
-                    print("hftlab: --no-restart: stopping everything.", file=sys.stderr, flush=True)
-                    return 1
-            else:
-                for event in launcher.supervise():
-                    _show(_new_lines(launcher, tails))
-                    print(f"hftlab: {event.message}", file=sys.stderr if event.kind == "died" else sys.stdout,
-                          flush=True)
-            time.sleep(0.05)  # pacing the terminal output, not waiting for a condition
-        print(f"hftlab: {args.duration:g} s are up; stopping.", flush=True)
-        return 0
+        _start_all(launcher, tails)
+        return _watch(launcher, args, tails)
     except GaveUp as exc:
         print(f"hftlab: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -196,6 +172,39 @@ def _run_and_watch(launcher, args, tails) -> int:
         with contextlib.suppress(OSError):
             print("hftlab: the output pipe was closed; stopping.", file=sys.stderr, flush=True)
         return 0
+
+
+def _start_all(launcher, tails) -> None:
+    for name in NAMES:
+        launcher.start_one(name)
+        _show(_new_lines(launcher, tails))
+    c = launcher.config
+    pids = ", ".join(f"{name} {child.pid}" for name, child in launcher.children.items())
+    print(f"hftlab: running ({pids}). prices {c.host}:{c.price_port}, news {c.host}:{c.news_port}, "
+          f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
+
+
+def _watch(launcher, args, tails) -> int:
+    """Show the logs, and restart what dies (or, with --no-restart, stop), until --duration."""
+    end = time.monotonic() + args.duration if args.duration is not None else float("inf")
+    while time.monotonic() < end:
+        _show(_new_lines(launcher, tails))
+        if args.no_restart:
+            dead = launcher.dead()
+            if dead:
+                for name, code, log in dead:
+                    print(f"hftlab: {name} stopped unexpectedly with status {code}; "
+                          f"the end of its log:\n{log}", file=sys.stderr)
+                print("hftlab: --no-restart: stopping everything.", file=sys.stderr, flush=True)
+                return 1
+        else:
+            for event in launcher.supervise():
+                _show(_new_lines(launcher, tails))
+                print(f"hftlab: {event.message}", file=sys.stderr if event.kind == "died" else sys.stdout,
+                      flush=True)
+        time.sleep(0.05)  # pacing the terminal output, not waiting for a condition
+    print(f"hftlab: {args.duration:g} s are up; stopping.", flush=True)
+    return 0
 
 
 def _report_forced_stops(launcher) -> bool:

@@ -86,6 +86,13 @@ class Config:
             raise ValueError("; ".join(problems))
 
     def _problems(self):
+        """Each thing wrong with this config, in a sentence (nothing: it can work)."""
+        yield from self._symbol_problems()
+        yield from self._port_problems()
+        yield from self._trading_problems()
+        yield from self._run_problems()
+
+    def _symbol_problems(self):
         if not self.symbols:
             yield "at least one symbol is needed"
         for s in self.symbols:
@@ -95,9 +102,16 @@ class Config:
             yield "symbols must be unique"
         if len(self.symbols) > book.MAX_SYMBOLS:
             yield f"the book holds at most {book.MAX_SYMBOLS} symbols; got {len(self.symbols)}"
-        for name in ("price_port", "news_port", "order_port"):
-            if not 0 <= getattr(self, name) <= 65535:
+
+    def _port_problems(self):
+        ports = [getattr(self, name) for name in ("price_port", "news_port", "order_port")]
+        for name, port in zip(("price_port", "news_port", "order_port"), ports):
+            if not 0 <= port <= 65535:
                 yield f"{name} must be 0..65535"
+        if len(set(p for p in ports if p)) < len([p for p in ports if p]):
+            yield "price_port, news_port and order_port must differ (one port serves one thing; 0 = any free port)"
+
+    def _trading_problems(self):
         for name in ("tick_interval", "news_interval", "heartbeat_interval", "poll_interval",
                      "wake_timeout"):
             if not getattr(self, name) > 0:
@@ -113,13 +127,12 @@ class Config:
             yield (f"max_qty ({self.max_qty}) must be at least twice order_qty ({self.order_qty}), "
                    "since the strategy turns a long position short with one order of 2 x order_qty; "
                    "raise --max-qty or lower --order-qty")
-        ports = [getattr(self, name) for name in ("price_port", "news_port", "order_port")]
-        if len(set(p for p in ports if p)) < len([p for p in ports if p]):
-            yield "price_port, news_port and order_port must differ (one port serves one thing; 0 = any free port)"
         if not STRATEGY_ID_RE.match(self.strategy_id):
             yield f"strategy_id {self.strategy_id!r} must be 1-32 of A-Z a-z 0-9 _ -"
         if not self.price_band > 0:
             yield "price_band must be positive"
+
+    def _run_problems(self):
         try:
             book.check_name(self.shm_name)
         except ValueError as exc:

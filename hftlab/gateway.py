@@ -163,15 +163,11 @@ async def serve_feed(feed: Feed, host: str, port: int, flag: str, connections=No
 
 
 async def pace(feed: Feed, interval: float, heartbeat: float, make, gaps=None) -> None:
-    """Publish make() every `interval` seconds, and a heartbeat whenever the feed has been
-    silent for `heartbeat` seconds; until cancelled. With `gaps` (a random.Random) the
-    intervals are exponential with mean `interval`. One clock: time.monotonic().
-
-    A timer callback (`wake`), not a loop around ``asyncio.sleep``: the next wake-up is
-    booked before the tick is made and sent, so that after the write the loop goes straight
-    back to sleep. The orderbook the write wakes often runs on this CPU (two cores, four
-    processes): every microsecond spent here after the send is one it waits (figures:
-    docs/performance.md, round 4)."""
+    """Publish make() every `interval` s (exponential intervals of that mean with `gaps`, a
+    random.Random), and a heartbeat whenever the feed is silent for `heartbeat` s; until
+    cancelled. One clock, time.monotonic(). A timer callback (`wake`) that books the next
+    wake-up before it makes and sends the tick, so that the loop sleeps at once after the
+    write: the orderbook it wakes often waits for this CPU (docs/performance.md, round 4)."""
     loop = asyncio.get_running_loop()
     stopped = loop.create_future()   # done only by a failure of make(): raised below, not lost
     timer = None

@@ -44,65 +44,80 @@ class Journal:
     """
 
     def __init__(self, path: str, fsync: bool = False):
+        """Open the journal at `path` (made if need be), repair what a crash left, and read
+        back its orders. A journal that cannot be used is a `process.Fatal`, one sentence."""
         self.path, self.fsync = path, fsync
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-                raise process.Fatal(f"the journal {path} is {file_kind(os.stat(path).st_mode)}, not a "
-                                    "regular file; pass --journal with the path of a file")
             created = not os.path.exists(path)
-            # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
-            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
-            mode = os.fstat(self.fd).st_mode
-            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
-                # Made by an older version or by hand: it repeats orders and clients, so it is ours alone.
-                with contextlib.suppress(PermissionError):  # someone else's file: theirs to decide
-                    os.fchmod(self.fd, 0o600)
-            if not stat.S_ISREG(mode):
-                os.close(self.fd)
-                raise process.Fatal(f"the journal {path} is {file_kind(mode)}, not a regular file; "
-                                    "pass --journal with the path of a file")
-            data = read_all(self.fd)
-            header = (JOURNAL_COLUMNS + "\n").encode()
-            if data and header.startswith(data):
-                data = b""  # a header cut short by a crash while the file was new
-                os.ftruncate(self.fd, 0)
-            elif data.startswith((OLD_JOURNAL_COLUMNS + "\n").encode()):
-                raise process.Fatal(f"the journal {path} was written by an older hftlab (it has no "
-                                    "strategy column); move it away (its orders stay readable) or "
-                                    "pass another --journal")
-            elif data and not data.startswith(header):
-                # Checked before anything is cut off: this may be someone else's file.
-                raise process.Fatal(f"the journal {path} does not start with the header line "
-                                    f"{JOURNAL_COLUMNS!r}, so it is not an hftlab journal or is damaged; "
-                                    "move it away or pass another --journal")
-            if data and not data.endswith(b"\n"):
-                # A row cut short by a crash mid-write: never ACKed (the ACK follows the
-                # write), so the strategy will re-send it. Drop it, or the next row would
-                # be glued onto it.
-                data = data[:data.rfind(b"\n") + 1]
-                os.ftruncate(self.fd, len(data))
-            if not data:
-                if os.write(self.fd, header) != len(header):
-                    raise OSError(errno.ENOSPC, "the header did not fit")
-                data = header
-                if fsync:
-                    os.fsync(self.fd)
-                    if created:
-                        sync_directory(path)
+            self.fd = self._open()
+            data = self._repair(read_all(self.fd), created)
         except OSError as exc:
             raise process.Fatal(f"cannot use the journal {path}: {exc.strerror or exc} "
                                 "(choose another with --journal)") from None
         self.size = len(data)  # the file's length up to its last whole row
         self.torn = False  # a failed row could not be cut off yet
-        lines = data.decode("ascii", "replace").split("\n")[:-1]
         self.last_no = 0
         # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
         self.booked = {}
         # (strategy, symbol) -> net booked quantity: what a restarted strategy asks for
         self.positions = {}
+        self._load(data.decode("ascii", "replace").split("\n")[1:-1])
+
+    def _open(self) -> int:
+        """The journal's file descriptor: a regular file, the user's alone."""
+        path = self.path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise process.Fatal(f"the journal {path} is {file_kind(os.stat(path).st_mode)}, not a "
+                                "regular file; pass --journal with the path of a file")
+        # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise process.Fatal(f"the journal {path} is {file_kind(mode)}, not a regular file; "
+                                "pass --journal with the path of a file")
+        if stat.S_IMODE(mode) & 0o077:
+            # Made by an older version or by hand: it repeats orders and clients, so it is ours alone.
+            with contextlib.suppress(PermissionError):  # someone else's file: theirs to decide
+                os.fchmod(fd, 0o600)
+        return fd
+
+    def _repair(self, data: bytes, created: bool) -> bytes:
+        """The journal's bytes once what a crash left is cut off, and the header written to a
+        new one; a file that is not a journal of this version is a `process.Fatal`."""
+        header = (JOURNAL_COLUMNS + "\n").encode()
+        if data and header.startswith(data):
+            data = b""  # a header cut short by a crash while the file was new
+            os.ftruncate(self.fd, 0)
+        elif data.startswith((OLD_JOURNAL_COLUMNS + "\n").encode()):
+            raise process.Fatal(f"the journal {self.path} was written by an older hftlab (it has no "
+                                "strategy column); move it away (its orders stay readable) or "
+                                "pass another --journal")
+        elif data and not data.startswith(header):
+            # Checked before anything is cut off: this may be someone else's file.
+            raise process.Fatal(f"the journal {self.path} does not start with the header line "
+                                f"{JOURNAL_COLUMNS!r}, so it is not an hftlab journal or is damaged; "
+                                "move it away or pass another --journal")
+        if data and not data.endswith(b"\n"):
+            # A row cut short by a crash mid-write: never ACKed (the ACK follows the write),
+            # so the strategy will re-send it. Drop it, or the next row would be glued onto it.
+            data = data[:data.rfind(b"\n") + 1]
+            os.ftruncate(self.fd, len(data))
+        if not data:
+            if os.write(self.fd, header) != len(header):
+                raise OSError(errno.ENOSPC, "the header did not fit")
+            data = header
+            if self.fsync:
+                os.fsync(self.fd)
+                if created:
+                    sync_directory(self.path)
+        return data
+
+    def _load(self, rows: list) -> None:
+        """Read the booked orders back (rows as text lines, the header left out)."""
         names = JOURNAL_COLUMNS.split(",")
-        for line_no, line in enumerate(lines[1:], start=2):
+        for line_no, line in enumerate(rows, start=2):
             parts = line.split(",")
             r = dict(zip(names, parts))
             try:
@@ -110,7 +125,7 @@ class Journal:
                 if len(parts) != len(names) or r["side"] not in ("BUY", "SELL") or no <= 0:
                     raise ValueError
             except (KeyError, ValueError):
-                raise process.Fatal(f"line {line_no} of the journal {path} is damaged; move the file "
+                raise process.Fatal(f"line {line_no} of the journal {self.path} is damaged; move the file "
                                     "away (its orders stay readable) or pass another --journal") from None
             # The largest number, not the count of rows: a row deleted by hand must not
             # make the next order reuse a number.

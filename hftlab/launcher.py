@@ -12,22 +12,17 @@ so port 0 ("any free port") works and tests can run beside a live lab.
 Children never outlive the launcher: each gets the read end of a *lifeline* pipe whose
 write end only the launcher holds (see `hftlab.process.watch_lifeline`). If the launcher
 (a notebook kernel, a test, ``hftlab run``) dies, even by SIGKILL, the kernel closes the
-pipe and every child exits cleanly, removing the shared-memory book on its way out.
+pipe and every child exits cleanly, removing the shared-memory book on its way out. A
+stop signals a child's whole process group, and stops what it left there.
 
 Supervision: `Launcher.supervise` looks once at every process and restarts the dead
-ones, leaving the others alone (same pids)::
-
-    for event in lab.supervise():               # call it now and then
-        print(event.message)
-
-Call it now and then (``hftlab run`` calls
-it ten times a second; a notebook can call it from a loop or a widget callback: no
-thread is needed). A dead process is restarted after a back-off (RESTART_DELAY,
-doubling with each death in the last `restart_window` seconds); a process that dies
-more than `max_restarts` times within `restart_window` seconds is given up on: the
-launcher stops everything and `supervise` raises `GaveUp`. A restart that fails before
-its ready line counts as one more death. Each death and restart is returned as an
-`Event` whose message quotes the end of the process's log.
+ones, leaving the others alone (same pids); call it now and then (``hftlab run`` does,
+ten times a second; a notebook can, from a loop: no thread is needed). A dead process is
+restarted after a back-off (RESTART_DELAY, doubling with each death in the last
+`restart_window` seconds); one that dies more than `max_restarts` times within
+`restart_window` seconds is given up on: the launcher stops everything and `supervise`
+raises `GaveUp`. A restart that fails before its ready line counts as one more death.
+Each death and restart is an `Event` whose message quotes the end of the process's log.
 
 Files: the run directory is made user-only (0700) when the launcher creates it, and
 each log is user-only (0600) like the order manager's journal: they repeat the orders
@@ -35,20 +30,16 @@ and the clients' addresses.
 
 Bring your own process: ``commands={"strategy": ["python", "my_strategy.py"]}`` (or a
 string, split like a shell would) runs that command in the role instead of ours, with the
-same configuration (every value as flags appended to the command, and in the environment
-as ``HFTLAB_PRICE_PORT`` etc.), log, readiness wait, stop, lifeline and supervision. The
-contract a command must keep is docs/roles.md; ``hftlab conform`` checks it. A command
-is started through `hftlab.keeper`, which becomes the command (same pid) and leaves a
-small watcher behind, so it never outlives the launcher even if it ignores its lifeline.
+same configuration, log, readiness wait, stop, lifeline and supervision (the contract:
+docs/roles.md; ``hftlab conform`` checks it), through `hftlab.keeper`, so that it never
+outlives the launcher even if it ignores its lifeline.
 
 Signals: the launcher leaves its own process's signal handlers alone (it may live in a
 notebook kernel). Children start in their own session, so a Ctrl-C typed in a terminal
-reaches only the launcher, which stops them in order with SIGTERM. What a child does
-with an inherited SIGINT disposition is decided in `hftlab.process.main`. A launcher in
-a process that ignores SIGCHLD cannot read its children's exit status (the kernel reaps
+reaches only the launcher, which stops them in order with SIGTERM. A launcher in a
+process that ignores SIGCHLD cannot read its children's exit status (the kernel reaps
 them at once and it reads 0); ``hftlab run`` therefore sets SIGCHLD back to its default.
 """
-
 from __future__ import annotations
 
 import atexit
@@ -56,7 +47,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import socket
 import signal
 import subprocess
 import sys
@@ -68,8 +58,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import hftlab
-from hftlab import book, children
-from hftlab import process
+from hftlab import book, children, net, process
+from hftlab.children import Child
 from hftlab.config import Config
 from hftlab.journal import read_journal
 
@@ -114,61 +104,6 @@ class _Watch:
     deaths: deque = field(default_factory=deque)  # monotonic times of recent deaths
     due: float | None = None                      # when its restart is due
     seen_dead: int | None = None                  # pid whose death was reported
-
-
-@dataclass
-class Child:
-    name: str
-    popen: subprocess.Popen
-    log_path: str
-    log_start: int  # where this run's output begins in the log file
-    lifeline: int  # our write end of its lifeline pipe
-    relay: threading.Thread | None = None  # copies a learner's command's output into its log
-    forced: bool = False  # it had to be killed (SIGKILL): it did not exit on SIGTERM in time
-    leftovers: list = field(default_factory=list)  # [(pid, command)] of its group left after it
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def group(self) -> int:
-        """Its process group: it leads its own session, so the group's id is its pid."""
-        return self.popen.pid
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def cut_lifeline(self) -> None:
-        """Close our end of its lifeline (once); done when it has exited."""
-        if self.lifeline >= 0:
-            os.close(self.lifeline)
-            self.lifeline = -1
-
-    def reap(self, timeout: float) -> None:
-        """Once it has exited: stop what it left in its group, and let its output reach the log."""
-        self.leftovers = children.stop_group(self.group, timeout)
-        self.cut_lifeline()
-        if self.relay is not None:
-            self.relay.join(1.0)  # what it printed last is in the log before anyone reads it
-
-
-def _relay(source: int, log_path: str, limit: int | None, label: str) -> None:
-    """Copy a command's output (the read end of its pipe) into its log, `limit` bytes at
-    most, then one line saying the rest is dropped; read to the end in any case, so the
-    command never blocks on a full pipe."""
-    left = limit
-    with open(source, "rb", buffering=0) as out, open(log_path, "ab", buffering=0) as log:
-        while data := out.read(65536):
-            if left is None:
-                log.write(data)
-            elif left > 0:
-                log.write(data[:left])
-                left -= len(data)
-                if left <= 0:
-                    log.write(f"\nhftlab: {label} printed more than its log may keep "
-                              f"({limit // 2**20} MiB, --log-limit-mb); the rest of this run's output "
-                              "is dropped\n".encode())
 
 
 def _package_root() -> str:
@@ -254,31 +189,19 @@ class Launcher:
         return child
 
     def _spawn(self, name: str) -> Child:
+        """Start process `name` in a session of its own, with its lifeline, its output going
+        to its log (a learner's through `_relay`, which keeps to the size limit: our own
+        processes keep to it themselves, with hftlab.process.CappedHandler)."""
+        argv, env = self._command_line(name)
         log_path = os.path.join(self.run_dir, f"{name}.log")
         read_end, write_end = os.pipe()
-        env = dict(os.environ, **{process.LIFELINE_ENV: str(read_end)})
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        env[process.LIFELINE_ENV] = str(read_end)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
         os.fchmod(fd, LOG_MODE)  # also a log left by an older run
+        relayed = name in self.commands
         with open(fd, "ab") as log:
             start = log.seek(0, os.SEEK_END)
-            output = log
-            if name in self.commands:  # a learner's command: every value, as flags and in env
-                command = self.commands[name]
-                if shutil.which(command[0]) is None:
-                    os.close(read_end)
-                    os.close(write_end)
-                    raise LaunchError(f"{self.label(name)} could not start: {command[0]!r} is not a "
-                                      "program (not found, or not executable)")
-                # Through the keeper, so that it dies with us even if it ignores its lifeline.
-                argv = [sys.executable, "-m", "hftlab.keeper", *command,
-                        *self.config.to_args(everything=True)]
-                env.update(self.config.to_env())
-                # Its output reaches the log through us (`_relay`), which keeps to the size limit:
-                # our own processes keep to it themselves (hftlab.process.CappedHandler).
-                pipe_out, output = os.pipe()
-            else:
-                argv = [sys.executable, "-m", self.module_of(name), *self.config.to_args()]
+            pipe_out, output = os.pipe() if relayed else (None, log)
             try:
                 popen = subprocess.Popen(
                     argv,
@@ -286,20 +209,32 @@ class Launcher:
                     env=env, pass_fds=(read_end,),
                     start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop them in order
             except OSError as exc:  # no such program, not executable
-                os.close(read_end)
-                os.close(write_end)
-                if output is not log:
-                    os.close(pipe_out)
-                    os.close(output)
+                for end in (read_end, write_end, *((pipe_out, output) if relayed else ())):
+                    os.close(end)
                 raise LaunchError(f"{self.label(name)} could not start: {exc.strerror or exc}") from None
         os.close(read_end)
         relay = None
-        if output is not log:
+        if relayed:
             os.close(output)
-            relay = threading.Thread(target=_relay, name=f"{name}-output", daemon=True,
+            relay = threading.Thread(target=children.relay_output, name=f"{name}-output", daemon=True,
                                      args=(pipe_out, log_path, self.config.log_limit_bytes(), self.label(name)))
             relay.start()
         return Child(name, popen, log_path, start, write_end, relay)
+
+    def _command_line(self, name: str) -> tuple:
+        """(argv, environment) of process `name`: ours with the config's flags, or a learner's
+        command with every value as flags and in the environment (docs/roles.md)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        if name not in self.commands:
+            return [sys.executable, "-m", self.module_of(name), *self.config.to_args()], env
+        command = self.commands[name]
+        if shutil.which(command[0]) is None:
+            raise LaunchError(f"{self.label(name)} could not start: {command[0]!r} is not a "
+                              "program (not found, or not executable)")
+        env.update(self.config.to_env())
+        # Through the keeper, so that it dies with us even if it ignores its lifeline.
+        return [sys.executable, "-m", "hftlab.keeper", *command, *self.config.to_args(everything=True)], env
 
     def _wait_ready(self, child: Child) -> dict:
         deadline = time.monotonic() + self.ready_timeout
@@ -358,9 +293,9 @@ class Launcher:
         for key in keys:
             if getattr(self.config, key) == 0:
                 taken = {self.config.price_port, self.config.news_port, self.config.order_port}
-                port = free_port(self.config.host)
+                port = net.free_port(self.config.host)
                 while port in taken:
-                    port = free_port(self.config.host)
+                    port = net.free_port(self.config.host)
                 self.config = self.config.replace(**{key: port})
 
     def _learn_ports(self, name: str, facts: dict) -> None:
@@ -403,7 +338,8 @@ class Launcher:
                 continue
             child.reap(STOP_TIMEOUT)
             watch.seen_dead = child.pid
-            events.append(self._died(name, watch, now, _how(child.popen.returncode) + _left_note(child),
+            how = children.how_ended(child.popen.returncode) + _left_note(child)
+            events.append(self._died(name, watch, now, how,
                                      children.tail(child.log_path, 10), child.pid))
         for name, watch in self._watch.items():
             if watch.due is None or now < watch.due:
@@ -416,7 +352,7 @@ class Launcher:
                 failed.reap(STOP_TIMEOUT)
                 watch.seen_dead = failed.pid
                 events.append(self._died(name, watch, time.monotonic(),
-                                         f"{_how(failed.popen.wait())} before it was ready",
+                                         f"{children.how_ended(failed.popen.wait())} before it was ready",
                                          children.tail(failed.log_path, 10), failed.pid))
                 continue
             recent = len(watch.deaths)
@@ -532,23 +468,6 @@ def _disk_note(path: str) -> str:
         return ""
     return (f" The disk holding {os.path.dirname(os.path.abspath(path))} is full ({free} bytes free), so "
             "its log cannot be written: free some space.")
-
-
-def _how(returncode: int) -> str:
-    """'exited with status 2', 'was killed by SIGKILL'."""
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now (the kernel's pick; free until someone binds it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _commands(commands) -> tuple:

@@ -12,7 +12,7 @@ import socket
 from hftlab import config as _config
 from hftlab.process import Fatal
 
-__all__ = ["address", "peer", "no_delay", "listen_error", "warn_if_exposed", "Backoff", "dial"]
+__all__ = ["address", "peer", "no_delay", "listen_error", "warn_if_exposed", "Backoff", "dial", "free_port"]
 
 
 def address(host: str, port: int) -> str:
@@ -66,3 +66,10 @@ def dial(host: str, port: int, timeout: float = 1.0) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     no_delay(sock)
     return sock
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now (the kernel's pick; free until someone binds it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -191,6 +191,7 @@ class Session:
         self.client = client    # host:port, for the log and the journal
         self.strategy = ""      # named by its first POSQUERY; "" for orders sent by hand
         self.later = None       # lines to log once this read's replies are sent (OrderManager.after_reply)
+        self.bad = 0            # bad lines in a row
 
 
 class OrderManager:
@@ -214,19 +215,17 @@ class OrderManager:
             return protocol.Error(msg.reason)
         if isinstance(msg, protocol.PositionQuery):
             return self.position(msg, session)
-        if not isinstance(msg, protocol.Order):
-            # (The same words as before POSQUERY existed: lesson 02 shows this reply.)
-            return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
-        client = session.client
+        if isinstance(msg, protocol.Order):
+            return self.order(msg, session, recv_ns or time.time_ns())
+        # (The same words as before POSQUERY existed: lesson 02 shows this reply.)
+        return protocol.Error(f"the order port takes ORDER lines; got {protocol.wire_type(msg)}")
+
+    def order(self, msg: protocol.Order, session: Session, recv_ns: int) -> protocol.Message:
+        """ACK an order once it is booked (or was, under this id, with the same terms), or
+        REJECT it, saying why."""
         booked = self.journal.booked.get(msg.order_id)
         if booked is not None:
-            order_no, booked_terms = booked
-            if booked_terms != terms(msg):
-                return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id}: "
-                                       f"already used for order {order_no}")
-            self.after_reply(session, self.log.info, f"Order {msg.order_id} from {client} is order {order_no} "
-                             "again (a re-send): confirmed again, not booked twice")
-            return protocol.Ack(msg.order_id, order_no)
+            return self._again(msg, session, *booked)
         try:
             last_price = self.prices.last_price(msg.symbol) if msg.symbol in self.config.symbols else None
         except book.BookBusy:
@@ -234,10 +233,23 @@ class OrderManager:
                                    "record is stuck in mid-write (orderbook stalled); retry later")
         reason = check_order(msg, self.config, last_price)
         if reason:
-            self.after_reply(session, self.log.info, rejected_line(msg.order_id, client, reason))
+            self.after_reply(session, self.log.info, rejected_line(msg.order_id, session.client, reason))
             return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
+        return self._book(msg, session, recv_ns)
+
+    def _again(self, msg: protocol.Order, session: Session, order_no: int, booked_terms) -> protocol.Message:
+        """An id booked before: the same ACK for the same order (a re-send), else REJECT."""
+        if booked_terms != terms(msg):
+            return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id}: "
+                                   f"already used for order {order_no}")
+        self.after_reply(session, self.log.info, f"Order {msg.order_id} from {session.client} is order "
+                         f"{order_no} again (a re-send): confirmed again, not booked twice")
+        return protocol.Ack(msg.order_id, order_no)
+
+    def _book(self, msg: protocol.Order, session: Session, recv_ns: int) -> protocol.Message:
+        """Write the order's row to the journal, then ACK; REJECT if it cannot be written whole."""
         try:
-            order_no = self.journal.append(msg, client, recv_ns or time.time_ns(), session.strategy)
+            order_no = self.journal.append(msg, session.client, recv_ns, session.strategy)
         except JournalFull as exc:
             if self.journal_failing is None:  # once, not once per order while it lasts
                 self.log.error(f"cannot write the journal {self.journal.path}: {exc}; rejecting "
@@ -286,44 +298,48 @@ class OrderManager:
         # Signals are the main thread's to take (it stops the server): were one delivered
         # here, the main thread would sleep on in accept().
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            client = net.address(*conn.getpeername()[:2])
-        except OSError:  # gone already
-            client = "?"
-        session = Session(client)
+        session = Session(_peer_address(conn))
         session.later = []
-        with self.lock:
-            self.clients += 1
-            self.log.info(f"client {client} connected ({self.clients} now)")
-        decoder, bad = protocol.Decoder(), 0
+        self._count_client(session, conn, +1)
+        decoder = protocol.Decoder()
         try:
             while data := conn.recv(65536):
-                recv_ns = time.time_ns()
-                replies = []
-                with self.lock:
-                    for msg in decoder.feed(data):
-                        reply = self.handle(msg, session, recv_ns)
-                        bad = bad + 1 if isinstance(reply, protocol.Error) else 0
-                        replies.append(protocol.encode(reply))
-                        if bad >= MAX_BAD_LINES:
-                            replies.append(protocol.encode(protocol.Error(
-                                f"{MAX_BAD_LINES} bad lines in a row; closing")))
-                            break
-                conn.sendall(b"".join(replies))
+                replies, closing = self.answer(decoder.feed(data), session, time.time_ns())
+                conn.sendall(replies)
                 later, session.later = session.later, []
                 for say, line in later:
                     say(line)
-                if bad >= MAX_BAD_LINES:
-                    self.log.warning(f"closed {client}: {MAX_BAD_LINES} bad lines in a row")
+                if closing:
+                    self.log.warning(f"closed {session.client}: {MAX_BAD_LINES} bad lines in a row")
                     break
         except OSError:  # reset by the client, or shut down by hang_up
             pass
         finally:
-            with self.lock:
-                self.clients -= 1
-                self.connections.pop(conn, None)
-                self.log.info(f"client {client} disconnected")
+            self._count_client(session, conn, -1)
             conn.close()
+
+    def answer(self, messages: list, session: Session, recv_ns: int) -> tuple:
+        """(the replies to one read's messages, as bytes; whether to close the connection,
+        after MAX_BAD_LINES bad lines in a row). Under `lock`: one connection at a time."""
+        replies = []
+        with self.lock:
+            for msg in messages:
+                reply = self.handle(msg, session, recv_ns)
+                session.bad = session.bad + 1 if isinstance(reply, protocol.Error) else 0
+                replies.append(protocol.encode(reply))
+                if session.bad >= MAX_BAD_LINES:
+                    replies.append(protocol.encode(protocol.Error(f"{MAX_BAD_LINES} bad lines in a row; closing")))
+                    return b"".join(replies), True
+        return b"".join(replies), False
+
+    def _count_client(self, session: Session, conn: socket.socket, change: int) -> None:
+        with self.lock:
+            self.clients += change
+            if change > 0:
+                self.log.info(f"client {session.client} connected ({self.clients} now)")
+            else:
+                self.connections.pop(conn, None)
+                self.log.info(f"client {session.client} disconnected")
 
     def start_client(self, conn: socket.socket) -> None:
         """Serve a new connection in a thread of its own."""
@@ -349,6 +365,14 @@ class OrderManager:
         with self.lock:  # never under a connection's thread in the middle of an order
             self.journal.close()
             self.prices.close()
+
+
+def _peer_address(conn: socket.socket) -> str:
+    """host:port of a connection's other end ("?" once it is gone)."""
+    try:
+        return net.address(*conn.getpeername()[:2])
+    except OSError:
+        return "?"
 
 
 def listen(config) -> socket.socket:

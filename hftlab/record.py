@@ -59,32 +59,40 @@ def collect(config, duration: float, log) -> list:
         try:
             while selector.get_map() and (left := end - time.monotonic()) > 0:
                 for key, _ in selector.select(min(left, 0.5)):
-                    feed, decoder = key.data
-                    try:
-                        data = key.fileobj.recv(65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError as exc:
-                        data, why = b"", exc.strerror or str(exc)
-                    else:
-                        why = "the gateway closed it"
-                    if not data:
-                        log.warning(f"the {feed} feed ended ({why}); recording what came")
-                        selector.unregister(key.fileobj)
-                        continue
-                    for msg in decoder.feed(data):
-                        if type(msg) is protocol.Price:
-                            rows.append((msg.ts_ns, replay.PRICE, msg.symbol, msg.price))
-                        elif type(msg) is protocol.News:
-                            rows.append((msg.ts_ns, replay.NEWS, "", msg.sentiment))
-                        elif type(msg) is protocol.ProtocolError:
-                            log.warning(f"{feed} feed: bad line skipped: {msg.reason}")
+                    rows += _read(key, selector, log)
         except KeyboardInterrupt:
             log.info("interrupted; writing what came so far")
     finally:
         for sock in socks:
             sock.close()
         selector.close()
+    return rows
+
+
+def _read(key, selector, log) -> list:
+    """The rows in what one feed's socket (a selector key, ready to read) has for us; a feed
+    that ended is unregistered, and said so."""
+    feed, decoder = key.data
+    try:
+        data = key.fileobj.recv(65536)
+    except BlockingIOError:
+        return []
+    except OSError as exc:
+        data, why = b"", exc.strerror or str(exc)
+    else:
+        why = "the gateway closed it"
+    if not data:
+        log.warning(f"the {feed} feed ended ({why}); recording what came")
+        selector.unregister(key.fileobj)
+        return []
+    rows = []
+    for msg in decoder.feed(data):
+        if type(msg) is protocol.Price:
+            rows.append((msg.ts_ns, replay.PRICE, msg.symbol, msg.price))
+        elif type(msg) is protocol.News:
+            rows.append((msg.ts_ns, replay.NEWS, "", msg.sentiment))
+        elif type(msg) is protocol.ProtocolError:
+            log.warning(f"{feed} feed: bad line skipped: {msg.reason}")
     return rows
 
 

@@ -140,14 +140,7 @@ def parse(text: str, symbols, source: str = "the tick file") -> list:
     n, header = next(rows, (0, None))
     if header is None:
         raise ReplayError(f"{source} is empty: {_HINT} and at least one row")
-    header = [f.strip().lower() for f in header]
-    where = f"{source} line {n}"
-    value_name = "value" if "value" in header else "price"
-    missing = [name for name in ("time", "symbol", value_name) if name not in header]
-    if missing:
-        raise ReplayError(f"{where}: the header {','.join(header)!r} has no "
-                          f"{' and no '.join(repr(m) for m in missing)} column; {_HINT}")
-    col = {name: header.index(name) for name in ("time", "symbol", value_name, "kind") if name in header}
+    col = _columns([f.strip().lower() for f in header], f"{source} line {n}")
     events, first, last = [], None, None
     for n, fields in rows:
         where = f"{source} line {n}"
@@ -157,44 +150,73 @@ def parse(text: str, symbols, source: str = "the tick file") -> list:
         kind = get("kind").upper() or PRICE
         if kind not in (PRICE, NEWS):
             raise ReplayError(f"{where}: kind {get('kind')!r} is neither PRICE nor NEWS")
-        at = _seconds(get("time"))
-        if at is None:
-            raise ReplayError(f"{where}: time {get('time')!r} is neither seconds (like 12.5) nor an "
-                              "ISO 8601 date-time (like 2024-01-02T09:30:00.250)")
-        if last is not None and at < last[0]:
-            raise ReplayError(f"{where}: time {get('time')} is earlier than line {last[1]}'s; "
-                              "the rows must be in time order")
-        if last is not None and at - last[0] > MAX_GAP:
-            raise ReplayError(f"{where}: time {get('time')} is more than a day after line {last[1]}'s, and "
-                              "the replay would wait that long; give times in seconds (or ISO 8601), and "
-                              "cut the file at the gap or close it")
+        at = _time(get("time"), last, where)
         last = (at, n)
         first = at if first is None else first
-        raw = get(value_name)
         if kind == PRICE:
-            symbol = get("symbol").upper()
-            if symbol not in symbols:
-                raise ReplayError(f"{where}: symbol {get('symbol')!r} is not one of the lab's symbols "
-                                  f"({','.join(symbols)}); pass --symbols with the file's symbols")
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ReplayError(f"{where}: the price {raw!r} is not a number") from None
-            if not (math.isfinite(value) and round(value, 2) > 0):
-                raise ReplayError(f"{where}: the price {raw!r} must be a positive number (at least 0.01)")
-            if value > MAX_PRICE:
-                raise ReplayError(f"{where}: the price {raw!r} is more than {MAX_PRICE:,}, the most a tick "
-                                  "file's price may be; is this column the price, in dollars?")
+            symbol, value = _symbol(get("symbol"), symbols, where), _price(get("value"), where)
         else:
-            symbol = ""
-            # isascii: isdigit() is also true of "²", which int() refuses.
-            if not (raw.isascii() and raw.isdigit() and int(raw) <= 100):
-                raise ReplayError(f"{where}: the news sentiment {raw!r} must be a whole number 0..100")
-            value = int(raw)
+            symbol, value = "", _sentiment(get("value"), where)
         events.append(Event(at - first, kind, symbol, value, n))
     if not events:
         raise ReplayError(f"{source} has a header but no rows: there is nothing to replay")
     return events
+
+
+def _columns(header: list, where: str) -> dict:
+    """{"time", "symbol", "value", maybe "kind"} -> the header's index of each (the value
+    column may be called price)."""
+    value_name = "value" if "value" in header else "price"
+    missing = [name for name in ("time", "symbol", value_name) if name not in header]
+    if missing:
+        raise ReplayError(f"{where}: the header {','.join(header)!r} has no "
+                          f"{' and no '.join(repr(m) for m in missing)} column; {_HINT}")
+    col = {name: header.index(name) for name in ("time", "symbol", "kind") if name in header}
+    col["value"] = header.index(value_name)
+    return col
+
+
+def _time(raw: str, last, where: str) -> float:
+    """A row's time in seconds, checked against the last row's (time, line), if any."""
+    at = _seconds(raw)
+    if at is None:
+        raise ReplayError(f"{where}: time {raw!r} is neither seconds (like 12.5) nor an "
+                          "ISO 8601 date-time (like 2024-01-02T09:30:00.250)")
+    if last is not None and at < last[0]:
+        raise ReplayError(f"{where}: time {raw} is earlier than line {last[1]}'s; the rows must be in time order")
+    if last is not None and at - last[0] > MAX_GAP:
+        raise ReplayError(f"{where}: time {raw} is more than a day after line {last[1]}'s, and the replay "
+                          "would wait that long; give times in seconds (or ISO 8601), and cut the file at "
+                          "the gap or close it")
+    return at
+
+
+def _symbol(raw: str, symbols: tuple, where: str) -> str:
+    symbol = raw.upper()
+    if symbol not in symbols:
+        raise ReplayError(f"{where}: symbol {raw!r} is not one of the lab's symbols "
+                          f"({','.join(symbols)}); pass --symbols with the file's symbols")
+    return symbol
+
+
+def _price(raw: str, where: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ReplayError(f"{where}: the price {raw!r} is not a number") from None
+    if not (math.isfinite(value) and round(value, 2) > 0):
+        raise ReplayError(f"{where}: the price {raw!r} must be a positive number (at least 0.01)")
+    if value > MAX_PRICE:
+        raise ReplayError(f"{where}: the price {raw!r} is more than {MAX_PRICE:,}, the most a tick "
+                          "file's price may be; is this column the price, in dollars?")
+    return value
+
+
+def _sentiment(raw: str, where: str) -> int:
+    # isascii: isdigit() is also true of "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit() and int(raw) <= 100):
+        raise ReplayError(f"{where}: the news sentiment {raw!r} must be a whole number 0..100")
+    return int(raw)
 
 
 def describe_file(mode: int) -> str:

@@ -19,12 +19,12 @@ import time
 import numpy as np
 
 from hftlab.book import stale
-from hftlab.book.layout import (HEADER_DTYPE, LAYOUT_VERSION, MAGIC, MAX_SYMBOLS, RECORD_DTYPE,
+from hftlab.book.layout import (FEED_NEVER, HEADER_DTYPE, LAYOUT_VERSION, MAGIC, MAX_SYMBOLS, RECORD_DTYPE,
                                 BookError, BookInUse, BookNotFound, LayoutMismatch, NotYours, check_name,
                                 field_offset, layout_nbytes)
 from hftlab.book.untracked import create_untracked, open_untracked
 
-__all__ = ["create_segment", "open_segment", "book_symbols", "header_of"]
+__all__ = ["create_segment", "fill_book", "open_segment", "book_symbols", "header_of"]
 
 
 def create_segment(name: str, nbytes: int) -> tuple:
@@ -65,6 +65,29 @@ def create_segment(name: str, nbytes: int) -> tuple:
         if tries >= 5 or time.monotonic() > give_up:
             raise BookError(f"could not create book {name!r}: the name keeps "
                             "being re-created by another process")
+
+
+def fill_book(shm, symbols) -> None:
+    """Make the new segment `shm` a book of `symbols`: the header, each record's symbol and a
+    NaN price ("no price yet"), then the magic last, so that a reader that sees the magic
+    sees a complete book (and a rival creator sees our pid meanwhile)."""
+    now = time.time_ns()
+    h = np.ndarray((), HEADER_DTYPE, buffer=shm.buf)
+    h["writer_pid"] = os.getpid()
+    h["layout_version"] = LAYOUT_VERSION
+    h["n_symbols"] = len(symbols)
+    h["record_size"] = RECORD_DTYPE.itemsize
+    h["header_size"] = HEADER_DTYPE.itemsize
+    h["created_ns"] = now
+    h["heartbeat_ns"] = now
+    h["feed_state"] = FEED_NEVER
+    del h
+    records = np.ndarray((len(symbols),), RECORD_DTYPE, buffer=shm.buf, offset=HEADER_DTYPE.itemsize)
+    records["symbol"] = [s.encode("ascii") for s in symbols]
+    records["price"] = np.nan
+    del records
+    at = field_offset(HEADER_DTYPE, "magic")
+    shm.buf[at:at + len(MAGIC)] = MAGIC
 
 
 def open_segment(name: str):

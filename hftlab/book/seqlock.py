@@ -24,7 +24,15 @@ and the writer does not even know how many readers there are.  A writer that
 dies in mid-write leaves an odd version for ever, so readers give up after
 MAX_RETRIES (about a second) and raise BookBusy rather than hang.  snapshot()
 does the same over all records at once, so its copy is consistent across
-symbols too.
+symbols too.  The version goes up by 2 per write from 0, so a record's update
+count is version // 2.
+
+The writer stores the header's ``updates`` and ``last_seq`` once per batch of
+writes, after every record of it.  That is sound for every reader: a record
+is consistent by its own version, whatever the header says; a reader that
+polls ``updates`` sees the new count no earlier than the records it counts;
+and the doorbell's arm-then-look protocol (`hftlab.book.doorbell`) needs only
+that the count be stored before the writer's ring() loads the sleepers word.
 
 A writer that is stopped in mid-write (SIGSTOP, a debugger) looks the same
 as a dead one until it runs again.  A reader that must not wait that second
@@ -38,20 +46,12 @@ so the read path trusts no price: a price that is not a finite number above
 wrote it.  Every reader goes through read() or snapshot(), so this one check
 covers them all.
 
-Each version change must be one 8-byte store, and each version read one
-8-byte load: they go through a memoryview cast to "Q".  struct.pack_into
-will not do for the version, because it zero-fills its target before writing
-the value: readers could see a transient 0, an even number, before and after
-their copy and accept a torn record.
-
 The honest caveat: a seqlock in C needs memory fences so that the CPU does
-not reorder the version stores/loads with the data.  On x86-64 (TSO: stores
-are seen in program order, loads are not reordered with other loads) plain
-stores and loads suffice.  On ARM64 (e.g. Apple silicon) the hardware may
-reorder them, and CPython cannot issue acquire/release fences; here we rely
-on the microseconds of interpreter work between one store (or load) and the
-next, which in practice exceed any reordering window.  The torn-read stress
-test in tests/test_book.py checks this on the machine it runs on.
+not reorder the version stores/loads with the data (docs/roles.md, "The
+seqlock", gives them).  On x86-64 (TSO) plain stores and loads suffice.  On
+ARM64 the hardware may reorder them, and CPython cannot issue fences: we rely
+on the microseconds of interpreter work between one access and the next.  The
+torn-read stress test in tests/test_book.py checks it on the machine it runs on.
 
 Creating the segment (and taking a dead writer's name over) and checking that
 a segment is a book this code can read are `hftlab.book.opening`'s subject.
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-import os
 import socket
 import struct
 import sys
@@ -70,11 +69,11 @@ import time
 import numpy as np
 
 from hftlab.book.doorbell import ring_bells, sweep_bells
-from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, LAYOUT_VERSION,
-                                MAGIC, RECORD_DTYPE, BookBusy, BookError, LayoutMismatch, Quote,
-                                check_name, check_symbols, layout_nbytes, new_name, pid_alive)
+from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, RECORD_DTYPE, BookBusy,
+                                BookError, LayoutMismatch, Quote, check_name, check_symbols, layout_nbytes,
+                                new_name, pid_alive)
 from hftlab.book.layout import field_offset as _off
-from hftlab.book.opening import book_symbols, create_segment, open_segment
+from hftlab.book.opening import book_symbols, create_segment, fill_book, open_segment
 from hftlab.book.untracked import unlink_untracked
 
 __all__ = ["SharedPriceBook", "MAX_RETRIES"]
@@ -115,7 +114,6 @@ assert [_off(RECORD_DTYPE, f) for f in
 assert _R_DATA + _DATA.size == RECORD_DTYPE.itemsize
 assert _off(RECORD_DTYPE, "version") == 0
 
-_H_MAGIC = _off(HEADER_DTYPE, "magic")
 _H_SESSION = _off(HEADER_DTYPE, "session")
 # indexes of 8-byte header words, for the cast views
 _W_HEARTBEAT = _off(HEADER_DTYPE, "heartbeat_ns") // 8
@@ -138,20 +136,10 @@ class SharedPriceBook:
 
     def write_ticks(self, indexes, prices, seqs, stamps) -> None:
         """The writer's store: each tick of four equal-length columns (record
-        index, price, seq >= 1, ts_ns) written under its record's seqlock, in
-        order; then the header's ``updates`` and ``last_seq``, once.  Does not
-        ring the doorbell: the caller rings once per batch.
-
-        The seqlock, per record: make the version odd, write the fields, make
-        the version even, each version store one 8-byte store.  The version goes
-        up by 2 per write from 0, so a record's update count is version // 2.
-
-        The header once per batch, after every record, is sound for every
-        reader: a record is consistent by its own version, whatever the header
-        says; a reader that polls ``updates`` sees the new count no earlier than
-        the records it counts; and the doorbell's arm-then-look protocol
-        (`hftlab.book.doorbell`) needs only that the count be stored before the
-        writer's ring() loads the sleepers word."""
+        index, price, seq >= 1, ts_ns) written under its record's seqlock (the
+        version odd, the fields, the version even), in order; then the header's
+        ``updates`` and ``last_seq`` once, which is sound for every reader (the
+        module docstring says why).  Does not ring: the caller rings once per batch."""
         if not self._writable:
             self._check_writer()
         if not len(indexes) == len(prices) == len(seqs) == len(stamps):
@@ -248,24 +236,8 @@ class SharedPriceBook:
         nbytes = layout_nbytes(len(symbols))
         shm, self.took_over_from = create_segment(name, nbytes)
 
+        fill_book(shm, symbols)
         self._setup(shm, symbols, owner=True)
-        # Fill everything, then the magic last: a reader that sees the magic
-        # sees a complete book (and a rival creator sees our pid meanwhile).
-        now = time.time_ns()
-        h = np.ndarray((), HEADER_DTYPE, buffer=shm.buf)
-        h["writer_pid"] = os.getpid()
-        h["layout_version"] = LAYOUT_VERSION
-        h["n_symbols"] = len(symbols)
-        h["record_size"] = RECORD_DTYPE.itemsize
-        h["header_size"] = HEADER_DTYPE.itemsize
-        h["created_ns"] = now
-        h["heartbeat_ns"] = now
-        h["feed_state"] = FEED_NEVER
-        del h
-        self._records["symbol"] = [s.encode("ascii") for s in symbols]
-        self._records["price"] = np.nan
-        self._buf[_H_MAGIC:_H_MAGIC + 8] = MAGIC
-
         # The only writer can keep the counters in Python instead of reading
         # them back from shared memory on every update.
         self._versions = [0] * len(symbols)

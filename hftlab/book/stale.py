@@ -92,19 +92,9 @@ def remove_unless_live(name, mine_is_stale=False):
             fcntl.flock(fd, fcntl.LOCK_EX)
         if not _still_named(name, st):
             return "absent", 0, False   # removed or replaced meanwhile
-        header = None
-        if st.st_size >= HEADER_DTYPE.itemsize:
-            with mmap.mmap(fd, HEADER_DTYPE.itemsize, prot=mmap.PROT_READ) as m:
-                header = np.frombuffer(m[:HEADER_DTYPE.itemsize], HEADER_DTYPE)[0]
-        if header is None and st.st_size > 0:
-            pid, valid = 0, False       # too small to be a book
-        elif header is None or (header["magic"] == b"" and int(header["writer_pid"]) == 0):
-            # Unclaimed: being created, or left by a creator that died right there.
-            if time.time() - st.st_ctime < CREATION_GRACE:
-                return "young", 0, False
-            pid, valid = 0, False
-        else:
-            pid, valid = _claimed(header)
+        pid, valid = _writer(fd, st)
+        if pid is None:
+            return "young", 0, False
         if pid_alive(pid) and not (mine_is_stale and pid == os.getpid()):
             return "alive", pid, valid
         try:
@@ -115,6 +105,21 @@ def remove_unless_live(name, mine_is_stale=False):
         return "removed", pid, valid
     finally:
         os.close(fd)                    # releases the flock
+
+
+def _writer(fd: int, st) -> tuple:
+    """(the pid that claims the segment open as `fd`, or 0; whether it is a valid book), or
+    (None, False) for one not claimed yet and younger than CREATION_GRACE (being created)."""
+    header = None
+    if st.st_size >= HEADER_DTYPE.itemsize:
+        with mmap.mmap(fd, HEADER_DTYPE.itemsize, prot=mmap.PROT_READ) as m:
+            header = np.frombuffer(m[:HEADER_DTYPE.itemsize], HEADER_DTYPE)[0]
+    if header is None and st.st_size > 0:
+        return 0, False                 # too small to be a book
+    if header is None or (header["magic"] == b"" and int(header["writer_pid"]) == 0):
+        # Unclaimed: being created, or left by a creator that died right there.
+        return (None, False) if time.time() - st.st_ctime < CREATION_GRACE else (0, False)
+    return _claimed(header)
 
 
 def _claimed(h):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from hftlab import book, children, protocol
 from hftlab.config import Config
-from hftlab.launcher import LaunchError, Launcher, free_port
+from hftlab.launcher import LaunchError, Launcher
+from hftlab.net import free_port
 
 READY_TIMEOUT = 20.0   # seconds a process gets to write its ready line (a loaded machine is slow to import numpy)
 STOP_TIMEOUT = 5.0     # seconds a process gets to exit after SIGTERM
