@@ -167,7 +167,6 @@ class Config:
                     out += [flag(f.name), format_value(value)]
         return out
 
-
     def to_env(self) -> dict:
         """Every value as an environment variable, ``HFTLAB_PRICE_PORT=9000`` (`env_name`).
 

@@ -113,6 +113,7 @@ def notional_limit(order, config, last_price, max_notional):
 
 __all__ += ["make_length_framer"]
 
+
 def make_length_framer():
     """A framer for length-prefixed frames: 4 bytes of length (big-endian), then the payload."""
     buffer = b""
@@ -136,6 +137,7 @@ def make_length_framer():
 # --- lesson 02 ---
 
 __all__ += ["fix_quantity"]
+
 
 def fix_quantity(order, reject, max_qty):
     """The same order with the largest quantity booked, or None if no quantity would do."""

@@ -20,7 +20,6 @@ from hftlab.launcher import NAMES, GaveUp, Launcher
 RUNNING = re.compile(r"^hftlab: running \((.*?)\)\. .* orders 127\.0\.0\.1:(\d+)", re.M)
 
 
-
 def hftlab_run(run_dir, *flags):
     """A real `hftlab run`, its output (stdout and stderr) and the pids it started."""
     popen = subprocess.Popen([sys.executable, "-m", "hftlab", "run", "--fast", "--free-ports",

@@ -15,7 +15,6 @@ from hftlab.book import pid_alive
 from hftlab.order_manager import read_journal
 
 
-
 def segment_exists(name):
     try:
         book.SharedPriceBook.attach(name).close()

@@ -36,7 +36,6 @@ def mapped(name):
     return name in subprocess.run(["lsof", "-p", str(os.getpid())], capture_output=True, text=True).stdout
 
 
-
 def seeded_prices(config, seq):
     """The price the seeded gateway sends with sequence number `seq`, per symbol."""
     walk = gateway.PriceWalk(config.symbols, config.seed)
