@@ -236,14 +236,7 @@ def measure_book(store: str, reads: int = 200_000, snapshots: int = 50_000,
     `snapshots` or `seconds`; then `paced` prices, one every `interval` seconds, are
     timed from write to first sight. Bounded by `timeout` seconds in all.
     """
-    if store not in STORES:
-        raise ValueError(f"unknown store {store!r}: choose one of {', '.join(STORES)}")
-    for name, value in (("reads", reads), ("snapshots", snapshots), ("paced", paced)):
-        if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    if not (0 < seconds <= 60 and 0 < interval <= 1):
-        raise ValueError("seconds must be in (0, 60] and interval in (0, 1]: "
-                         f"got {seconds!r} and {interval!r}")
+    _check(store, reads, snapshots, paced, seconds, interval)
     deadline = time.monotonic() + timeout
     with _handle(store) as handle, \
             Child(f"{store} writer", _writer, store, handle, 10**9, timeout, paced,
@@ -261,18 +254,7 @@ def measure_book(store: str, reads: int = 200_000, snapshots: int = 50_000,
             child.send("stop")
             _, writes, t_writes = child.recv(START_S, "stop writing")
             child.send("pace")
-            last, seen, polls = writes, [], 0
-            final = writes + paced
-            while last < final and time.monotonic() < deadline:
-                polls += 1
-                if not polls & 4095:              # now and then: is the writer still there?
-                    child.check_alive("write the paced prices")
-                price, seq, ts_ns = s.read(0)
-                # A new price counts once it is whole (the mmap store may show the new
-                # seq before its timestamp): what a careful reader would wait for.
-                if seq != last and price == seq and ts_ns > REAL_NS:
-                    seen.append(time.time_ns() - ts_ns)
-                    last = seq
+            seen = _watch_paced(s, child, writes, writes + paced, deadline)
             child.recv(max(1.0, deadline - time.monotonic()), "finish the paced writes")
             child.send("bye")
         finally:
@@ -281,6 +263,35 @@ def measure_book(store: str, reads: int = 200_000, snapshots: int = 50_000,
     return BookResult(store, writes, t_writes / writes * 1e6, n_reads, t_reads / n_reads * 1e6,
                       torn_reads, n_snaps, t_snaps / n_snaps * 1e6, torn_snaps, len(seen),
                       p["p50"], p["p99"])
+
+
+def _check(store, reads, snapshots, paced, seconds, interval) -> None:
+    """ValueError on a store or a size measure_book cannot use."""
+    if store not in STORES:
+        raise ValueError(f"unknown store {store!r}: choose one of {', '.join(STORES)}")
+    for name, value in (("reads", reads), ("snapshots", snapshots), ("paced", paced)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    if not (0 < seconds <= 60 and 0 < interval <= 1):
+        raise ValueError("seconds must be in (0, 60] and interval in (0, 1]: "
+                         f"got {seconds!r} and {interval!r}")
+
+
+def _watch_paced(s, child, last, final, deadline) -> list:
+    """Poll symbol 0 until the paced price `final` is seen (or `deadline`); the time from
+    each price's write to its first sight (ns), for the prices not overwritten unseen."""
+    seen, polls = [], 0
+    while last < final and time.monotonic() < deadline:
+        polls += 1
+        if not polls & 4095:              # now and then: is the writer still there?
+            child.check_alive("write the paced prices")
+        price, seq, ts_ns = s.read(0)
+        # A new price counts once it is whole (the mmap store may show the new
+        # seq before its timestamp): what a careful reader would wait for.
+        if seq != last and price == seq and ts_ns > REAL_NS:
+            seen.append(time.time_ns() - ts_ns)
+            last = seq
+    return seen
 
 
 def book_table(results) -> str:

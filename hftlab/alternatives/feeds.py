@@ -31,6 +31,7 @@ lab's network protocol, where it would let a peer run code in ours.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -143,8 +144,7 @@ def _zmq_pub(ctx, address, unlimited):
 def _sender(conn, transport, address, n, batch, interval, queue):
     """Connect, say ready, wait for go, send everything, report, wait to be released."""
     import zmq
-    paced = interval is not None
-    payloads = None if paced else _payloads(transport, n, batch)
+    payloads = None if interval is not None else _payloads(transport, n, batch)
     ctx = zmq.Context() if transport.startswith("zmq") else None
     sock = pub = None
     try:
@@ -158,25 +158,9 @@ def _sender(conn, transport, address, n, batch, interval, queue):
         else:
             send = queue.put
         conn.send(("ready",))
-        if pub is not None:
-            # Slow joiner: a subscription reaches the publisher some time after the
-            # connection, and messages published before that are dropped. Publish PINGs
-            # until the receiver has seen one (it then says go); only then do ticks start.
-            while not conn.poll(0.01):
-                pub.send(PING)
-        if conn.recv() != ("go",):
+        if not _wait_for_go(conn, pub):
             return
-        start_ns = time.time_ns()
-        if paced:
-            encode = protocol.encode
-            for t in make_ticks(n):
-                time.sleep(interval)
-                tick = t._replace(ts_ns=time.time_ns())
-                send(tuple(tick) if queue is not None else encode(tick))
-        else:
-            for payload in payloads:
-                send(payload)
-        end_ns = time.time_ns()
+        start_ns, end_ns = _send_ticks(send, n, payloads, interval, queue)
         if sock is not None:
             sock.shutdown(socket.SHUT_WR)     # the receiver reads to EOF
         if queue is not None:
@@ -184,14 +168,46 @@ def _sender(conn, transport, address, n, batch, interval, queue):
         conn.send(("done", n, start_ns, end_ns))
         conn.poll(120.0)                      # until the receiver has finished reading
     finally:
-        if sock is not None:
-            sock.close()
-        if pub is not None:
-            pub.close(linger=0)
-        if ctx is not None:
-            ctx.term()
-        if queue is not None:
-            queue.cancel_join_thread()        # never block exit on a queue nobody reads
+        _close_sender(sock, pub, ctx, queue)
+
+
+def _wait_for_go(conn, pub) -> bool:
+    """Wait for the receiver's go (False: told anything else)."""
+    if pub is not None:
+        # Slow joiner: a subscription reaches the publisher some time after the
+        # connection, and messages published before that are dropped. Publish PINGs
+        # until the receiver has seen one (it then says go); only then do ticks start.
+        while not conn.poll(0.01):
+            pub.send(PING)
+    return conn.recv() == ("go",)
+
+
+def _send_ticks(send, n, payloads, interval, queue) -> tuple:
+    """The timed phase: every payload as fast as possible, or (with an `interval`) n ticks
+    one at a time, each stamped as it is sent. (start_ns, end_ns)."""
+    start_ns = time.time_ns()
+    if interval is not None:
+        encode = protocol.encode
+        for t in make_ticks(n):
+            time.sleep(interval)
+            tick = t._replace(ts_ns=time.time_ns())
+            send(tuple(tick) if queue is not None else encode(tick))
+    else:
+        for payload in payloads:
+            send(payload)
+    return start_ns, time.time_ns()
+
+
+def _close_sender(sock, pub, ctx, queue) -> None:
+    """Close what the sender opened (whichever of them it did)."""
+    if sock is not None:
+        sock.close()
+    if pub is not None:
+        pub.close(linger=0)
+    if ctx is not None:
+        ctx.term()
+    if queue is not None:
+        queue.cancel_join_thread()        # never block exit on a queue nobody reads
 
 
 # -- the receiver (the calling process) --------------------------------------------------
@@ -303,6 +319,27 @@ def _run(transport, n, batch, interval, timeout):
     """One sender process, one receiver here; returns (tally, sender's done message)."""
     deadline = time.monotonic() + timeout
     tally = _Tally(latency=interval is not None)
+    with _receiving_end(transport) as (address, listener, sub, queue), \
+            Child(f"{transport} sender", _sender, transport, address, n, batch, interval, queue) as child:
+        done = None
+        if listener is not None:
+            _receive_tcp(listener, child, n, tally, deadline)
+        elif sub is not None:
+            done = _receive_zmq(sub, child, n, tally, deadline)
+        else:
+            _receive_queue(queue, child, n, tally, deadline)
+        if done is None:
+            done = child.recv(max(1.0, deadline - time.monotonic()), "finish sending")
+        child.send("bye")
+    tally.missing += n - tally.last_seq          # the tail nobody received
+    return tally, done
+
+
+@contextlib.contextmanager
+def _receiving_end(transport):
+    """Open what the sender sends to: a TCP listener, a ZeroMQ SUB socket or a Queue.
+    Yields (the address the sender reaches it at, listener, sub, queue: the one opened,
+    the others None); closes them at the end."""
     listener = sub = ctx = queue = None
     try:
         if transport == "tcp":
@@ -321,18 +358,7 @@ def _run(transport, n, batch, interval, timeout):
         else:
             queue = _CTX.Queue()
             address = None
-        with Child(f"{transport} sender", _sender, transport, address, n, batch, interval,
-                   queue) as child:
-            done = None
-            if listener is not None:
-                _receive_tcp(listener, child, n, tally, deadline)
-            elif sub is not None:
-                done = _receive_zmq(sub, child, n, tally, deadline)
-            else:
-                _receive_queue(queue, child, n, tally, deadline)
-            if done is None:
-                done = child.recv(max(1.0, deadline - time.monotonic()), "finish sending")
-            child.send("bye")
+        yield address, listener, sub, queue
     finally:
         if listener is not None:
             listener.close()
@@ -343,8 +369,6 @@ def _run(transport, n, batch, interval, timeout):
         if queue is not None:
             queue.close()
             queue.join_thread()
-    tally.missing += n - tally.last_seq          # the tail nobody received
-    return tally, done
 
 
 def measure_feed(transport: str, n: int = 200_000, batch: int = BATCH,

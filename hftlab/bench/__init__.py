@@ -41,11 +41,12 @@ Run: ``hftlab bench [--quick] [--json PATH] [--plot PATH]``.
 
 The package, one idea a module:
 
-- `hftlab.bench.runner`: starts the real processes and the baselines and measures them
-  (`bench` is the whole run);
+- `hftlab.bench.runner`: starts the real processes and measures them beside the
+  baselines (`bench` is the whole run);
+- `hftlab.bench.bare`: starts the bare baseline processes and measures them;
 - `hftlab.bench.baseline`: the bare baseline processes, a program of their own
   (``python -m hftlab.bench.baseline ROLE --help``);
-- `hftlab.bench.measure`: percentiles, CPU per process, the machine, waiting;
+- `hftlab.bench.measure`: percentiles, CPU per process, the machine, waiting, a burst;
 - `hftlab.bench.report`: the text table and the histograms;
 - `hftlab.bench.wakeups`: what the server's loop (blocking, a thread, a timeout, selectors,
   asyncio) adds to one TCP hop into a sleeping process (``hftlab bench --wakeups``).
@@ -61,10 +62,10 @@ import os
 import sys
 
 from hftlab import book
+from hftlab.bench.bare import measure_bare_reader, measure_baseline_latency
 from hftlab.bench.measure import BenchError, percentiles
 from hftlab.bench.report import plot, report, report_journal_cost
-from hftlab.bench.runner import (DEFAULT, QUICK, TICK_INTERVAL, bench, measure_bare_reader,
-                                 measure_baseline_latency, measure_burst, measure_journal_cost,
+from hftlab.bench.runner import (DEFAULT, QUICK, TICK_INTERVAL, bench, measure_burst, measure_journal_cost,
                                  measure_system, throughput_curve)
 from hftlab.bench.wakeups import measure_wakeups, report_wakeups
 from hftlab.launcher import LaunchError
@@ -76,6 +77,18 @@ __all__ = ["main", "bench", "report", "plot", "throughput_curve", "measure_burst
 
 
 def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    _check(p, args)
+    if args.wakeups:
+        print(report_wakeups(measure_wakeups(gap=args.gap)), flush=True)
+        return 0
+    if args.journal_cost is not None:
+        return _journal_cost(args)
+    return _bench(args)
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hftlab bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short run (about 15 s): fewer ticks, 3 s windows")
@@ -99,24 +112,32 @@ def main(argv=None) -> int:
                         "timeout, selectors, asyncio) adds to one TCP hop into a sleeping process")
     p.add_argument("--gap", type=float, default=0.01,
                    help="with --wakeups: seconds between messages, how long the server sleeps (default 0.01)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args) -> None:
+    """Exit with a usage error (status 2) on a value the bench cannot use."""
     for name in ("ticks", "duration", "tick_interval", "poll_interval", "gap"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive; got {value}")
     if args.files_in is not None and not os.path.isdir(args.files_in):
         p.error(f"--files-in must be an existing folder; got {args.files_in!r}")
-    if args.wakeups:
-        print(report_wakeups(measure_wakeups(gap=args.gap)), flush=True)
-        return 0
-    if args.journal_cost is not None:
-        try:
-            print(report_journal_cost(measure_journal_cost(args.orders, args.journal_cost),
-                                      os.path.abspath(args.journal_cost)), flush=True)
-        except (BenchError, LaunchError, OSError) as exc:
-            print(f"hftlab bench: {exc}", file=sys.stderr)
-            return 1
-        return 0
+
+
+def _journal_cost(args) -> int:
+    """hftlab bench --journal-cost DIR: print what an fsync costs an order."""
+    try:
+        print(report_journal_cost(measure_journal_cost(args.orders, args.journal_cost),
+                                  os.path.abspath(args.journal_cost)), flush=True)
+    except (BenchError, LaunchError, OSError) as exc:
+        print(f"hftlab bench: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench(args) -> int:
+    """hftlab bench: measure, print the table, save the JSON and the plot if asked."""
     try:
         results = bench(args.quick, args.ticks, args.duration, args.tick_interval, args.poll_interval,
                         files_in=args.files_in)

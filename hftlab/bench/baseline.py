@@ -7,7 +7,7 @@ a number alone says little about IPC in Python. Each *role* is its own process, 
 
 prints one JSON line when it is ready (and some print one more when done), does its one
 job and exits by itself. The bench starts and reads them through
-`hftlab.bench.runner.Role` (and never imports this module: it runs as ``__main__``).
+`hftlab.bench.bare.Role` (and never imports this module: it runs as ``__main__``).
 
 The latency path, four processes in a row, like gateway -> orderbook -> strategy -> order
 manager with no trading logic:
@@ -101,12 +101,7 @@ def source(args) -> None:
 def relay(args) -> None:
     """Read lines from the source; write each into its shared-memory record under a seqlock."""
     n = args.n
-    shm = SharedMemory(args.shm, create=True, size=HEAD + n * RECORD)
-    # As in the book: versions through a view cast to "Q" (one 8-byte store each; never
-    # struct.pack_into, which zero-fills its target first), the data copied in whole.
-    u64 = shm.buf.cast("Q")
-    vword = [(HEAD + i * RECORD) // 8 for i in range(n)]
-    data = [shm.buf[HEAD + i * RECORD + 8:HEAD + (i + 1) * RECORD] for i in range(n)]
+    shm, u64, vword, data = _create_records(args.shm, n, RECORD)
     bell_sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     bell_sender.setblocking(False)
     try:
@@ -144,20 +139,10 @@ def relay(args) -> None:
 def poller(args) -> None:
     """Poll the records as the strategy polls the book; send every new one on over TCP."""
     n = args.n
-    shm = book.open_untracked(args.shm)
-    u64 = shm.buf.cast("Q")
-    version_words = u64[HEAD // 8:(HEAD + n * RECORD) // 8:RECORD // 8]
-    versions = version_words.tolist
-    block = struct.Struct("<" + "8xqqq" * n)
-    start, end = HEAD, HEAD + n * RECORD
-    sock = net.dial("127.0.0.1", args.port)
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
-    bell = book.Doorbell(args.shm) if args.doorbell else None
-    if bell is not None:
-        sel.register(bell, selectors.EVENT_READ)
-    last = [0] * n
-    looked = None  # the versions at the last look
+    shm, u64, version_words, block = _attach_records(args.shm, n)
+    versions, start, end = version_words.tolist, HEAD, HEAD + n * RECORD
+    sock, sel, bell = _poller_wakers(args)
+    last, looked = [0] * n, None  # the seq last sent of each record; the versions at the last look
     try:
         say(polling=args.poll_interval, doorbell=bool(args.doorbell))
         while not u64[0]:
@@ -190,12 +175,39 @@ def poller(args) -> None:
             if orders:  # one write per look, as the strategy sends a look's orders
                 sock.sendall(b"".join(orders))
     finally:
-        sock.close()
-        if bell is not None:
-            bell.close()
-        version_words.release()
-        u64.release()
-        shm.close()
+        _close_poller(sock, bell, shm, version_words, u64)
+
+
+def _attach_records(name: str, n: int) -> tuple:
+    """The poller's view of the relay's segment: (the segment, its words as u64, the n
+    version words, the struct that unpacks a copy of the n records' data)."""
+    shm = book.open_untracked(name)
+    u64 = shm.buf.cast("Q")
+    version_words = u64[HEAD // 8:(HEAD + n * RECORD) // 8:RECORD // 8]
+    return shm, u64, version_words, struct.Struct("<" + "8xqqq" * n)
+
+
+def _poller_wakers(args) -> tuple:
+    """Dial the sink; a selector on that socket and, with --doorbell, on the segment's
+    doorbell. (socket, selector, doorbell or None)."""
+    sock = net.dial("127.0.0.1", args.port)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    bell = book.Doorbell(args.shm) if args.doorbell else None
+    if bell is not None:
+        sel.register(bell, selectors.EVENT_READ)
+    return sock, sel, bell
+
+
+def _close_poller(sock, bell, shm, *views) -> None:
+    """The poller's last act: hang up, close the doorbell, let go of the segment (the relay
+    removes it)."""
+    sock.close()
+    if bell is not None:
+        bell.close()
+    for view in views:
+        view.release()
+    shm.close()
 
 
 def sink(args) -> None:
@@ -260,11 +272,7 @@ def fair_reader(args) -> None:
     """Receive a gateway's price stream and do the book's work per tick, bare: split the
     line, convert its four fields, one seqlocked write into that symbol's record (the
     book's way, `hftlab.book`); report when n lines arrived. The fair throughput baseline."""
-    shm = SharedMemory(args.shm, create=True, size=HEAD + 64 * (8 + _TICK.size))
-    u64 = shm.buf.cast("Q")
-    size = 8 + _TICK.size
-    vword = [(HEAD + i * size) // 8 for i in range(64)]
-    data = [shm.buf[HEAD + i * size + 8:HEAD + (i + 1) * size] for i in range(64)]
+    shm, u64, vword, data = _create_records(args.shm, 64, 8 + _TICK.size)
     versions, index = [0] * 64, {}
     try:
         sock, tail = _subscribe(args.port)
@@ -298,6 +306,19 @@ def fair_reader(args) -> None:
         sock.close()
     finally:
         _remove(shm, u64, *data)
+
+
+def _create_records(name: str, n: int, size: int) -> tuple:
+    """Create a segment of HEAD bytes then n records of `size` bytes, each a version word
+    and its data: (the segment, its words as u64, each record's version word index, each
+    record's data view). As in the book: versions through a view cast to "Q" (one 8-byte
+    store each; never struct.pack_into, which zero-fills its target first), the data
+    copied in whole."""
+    shm = SharedMemory(name, create=True, size=HEAD + n * size)
+    u64 = shm.buf.cast("Q")
+    vword = [(HEAD + i * size) // 8 for i in range(n)]
+    data = [shm.buf[HEAD + i * size + 8:HEAD + (i + 1) * size] for i in range(n)]
+    return shm, u64, vword, data
 
 
 def _remove(shm, *views) -> None:

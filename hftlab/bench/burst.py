@@ -11,7 +11,7 @@ drawing random numbers. Between bursts, the paced ticks come at random (exponent
 seeded) intervals of mean ``tick_interval``, as real ticks do: a feed ticking every 1 ms
 and a strategy polling every 1 ms keep nearly the same phase for seconds, and a latency
 measured then would be that phase, not the system. ``hftlab bench`` starts this module in
-the gateway's place (`hftlab.bench.runner.BENCH_MODULES`).
+the gateway's place (`hftlab.launcher.Launcher.module_of`, when the config has bench_ticks).
 """
 
 from __future__ import annotations

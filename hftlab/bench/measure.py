@@ -1,21 +1,24 @@
 """What every measurement of the bench shares: percentiles, CPU per process, the machine,
-waiting for a condition, and the one error type.
+waiting for a condition, starting a gateway's burst, and the one error type.
 
-No processes are started here; the runner (hftlab) and the baseline both report through
-these, so a figure of hftlab and the figure of its baseline are computed the same way.
+No processes are started here; the runner (hftlab) and the baseline (`hftlab.bench.bare`)
+both measure through these, so a figure of hftlab and the figure of its baseline are
+computed the same way.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
 import tempfile
 
 import numpy as np
 
 from hftlab import children
+from hftlab.bench import burst
 
-__all__ = ["BenchError", "WAIT_S", "wait", "percentiles", "ratio", "cpu_seconds", "cpu_of",
+__all__ = ["BenchError", "WAIT_S", "wait", "start_burst", "percentiles", "ratio", "cpu_seconds", "cpu_of",
            "cpu_delta", "RAM_DIR", "files_dir", "machine"]
 
 WAIT_S = 60.0  # the longest any one step may take before the bench gives up
@@ -34,6 +37,27 @@ def wait(condition, what: str):
         return children.wait_for(condition, WAIT_S, what, interval=0.001)
     except TimeoutError as exc:
         raise BenchError(str(exc)) from None
+
+
+def start_burst(child) -> tuple:
+    """Make a gateway in --bench-ticks mode send a burst: (first seq, last seq, first ts_ns).
+
+    Read from the gateway's own burst line (`hftlab.bench.burst.burst_line`), looked for only
+    in what it logs after the SIGUSR1, so that each burst is timed by its own line. A
+    gateway still in its previous burst (or that burst's quiet time) ignores a SIGUSR1 and
+    says so: the signal is sent again then, so a second burst is never lost or mistaken.
+    Shared by the real system's bursts and the bare readers' (`hftlab.bench.bare`)."""
+    offset = os.path.getsize(child.log_path)
+
+    def started():
+        nonlocal offset
+        lines, offset = children.new_lines(child.log_path, offset)
+        if any("SIGUSR1 ignored" in line for line in lines):
+            os.kill(child.pid, signal.SIGUSR1)
+        return next(filter(None, map(burst.parse_burst_line, lines)), None)
+
+    os.kill(child.pid, signal.SIGUSR1)
+    return wait(started, "the gateway to start the burst (is it in --bench-ticks mode?)")
 
 
 def percentiles(values_ns) -> dict:
@@ -100,10 +124,9 @@ def files_dir() -> str:
     """Where the bench's processes keep their files (journal, logs, latency log).
 
     A folder in RAM where the system has one (Linux's /dev/shm), so that the figures
-    measure IPC and not the disk: an order manager whose journal append waits for the
-    file system's own journal (ext4 commits every 5 s) answers the next order late, and
-    that stall, 2-5 ms here, was the whole p99 of tick-to-trade. `--journal-cost DIR`
-    measures what a disk costs an order. Elsewhere, the usual temporary folder."""
+    measure IPC and not the disk (why: docs/performance.md, "The bench's files in RAM");
+    `--journal-cost DIR` measures what a disk costs an order. Elsewhere, the usual
+    temporary folder."""
     if os.path.isdir(RAM_DIR) and os.access(RAM_DIR, os.W_OK | os.X_OK):
         return RAM_DIR
     return tempfile.gettempdir()

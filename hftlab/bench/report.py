@@ -9,24 +9,35 @@ from __future__ import annotations
 import numpy as np
 
 from hftlab.bench.measure import RAM_DIR
-from hftlab.bench.runner import BASELINE_HOPS, HOPS
+from hftlab.bench.bare import BASELINE_HOPS
+from hftlab.bench.runner import HOPS
 
 __all__ = ["report", "plot", "report_journal_cost"]
 
 
 def report(r: dict) -> str:
     """The results as a table for a terminal."""
+    return "\n".join(_header(r) + [""] + _throughput_section(r) + [""] + _latency_section(r) + [""]
+                     + _book_and_orders(r) + [""] + _cpu_section(r) + [""] + _targets_section(r))
+
+
+def _header(r: dict) -> list:
+    """What the figures were measured on: the machine, the clock, where the files were."""
     m = r["machine"]
-    runs = r["throughput_runs"]
-    fmt = lambda x: "-" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
-    lines = [
+    return [
         f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, {m['system']}",
         f"clock: {r['clock']}; strategy waits "
         + ("on the doorbell" if r.get("doorbell") else f"polling every {r['poll_interval_s'] * 1e3:g} ms"),
         f"files: the journal and the logs in {r['files_in']}"
         + (" (in RAM: these figures measure IPC, not a disk; --journal-cost DIR measures one)"
            if r["files_in"] == RAM_DIR else ""),
-        "",
+    ]
+
+
+def _throughput_section(r: dict) -> list:
+    """THROUGHPUT: the bursts into the book beside the fair baseline and the stream's ceiling."""
+    runs = r["throughput_runs"]
+    return [
         f"THROUGHPUT  {runs['n']} bursts of {r['burst']['ticks']:,} ticks, gateway -> book (median run)",
         f"  hftlab orderbook  {r['throughput_ticks_per_s']:>12,.0f} ticks/s   "
         f"runs min {runs['min']:,.0f} / median {runs['median']:,.0f} / max {runs['max']:,.0f}; "
@@ -38,7 +49,13 @@ def report(r: dict) -> str:
         f"(a reader that only splits lines) hftlab/ceiling = {r['ratios']['throughput']:.2f}",
         "  CPU during the burst (cores): " + ", ".join(
             f"{k} {v:.2f}" for k, v in r["burst"]["cpu_cores"].items() if v is not None),
-        "",
+    ]
+
+
+def _latency_section(r: dict) -> list:
+    """LATENCY: one row of percentiles per hop, hftlab's then the bare path's, and the CPU."""
+    fmt = lambda x: "-" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+    lines = [
         f"LATENCY  paced at {r['paced_ticks_per_s']:,.0f} ticks/s for {r['duration_s']:g} s, in microseconds",
         f"  {'hop':<26}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'n':>8}",
     ]
@@ -56,13 +73,18 @@ def report(r: dict) -> str:
     if "poll_floor_tick_to_trade_us" in r:
         row(f"bare, polling {r['poll_interval_s'] * 1e3:g} ms", r["poll_floor_tick_to_trade_us"])
     ratio = r["ratios"]["tick_to_trade_p50"]
-    s = r["strategy"]
-    lines += [
+    return lines + [
         f"  tick-to-trade p50 hftlab/bare = {ratio if ratio is not None else '-'}",
         "  CPU while paced (cores): " + ", ".join(
             f"{k} {v:.3f}" for k, v in {**r["paced"]["cpu_cores"], **{"bare " + k: v for k, v in
                                         r["baseline"]["cpu_cores"].items()}}.items() if v is not None),
-        "",
+    ]
+
+
+def _book_and_orders(r: dict) -> list:
+    """BOOK, CONFLATION, ORDERS: the footprint, the ticks never seen, the orders counted."""
+    s = r["strategy"]
+    return [
         f"BOOK  {r['book_bytes']} bytes of layout, {r['book_mapped_bytes']} bytes mapped, "
         f"{r['gaps']} gaps in the whole run",
         f"CONFLATION  the strategy saw {s['ticks_seen']:,} of the paced ticks and never saw "
@@ -71,17 +93,25 @@ def report(r: dict) -> str:
         f"ORDERS  {s['orders_journaled']} journalled, {s['orders_in_window']} in the paced window "
         "(tick-to-trade n" + (f"; the window goes on until {r['min_orders']} orders)"
                               if r.get("min_orders") else ")"),
-        "",
-        "CPU per process (cores), " + r["cpu_idle_cores"]["source"],
     ]
+
+
+def _cpu_section(r: dict) -> list:
+    """CPU per process, idle and paced."""
+    lines = ["CPU per process (cores), " + r["cpu_idle_cores"]["source"]]
     for phase in ("idle", "paced"):
         lines.append(f"  {phase:<6}" + ", ".join(
             f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in r["cpu_idle_cores"][phase].items()))
-    lines += ["", "TARGETS  (printed, never asserted: one run, this machine)"]
+    return lines
+
+
+def _targets_section(r: dict) -> list:
+    """TARGETS: each with its figure and whether this run met it."""
+    lines = ["TARGETS  (printed, never asserted: one run, this machine)"]
     for t in r["targets"].values():
         mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
         lines.append(f"  {t['target']:<48} {'-' if t['figure'] is None else t['figure']!s:>10}  {mark}")
-    return "\n".join(lines)
+    return lines
 
 
 def plot(r: dict, path: str | None = None):

@@ -1,42 +1,36 @@
-"""The runner of ``hftlab bench``: start the real processes and the bare baseline, measure.
+"""The runner of ``hftlab bench``: start the real processes, measure them beside the bare
+baseline, and the whole run.
 
 What is measured and how is told in `hftlab.bench` (the package's docstring); the bare
-processes are `hftlab.bench.baseline`; `hftlab.bench.report` turns the results into a
-table and histograms. Sections, in the order `bench` runs them:
+processes are `hftlab.bench.baseline`, started and measured by `hftlab.bench.bare`;
+`hftlab.bench.report` turns the results into a table and histograms. Sections, in the
+order `bench` runs them:
 
 - the real system: one burst for throughput (`measure_burst`), then paced ticks for
   latency (`measure_system`), and the throughput curve of lesson 08;
-- the baselines, in the same run: the bare reader (throughput) and the bare four-process
-  path (latency), each started as `Role` processes;
+- the baselines, in the same run (`hftlab.bench.bare`): the bare readers (throughput) and
+  the bare four-process path (latency);
 - `bench`, the whole run; `measure_journal_cost`, what an fsync costs an order.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
-import queue
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 
-from hftlab import book, children, net, protocol
-from hftlab.bench import burst
+from hftlab import book, net, protocol
+from hftlab.bench.bare import measure_bare_reader, measure_baseline_latency
 from hftlab.bench.measure import (BenchError, WAIT_S, cpu_delta, cpu_of, files_dir, machine, percentiles, ratio,
-                                  wait)
+                                  start_burst, wait)
 from hftlab.config import FAST, Config
 from hftlab.launcher import Launcher
 from hftlab.order_manager import read_journal
 
-__all__ = ["QUICK", "DEFAULT", "TICK_INTERVAL", "NEWS_INTERVAL", "HOPS", "BASELINE_HOPS", "Role",
-           "bench", "start_burst", "measure_burst", "throughput_curve", "measure_system",
-           "measure_bare_reader", "measure_baseline_latency", "measure_journal_cost", "measure_idle", "TARGETS",
-           "targets"]
+__all__ = ["QUICK", "DEFAULT", "TICK_INTERVAL", "NEWS_INTERVAL", "HOPS", "bench", "start_burst", "measure_burst",
+           "throughput_curve", "measure_system", "measure_journal_cost", "measure_idle", "TARGETS", "targets"]
 
 QUICK = {"ticks": 200_000, "duration": 3.0, "runs": 3, "orders": 0, "idle": 1.0}
 # At least 2000 orders for the tick-to-trade percentiles: the paced window goes on (up to
@@ -50,27 +44,6 @@ NEWS_INTERVAL = 0.01  # frequent news, so that the strategy trades often enough 
 # symbol's decision and send in the same look); strategy_decides: that symbol's own.
 HOPS = ("gateway_to_book", "book_to_strategy", "strategy_waits", "strategy_decides", "strategy_sends",
         "order_to_om")
-BASELINE_HOPS = ("source_to_shm", "shm_to_poller", "poller_to_sink")
-
-
-def start_burst(child) -> tuple:
-    """Make a gateway in --bench-ticks mode send a burst: (first seq, last seq, first ts_ns).
-
-    Read from the gateway's own burst line (`hftlab.bench.burst.burst_line`), looked for only
-    in what it logs after the SIGUSR1, so that each burst is timed by its own line. A
-    gateway still in its previous burst (or that burst's quiet time) ignores a SIGUSR1 and
-    says so: the signal is sent again then, so a second burst is never lost or mistaken."""
-    offset = os.path.getsize(child.log_path)
-
-    def started():
-        nonlocal offset
-        lines, offset = children.new_lines(child.log_path, offset)
-        if any("SIGUSR1 ignored" in line for line in lines):
-            os.kill(child.pid, signal.SIGUSR1)
-        return next(filter(None, map(burst.parse_burst_line, lines)), None)
-
-    os.kill(child.pid, signal.SIGUSR1)
-    return wait(started, "the gateway to start the burst (is it in --bench-ticks mode?)")
 
 
 # -- the real system --------------------------------------------------------------------
@@ -138,52 +111,71 @@ def measure_system(config: Config, ticks: int, duration: float, run_dir: str, ru
             pids = {name: lab.pid(name) for name in lab.children}
             # The strategy is attached and the feed is flowing before anything is timed.
             wait(lambda: prices.header()["updates"] > 0, "the first ticks in the book")
-            bursts = []
-            for _ in range(runs):
-                bursts.append(measure_burst(lab, prices, pids))
-                end = prices.header()
-                # The paced feed resumes after the burst's quiet time: the next burst (or
-                # the paced phase) starts from a gateway that takes a SIGUSR1 again.
-                wait(lambda: prices.header()["last_seq"] > end["last_seq"], "the paced feed to resume")
-            rates = sorted(b["ticks_per_s"] for b in bursts)
-            out["throughput_runs"] = {"ticks_per_s": [b["ticks_per_s"] for b in bursts], "n": len(bursts),
-                                      "min": rates[0], "median": rates[len(rates) // 2], "max": rates[-1],
-                                      "gaps": sum(b["gaps"] for b in bursts),
-                                      "lost": sum(b["lost"] for b in bursts),
-                                      "seqs": [[b["first_seq"], b["last_seq"]] for b in bursts]}
-            # The figure is the median run; "burst" is that run in full.
-            out["burst"] = next(b for b in bursts if b["ticks_per_s"] == out["throughput_runs"]["median"])
-            out["throughput_ticks_per_s"] = out["throughput_runs"]["median"]
-            # The window is the seqs the book wrote during it (seq_start, seq_end]: rows
-            # are chosen by the feed's own numbers, never by wall-clock time.
-            with open(lab.config.journal, "rb") as journal:
-                journal.seek(0, os.SEEK_END)
-                cpu2, t2, lat_start = cpu_of(pids), time.monotonic(), time.time_ns()
-                seq_start = prices.header()["last_seq"]
-                time.sleep(duration)  # the measurement window itself, not a wait for a condition
-                if min_orders:        # a longer window until enough orders, at most 4x
-                    deadline = time.monotonic() + 3 * duration
-                    # Counted from the rows appended since the window began, reading only the
-                    # new bytes: parsing the whole journal every half second made this process
-                    # compete with the four it measures (tick-to-trade p99 870 us while it
-                    # polled, 687 before, in one run).
-                    rows = 0
-                    while time.monotonic() < deadline:
-                        rows += journal.read().count(b"\n")
-                        if rows >= min_orders:
-                            break
-                        time.sleep(0.5)  # inside the measurement window: it goes on until the count
-            seq_end = prices.header()["last_seq"]
-            lat_end = time.time_ns()
-            cpu3, t3 = cpu_of(pids), time.monotonic()
-            out["paced"] = {"cpu_cores": cpu_delta(cpu2, cpu3, t3 - t2), "seconds": (lat_end - lat_start) / 1e9}
+            out.update(_throughput(_bursts(lab, prices, pids, runs)))
+            seq_start, seq_end, out["paced"] = _paced_window(lab.config.journal, prices, pids, duration,
+                                                             min_orders)
             out["gaps"] = prices.header()["gaps"]
             out["run_cpu_s"] = {name: round(v, 3) for name, v in cpu_of(pids).items() if v is not None}
         finally:
             prices.close()
         lab.stop()  # the strategy first: its latency log is complete once it has exited
-        out.update(_system_latency(lab.config, seq_start, seq_end, (lat_end - lat_start) / 1e9))
+        out.update(_system_latency(lab.config, seq_start, seq_end, out["paced"]["seconds"]))
     return out
+
+
+def _bursts(lab: Launcher, prices: book.SharedPriceBook, pids: dict, runs: int) -> list:
+    """The throughput phase: `runs` bursts one after the other, each timed by `measure_burst`."""
+    bursts = []
+    for _ in range(runs):
+        bursts.append(measure_burst(lab, prices, pids))
+        end = prices.header()
+        # The paced feed resumes after the burst's quiet time: the next burst (or
+        # the paced phase) starts from a gateway that takes a SIGUSR1 again.
+        wait(lambda: prices.header()["last_seq"] > end["last_seq"], "the paced feed to resume")
+    return bursts
+
+
+def _throughput(bursts: list) -> dict:
+    """The bursts summed up: min/median/max ("throughput_runs"); the figure is the median run,
+    and "burst" is that run in full."""
+    rates = sorted(b["ticks_per_s"] for b in bursts)
+    runs = {"ticks_per_s": [b["ticks_per_s"] for b in bursts], "n": len(bursts),
+            "min": rates[0], "median": rates[len(rates) // 2], "max": rates[-1],
+            "gaps": sum(b["gaps"] for b in bursts),
+            "lost": sum(b["lost"] for b in bursts),
+            "seqs": [[b["first_seq"], b["last_seq"]] for b in bursts]}
+    return {"throughput_runs": runs,
+            "burst": next(b for b in bursts if b["ticks_per_s"] == runs["median"]),
+            "throughput_ticks_per_s": runs["median"]}
+
+
+def _paced_window(journal_path: str, prices: book.SharedPriceBook, pids: dict, duration: float,
+                  min_orders: int) -> tuple:
+    """The latency phase: `duration` s of paced ticks, longer (up to 4x) until `min_orders`
+    orders were journalled in it. (seq_start, seq_end, {"cpu_cores", "seconds"})."""
+    # The window is the seqs the book wrote during it (seq_start, seq_end]: rows
+    # are chosen by the feed's own numbers, never by wall-clock time.
+    with open(journal_path, "rb") as journal:
+        journal.seek(0, os.SEEK_END)
+        cpu2, t2, lat_start = cpu_of(pids), time.monotonic(), time.time_ns()
+        seq_start = prices.header()["last_seq"]
+        time.sleep(duration)  # the measurement window itself, not a wait for a condition
+        if min_orders:        # a longer window until enough orders, at most 4x
+            deadline = time.monotonic() + 3 * duration
+            # Counted from the rows appended since the window began, reading only the new
+            # bytes: parsing the whole journal competed with the four processes measured
+            # (docs/performance.md, "The bench no longer competes with what it measures").
+            rows = 0
+            while time.monotonic() < deadline:
+                rows += journal.read().count(b"\n")
+                if rows >= min_orders:
+                    break
+                time.sleep(0.5)  # inside the measurement window: it goes on until the count
+    seq_end = prices.header()["last_seq"]
+    lat_end = time.time_ns()
+    cpu3, t3 = cpu_of(pids), time.monotonic()
+    paced = {"cpu_cores": cpu_delta(cpu2, cpu3, t3 - t2), "seconds": (lat_end - lat_start) / 1e9}
+    return seq_start, seq_end, paced
 
 
 def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float) -> dict:
@@ -195,29 +187,11 @@ def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float
     journal = read_journal(config.journal)
     by_order = {r["order_id"]: r for r in rows if r["order_id"]}
     window = [r for r in rows if seq_start < int(r["seq"]) <= seq_end]
-    hops = {h: [] for h in HOPS}
-    # The same hops for each order alone, aligned: per order they add up exactly to its
-    # tick-to-trade (where each microsecond of it went).
-    per_order = {h: [] for h in HOPS}
-    t2t, orders = [], 0
-    for r in window:
-        hops["gateway_to_book"].append(int(r["written_ns"]) - int(r["ts_ns"]))
-        hops["book_to_strategy"].append(int(r["seen_ns"]) - int(r["written_ns"]))
-        if r["order_id"]:
-            hops["strategy_waits"].append(int(r["began_ns"]) - int(r["seen_ns"]))
-            hops["strategy_decides"].append(int(r["decided_ns"]) - int(r["began_ns"]))
-    for o in journal:
-        r = by_order.get(o["order_id"])
-        if r is not None and seq_start < int(r["seq"]) <= seq_end:
-            orders += 1
-            t2t.append(int(o["recv_ns"]) - int(o["tick_ts_ns"]))
-            ts, written, seen, began, decided, sent = (int(r[k]) for k in (
-                "ts_ns", "written_ns", "seen_ns", "began_ns", "decided_ns", "sent_ns"))
-            hops["strategy_sends"].append(sent - decided)
-            hops["order_to_om"].append(int(o["recv_ns"]) - sent)
-            for h, v in zip(HOPS, (written - ts, seen - written, began - seen, decided - began,
-                                   sent - decided, int(o["recv_ns"]) - sent)):
-                per_order[h].append(v)
+    orders = _orders_in_window(journal, by_order, seq_start, seq_end)
+    t2t, per_order = _order_hops(orders)
+    hops = _tick_hops(window)
+    hops["strategy_sends"] = list(per_order["strategy_sends"])
+    hops["order_to_om"] = list(per_order["order_to_om"])
     sent = seq_end - seq_start
     return {
         "samples_ns": {**hops, "tick_to_trade": t2t, "per_order": per_order},
@@ -228,121 +202,45 @@ def _system_latency(config: Config, seq_start: int, seq_end: int, seconds: float
             "rows": len(rows), "ticks_seen": len(window), "ticks_sent": sent,
             "ticks_missed": sum(int(r["missed"]) for r in window),
             "orders_logged": len(by_order), "orders_journaled": len(journal),
-            "orders_in_window": orders,
+            "orders_in_window": len(orders),
             "journaled_and_logged": sum(1 for o in journal if o["order_id"] in by_order)},
     }
 
 
-# -- the baselines, in the same run -------------------------------------------------------
-
-class Role:
-    """One bare baseline process (`hftlab.bench.baseline`), and the JSON lines it prints."""
-
-    def __init__(self, name: str, *args):
-        self.name = name
-        self.popen = subprocess.Popen([sys.executable, "-m", "hftlab.bench.baseline", name, *map(str, args)],
-                                      stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        # A thread reads its lines: select() on a buffered pipe would miss a second line
-        # that arrived in the same read as the first.
-        self.lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.popen.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def said(self, timeout: float = WAIT_S) -> dict:
-        """The next JSON line it printed, as a dict (BenchError if none comes in time)."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise BenchError(f"baseline {self.name} said nothing within {timeout:.0f} s") from None
-        if not line:
-            raise BenchError(f"baseline {self.name} exited with status {self.popen.wait()} before answering")
-        return json.loads(line)
-
-    def finish(self, timeout: float = WAIT_S) -> int:
-        """Wait for the role to end by itself (each does, once its job is done)."""
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"baseline {self.name} did not finish within {timeout:.0f} s") from None
-
-    def stop(self) -> None:
-        """Stop it if it is still running (SIGTERM, then SIGKILL) and close its pipe."""
-        children.terminate(self.popen, 5.0)
-        self.popen.stdout.close()
+def _tick_hops(window: list) -> dict:
+    """HOPS -> samples (ns) of each tick of the window: into the book, to the strategy, and
+    for a tick it sent an order on, its wait for its turn and its decision."""
+    hops = {h: [] for h in HOPS}
+    for r in window:
+        hops["gateway_to_book"].append(int(r["written_ns"]) - int(r["ts_ns"]))
+        hops["book_to_strategy"].append(int(r["seen_ns"]) - int(r["written_ns"]))
+        if r["order_id"]:
+            hops["strategy_waits"].append(int(r["began_ns"]) - int(r["seen_ns"]))
+            hops["strategy_decides"].append(int(r["decided_ns"]) - int(r["began_ns"]))
+    return hops
 
 
-def _remove_segment(name: str) -> None:
-    """Remove a baseline segment a crashed relay left behind (normally the relay does)."""
-    try:
-        shm = book.open_untracked(name)
-    except (FileNotFoundError, book.BookError):
-        return
-    try:
-        book.unlink_untracked(shm)
-    except FileNotFoundError:
-        pass
-    finally:
-        shm.close()
+def _orders_in_window(journal: list, by_order: dict, seq_start: int, seq_end: int) -> list:
+    """(journal row, latency-log row) of each journalled order sent on a tick of the window."""
+    logged = ((o, by_order.get(o["order_id"])) for o in journal)
+    return [(o, r) for o, r in logged if r is not None and seq_start < int(r["seq"]) <= seq_end]
 
 
-def measure_baseline_latency(n: int, interval: float, poll_interval: float, duration: float,
-                             run_dir: str, seed: int = Config.seed, doorbell: bool = False) -> dict:
-    """The bare path: TCP, a shared-memory record polled the same way, TCP again.
-
-    With `doorbell` the poller sleeps until the relay rings (as the strategy waits);
-    otherwise it sleeps `poll_interval` between looks (0: it spins)."""
-    out_csv = os.path.join(run_dir, "baseline.csv")
-    # Not "hftlab_...": `hftlab clean` must not take this segment for a stale book.
-    shm = "hftbench_" + secrets.token_hex(4)
-    roles = []
-    try:
-        sink = Role("sink", "--out", out_csv)
-        roles.append(sink)
-        sink_port = sink.said()["port"]
-        source = Role("source", "--n", n, "--interval", interval, "--duration", duration, "--seed", seed)
-        roles.append(source)
-        source_port = source.said()["port"]
-        relay = Role("relay", "--port", source_port, "--n", n, "--shm", shm)
-        roles.append(relay)
-        relay.said()
-        poller = Role("poller", "--port", sink_port, "--n", n, "--shm", shm, "--poll-interval", poll_interval,
-                      *(["--doorbell"] if doorbell else []))
-        roles.append(poller)
-        poller.said()
-        pids = {r.name: r.popen.pid for r in roles}
-        cpu0, t0 = cpu_of(pids), time.monotonic()
-        source.popen.send_signal(signal.SIGUSR1)
-        # Sample CPU just before the source ends (it exits after `duration`).
-        time.sleep(duration * 0.95)  # inside the measurement window, not a wait for a condition
-        cpu1, t1 = cpu_of(pids), time.monotonic()
-        for role in roles:
-            if role.finish() != 0:
-                raise BenchError(f"baseline {role.name} failed with status {role.popen.returncode}")
-    finally:
-        for role in roles:
-            role.stop()
-        _remove_segment(shm)
-    with open(out_csv) as f:
-        rows = list(csv.DictReader(f))
-    hops = {h: [] for h in BASELINE_HOPS}
+def _order_hops(orders: list) -> tuple:
+    """(tick-to-trade of each order, HOPS -> that order's hops): the same hops for each order
+    alone, aligned, so that per order they add up exactly to its tick-to-trade (where each
+    microsecond of it went)."""
+    per_order = {h: [] for h in HOPS}
     t2t = []
-    for r in rows:
-        ts, written, seen, recv = (int(r[k]) for k in ("ts_ns", "written_ns", "seen_ns", "recv_ns"))
-        hops["source_to_shm"].append(written - ts)
-        hops["shm_to_poller"].append(seen - written)
-        hops["poller_to_sink"].append(recv - seen)
-        t2t.append(recv - ts)
-    seqs = [int(r["seq"]) for r in rows]
-    return {"samples_ns": {**hops, "tick_to_trade": t2t},
-            "hops_us": {h: percentiles(v) for h, v in hops.items()},
-            "tick_to_trade_us": percentiles(t2t),
-            "ticks_seen": len(rows), "ticks_missed": sum(int(r["missed"]) for r in rows),
-            "ticks_sent": max(seqs) if seqs else 0,
-            "cpu_cores": cpu_delta(cpu0, cpu1, t1 - t0)}
+    for o, r in orders:
+        recv = int(o["recv_ns"])
+        t2t.append(recv - int(o["tick_ts_ns"]))
+        ts, written, seen, began, decided, sent = (int(r[k]) for k in (
+            "ts_ns", "written_ns", "seen_ns", "began_ns", "decided_ns", "sent_ns"))
+        for h, v in zip(HOPS, (written - ts, seen - written, began - seen, decided - began,
+                               sent - decided, recv - sent)):
+            per_order[h].append(v)
+    return t2t, per_order
 
 
 def measure_idle(config: Config, seconds: float, run_dir: str) -> dict:
@@ -358,35 +256,6 @@ def measure_idle(config: Config, seconds: float, run_dir: str) -> dict:
         time.sleep(seconds)  # the measurement window itself, not a wait for a condition
         cpu1, t1 = cpu_of(pids), time.monotonic()
     return cpu_delta(cpu0, cpu1, t1 - t0)
-
-
-def measure_bare_reader(config: Config, ticks: int, run_dir: str) -> dict:
-    """A second gateway sends the same burst to two bare readers, one after the other: one
-    that only splits it into lines (the stream's ceiling), one that does the book's work
-    per tick (split, convert the four fields, one seqlocked write: the fair baseline)."""
-    quiet = config.replace(bench_ticks=ticks, tick_interval=3600.0, news_interval=3600.0,
-                           heartbeat_interval=3600.0)  # nothing but HELLO and the bursts
-    out = {}
-    with Launcher(quiet, free_ports=True, run_dir=run_dir, names=("gateway",)) as gw:
-        shm = "hftbench_" + secrets.token_hex(4)
-        for role, args in (("reader", ()), ("fair_reader", ("--shm", shm))):
-            reader = Role(role, "--port", gw.config.price_port, "--n", ticks + 1, *args)  # + the HELLO
-            try:
-                reader.said()   # connected
-                said = reader.said()
-                if not said.get("subscribed"):   # the HELLO: the gateway has it among its subscribers
-                    raise BenchError(f"the bare {role} was not subscribed by the gateway: {said}")
-                _, _, start_ns = start_burst(gw.children["gateway"])
-                done = reader.said()
-                reader.finish()
-            finally:
-                reader.stop()
-                _remove_segment(shm)
-            if done["lines"] < ticks + 1:
-                raise BenchError(f"the bare {role} got {done['lines']} lines, not {ticks + 1}")
-            out[role] = {"throughput_ticks_per_s": ticks / max(done["end_ns"] - start_ns, 1) * 1e9,
-                         "seconds": (done["end_ns"] - start_ns) / 1e9}
-    return out
 
 
 # -- the whole benchmark -------------------------------------------------------------------
@@ -441,40 +310,67 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
                "min_orders": preset["orders"], "files_in": files_in or files_dir()}
     with tempfile.TemporaryDirectory(prefix="hftlab-bench-", dir=results["files_in"]) as tmp:
         results["run_folder"] = tmp  # removed with everything in it when the run ends
-        say(f"hftlab bench: the four processes, {preset['runs']} bursts of {ticks:,} ticks, then "
-            f"{duration:g} s paced"
-            + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")
-        system = measure_system(config, ticks, duration, os.path.join(tmp, "system"), preset["runs"],
-                                preset["orders"])
-        say(f"hftlab bench: the four processes idle for {preset['idle']:g} s ...")
-        idle = measure_idle(config, preset["idle"], os.path.join(tmp, "idle"))
-        say("hftlab bench: the bare readers (the stream's ceiling, the fair baseline) ...")
-        bare = measure_bare_reader(config, ticks, os.path.join(tmp, "bare"))
-        say("hftlab bench: the bare latency baseline (the floor), waiting as the strategy waits ...")
-        base = measure_baseline_latency(system["n_symbols"], tick_interval, config.poll_interval, duration,
-                                        tmp, doorbell=config.doorbell)
-        say(f"hftlab bench: the bare latency baseline polling every {config.poll_interval * 1e3:g} ms ...")
-        polled = measure_baseline_latency(system["n_symbols"], tick_interval, config.poll_interval, duration,
-                                          tmp, doorbell=False)
+        system, idle = _measure_hftlab(config, preset, ticks, duration, tmp, say)
+        bare, base, polled = _measure_baselines(config, system["n_symbols"], ticks, duration, tmp, say)
     # The raw samples (nanoseconds) are for plots; they stay out of the JSON.
     results["samples_ns"] = {"hftlab": system.pop("samples_ns"), "baseline": base.pop("samples_ns")}
     results.update(system)
     results["cpu_idle_cores"] = {"idle": idle, "paced": system["paced"]["cpu_cores"],
                                  "source": "/proc/PID/task/*/schedstat (ns)" if cpu_of({"me": os.getpid()})["me"]
                                  is not None else "n/a on this system"}
+    results.update(_baseline_figures(bare, base, polled))
+    results["ratios"] = _ratios(results)
+    results["targets"] = targets(results)
+    return results
+
+
+def _measure_hftlab(config: Config, preset: dict, ticks: int, duration: float, tmp: str, say) -> tuple:
+    """The four processes: bursts then the paced window (`measure_system`), then idle."""
+    say(f"hftlab bench: the four processes, {preset['runs']} bursts of {ticks:,} ticks, then "
+        f"{duration:g} s paced"
+        + (f" (or until {preset['orders']} orders)" if preset["orders"] else "") + " ...")
+    system = measure_system(config, ticks, duration, os.path.join(tmp, "system"), preset["runs"],
+                            preset["orders"])
+    say(f"hftlab bench: the four processes idle for {preset['idle']:g} s ...")
+    idle = measure_idle(config, preset["idle"], os.path.join(tmp, "idle"))
+    return system, idle
+
+
+def _measure_baselines(config: Config, n_symbols: int, ticks: int, duration: float, tmp: str, say) -> tuple:
+    """The bare readers, then the bare path twice: waiting as the strategy waits (the
+    floor), and polling every poll interval."""
+    say("hftlab bench: the bare readers (the stream's ceiling, the fair baseline) ...")
+    bare = measure_bare_reader(config, ticks, os.path.join(tmp, "bare"))
+    say("hftlab bench: the bare latency baseline (the floor), waiting as the strategy waits ...")
+    base = measure_baseline_latency(n_symbols, config.tick_interval, config.poll_interval, duration,
+                                    tmp, doorbell=config.doorbell)
+    say(f"hftlab bench: the bare latency baseline polling every {config.poll_interval * 1e3:g} ms ...")
+    polled = measure_baseline_latency(n_symbols, config.tick_interval, config.poll_interval, duration,
+                                      tmp, doorbell=False)
+    return bare, base, polled
+
+
+def _baseline_figures(bare: dict, base: dict, polled: dict) -> dict:
+    """The baselines' figures under their names in the results (`base` without its samples)."""
+    out = {}
     # The line splitter: the rate of the stream itself, which no reader of it can beat.
-    results["stream_ceiling_ticks_per_s"] = bare["reader"]["throughput_ticks_per_s"]
-    results["baseline_throughput_ticks_per_s"] = results["stream_ceiling_ticks_per_s"]  # its older name
+    out["stream_ceiling_ticks_per_s"] = bare["reader"]["throughput_ticks_per_s"]
+    out["baseline_throughput_ticks_per_s"] = out["stream_ceiling_ticks_per_s"]  # its older name
     # The fair baseline: the same work per tick as the book's, bare.
-    results["fair_baseline_throughput_ticks_per_s"] = bare["fair_reader"]["throughput_ticks_per_s"]
-    results["baseline_tick_to_trade_us"] = base.pop("tick_to_trade_us")
+    out["fair_baseline_throughput_ticks_per_s"] = bare["fair_reader"]["throughput_ticks_per_s"]
+    out["baseline_tick_to_trade_us"] = base.pop("tick_to_trade_us")
     # The floor: the bare four-process path waiting the way the strategy waits (the same run).
-    results["floor_tick_to_trade_us"] = results["baseline_tick_to_trade_us"]
+    out["floor_tick_to_trade_us"] = out["baseline_tick_to_trade_us"]
     polled.pop("samples_ns")
-    results["poll_floor_tick_to_trade_us"] = polled["tick_to_trade_us"]
-    results["poll_floor_cpu_cores"] = polled["cpu_cores"]
-    results["baseline"] = base
-    results["ratios"] = {
+    out["poll_floor_tick_to_trade_us"] = polled["tick_to_trade_us"]
+    out["poll_floor_cpu_cores"] = polled["cpu_cores"]
+    out["baseline"] = base
+    return out
+
+
+def _ratios(results: dict) -> dict:
+    """hftlab's figures over the baselines' (throughput, tick-to-trade p50 and p99)."""
+    return {
         "throughput": results["throughput_ticks_per_s"] / results["stream_ceiling_ticks_per_s"],
         "throughput_vs_fair": round(results["throughput_ticks_per_s"]
                                     / results["fair_baseline_throughput_ticks_per_s"], 2),
@@ -483,8 +379,6 @@ def bench(quick: bool = False, ticks: int | None = None, duration: float | None 
         "tick_to_trade_p99": ratio(results["tick_to_trade_us"]["p99"],
                                    results["baseline_tick_to_trade_us"]["p99"]),
     }
-    results["targets"] = targets(results)
-    return results
 
 
 def measure_journal_cost(orders: int, directory: str) -> dict:

@@ -8,7 +8,7 @@ measuring code and the bench times exactly the same trading. Each row holds the 
 ts_ns, the book's written_ns, when the strategy saw the tick, began deciding on its symbol,
 decided, and sent the order, all from ``time.time_ns()``, the one clock every process on
 this machine shares. ``hftlab bench`` starts this module in the strategy's place
-(`hftlab.bench.runner.BENCH_MODULES`).
+(`hftlab.launcher.Launcher.module_of`, when the config has a latency_log).
 """
 
 from __future__ import annotations
