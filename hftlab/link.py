@@ -148,12 +148,9 @@ class Link:
     def _recv_blocking(self, wait: float | None) -> bytes:
         """Sleep in the recv itself, at most `wait` seconds (None: no limit), the socket
         in blocking mode with a kernel timeout (SO_RCVTIMEO): one system call a chunk,
-        where a socket timeout takes four (switch to a timeout, poll, recv, switch back).
-        The orderbook waits here for every chunk of the price feed: gateway -> book p50
-        64-69 against 66-79 us, p99 231-249 against 237-284 (three interleaved pairs of
-        runs of the bench's paced phase).
-        The kernel timeout is set again only when `wait` has changed: while the feed
-        flows, each wait is the whole silence limit."""
+        where a socket timeout takes four (switch to a timeout, poll, recv, switch back);
+        what that was worth: docs/performance.md, round 4. The kernel timeout is set again
+        only when `wait` has changed: while the feed flows, each wait is the silence limit."""
         if self.sock.gettimeout() is not None:  # non-blocking (or a timeout): make it blocking
             self.sock.setblocking(True)
         wait = wait or 0.0

@@ -17,13 +17,12 @@ Orders are idempotent by ``order_id``: a strategy that lost its connection befor
 ACK arrived re-sends the same order with the same id, and gets the same ACK (the same
 order number) without the order being booked twice, also across a restart of this
 process, because the ids are read back from the journal. (Strategies make their ids
-unique: a random tag per strategy process, then a counter.)
+unique across runs: a tag per strategy process, then a counter.)
 
 Each connection is served by a thread of its own, asleep in a blocking ``recv`` until its
 client's bytes come (`OrderManager.serve_client`); the main thread only accepts, and takes
 Ctrl-C and SIGTERM. A blocking ``recv`` is the cheapest way for a sleeping process to get a
-message: about 100 us less than the asyncio streams this server used before, for a server
-asleep 10 ms between orders (``hftlab bench --wakeups``). The threads share the numbering, the
+message (``hftlab bench --wakeups``; docs/performance.md). The threads share the numbering, the
 journal and the book's reader, so one connection's orders are handled at a time, under
 `OrderManager.lock`; replies are sent outside it, so a client that never reads its
 replies holds up only its own thread.
