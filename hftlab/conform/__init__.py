@@ -12,8 +12,10 @@ and a hint. The contract itself is docs/roles.md.
     hftlab conform orderbook --list
     hftlab conform order-manager --json report.json -- ./my_om
 
-Exit status: 0 when every case run passed, 1 when one failed, 2 for a usage error.
-From Python: `check(role, command)` returns the `Result`s.
+Exit status: 0 when every case run passed, 1 when one failed or was not run, 2 for a
+usage error; interrupted (Ctrl-C, SIGTERM), it tears the running case down, says so in one
+line and exits 130 (SIGINT) or 143 (SIGTERM). From Python: `check(role, command)` returns
+the `Result`s.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
+import signal
 import sys
 
-from hftlab.conform.harness import Case, CaseFailed, Result, run_role, write_json
+from hftlab.conform.harness import (RUN_LIMIT, Case, CaseFailed, Interrupted, Result, on_interrupt, run_role,
+                                    write_json)
 
 ROLES = ("gateway", "orderbook", "strategy", "order_manager")
 
-__all__ = ["ROLES", "Case", "CaseFailed", "Result", "cases", "check", "main"]
+__all__ = ["ROLES", "RUN_LIMIT", "Case", "CaseFailed", "Result", "cases", "check", "main"]
 
 
 def role_name(text: str) -> str:
@@ -43,14 +47,14 @@ def cases(role: str) -> list:
     return importlib.import_module(f"hftlab.conform.{role_name(role)}").CASES
 
 
-def check(role: str, command, case: int | None = None, out=print) -> list:
+def check(role: str, command, case: int | None = None, out=print, time_limit: float = RUN_LIMIT) -> list:
     """Run `command` (a list, or a string split like a shell would) through the cases of
-    `role` (or only case number `case`); print a line per case; return the `Result`s."""
+    `role` (or only case number `case`), within `time_limit` seconds; print a line per case;
+    return the `Result`s. (A first word python or python3 is the Python running the lab:
+    the launcher sees to it, and messages show the command as typed.)"""
     role = role_name(role)
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the Python running the lab, with hftlab in it
-    return run_role(role, cases(role), argv, case, out)
+    return run_role(role, cases(role), argv, case, out, time_limit)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,12 +93,29 @@ def main(argv=None) -> int:
     if args.case is not None and args.case not in [c.number for c in catalogue]:
         p.error(f"{role} has cases 1..{len(catalogue)}; no case {args.case}")
     print(f"hftlab conform: {role} -- {shlex.join(command)}", flush=True)
-    results = check(role, command, args.case, out=lambda line: print(line, flush=True))
+    try:
+        results = interruptible(lambda: check(role, command, args.case, out=lambda line: print(line, flush=True)))
+    except Interrupted as exc:
+        print(exc.message(), flush=True)
+        return 128 + exc.signum
     failed = sum(not r.passed for r in results)
     print(f"hftlab conform: {len(results) - failed} of {len(results)} cases passed", flush=True)
     if args.json:
         write_json(args.json, role, command, results)
     return 1 if failed else 0
+
+
+def interruptible(run):
+    """`run()` with SIGINT and SIGTERM turned into `Interrupted` (the running case is torn
+    down first: `hftlab.conform.harness.on_interrupt`), and the handlers put back after."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, on_interrupt)
+    try:
+        return run()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """The order manager's cases: the harness is its strategies (clients on the order port)
-and reads its journal (--journal). No book exists under --shm-name, so no price band applies."""
+and reads its journal (--journal). No book exists under --shm-name, so no price band
+applies, except in case 10, where the harness makes the book before the order manager starts."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from hftlab import protocol
-from hftlab.conform.harness import CaseFailed, LineClient, case
+from hftlab.conform.harness import CaseFailed, LineClient, background, case, only_loopback
+
+__all__ = ["ROLE", "CASES", "BOOK_PRICE"]
+
+ROLE = "order_manager"
+BOOK_PRICE = 172.53  # AAPL's price in case 10's book
 
 
 def order(order_id, side="BUY", qty=10, symbol="AAPL", price=172.53) -> bytes:
@@ -15,9 +20,18 @@ def order(order_id, side="BUY", qty=10, symbol="AAPL", price=172.53) -> bytes:
 
 
 def client(ctx) -> LineClient:
-    c = LineClient(ctx.config.host, ctx.config.order_port)
-    ctx.on_cleanup(c.close)
-    return c
+    return ctx.client(ctx.config.order_port, "order port")
+
+
+def journal_rows(ctx) -> list:
+    """The lines of the journal; CaseFailed if it cannot be read."""
+    try:
+        with open(ctx.config.journal) as f:
+            return f.readlines()
+    except OSError as exc:
+        raise CaseFailed(f"the journal {ctx.config.journal} cannot be read: {exc.strerror}",
+                         hint="append each booked order to --journal (HFTLAB_JOURNAL), a CSV file with a "
+                              "header line") from None
 
 
 def ask(c, sent: bytes, kind):
@@ -29,7 +43,7 @@ def ask(c, sent: bytes, kind):
     return msg
 
 
-@case(1, "a valid ORDER gets ACK,<order_id>,<order_no>",
+@case(ROLE, 1, "a valid ORDER gets ACK,<order_id>,<order_no>",
       "decode the line, book it, answer encode(Ack(order_id, order_no)), numbers from 1")
 def ack(ctx):
     ctx.start()
@@ -40,7 +54,7 @@ def ack(ctx):
         raise CaseFailed(f"got {a}")
 
 
-@case(2, "a well-formed order that breaks a rule gets REJECT,<order_id>,<reason>",
+@case(ROLE, 2, "a well-formed order that breaks a rule gets REJECT,<order_id>,<reason>",
       "qty must be 1..max_qty: check_order-like rules, answered with Reject(order_id, reason)")
 def reject(ctx):
     ctx.start()
@@ -53,7 +67,7 @@ def reject(ctx):
     ask(c, line, protocol.Ack)
 
 
-@case(3, "a line that is not a valid message gets ERROR,<reason>, and the connection goes on",
+@case(ROLE, 3, "a line that is not a valid message gets ERROR,<reason>, and the connection goes on",
       "answer a ProtocolError from the Decoder with encode(Error(reason)); never close or crash")
 def garbage(ctx):
     ctx.start()
@@ -66,7 +80,7 @@ def garbage(ctx):
     ctx.alive()
 
 
-@case(4, "the journal has the order before the ACK is sent",
+@case(ROLE, 4, "the journal has the order before the ACK is sent",
       "append the row to --journal (HFTLAB_JOURNAL) with one os.write, then send the ACK")
 def journal_first(ctx):
     ctx.start()
@@ -74,16 +88,11 @@ def journal_first(ctx):
     for i in range(20):
         line = order(f"j{i}")
         ask(c, line, protocol.Ack)
-        try:
-            with open(ctx.config.journal) as f:
-                text = f.read()
-        except OSError as exc:
-            raise CaseFailed(f"after the ACK the journal {ctx.config.journal} cannot be read: {exc.strerror}")
-        if f",j{i}," not in text:
+        if not any(f",j{i}," in row for row in journal_rows(ctx)):
             raise CaseFailed(f"order j{i} was ACKed but is not in the journal yet")
 
 
-@case(5, "a duplicate order_id is idempotent: the same order gets the same ACK; another is REJECTed",
+@case(ROLE, 5, "a duplicate order_id is idempotent: the same order gets the same ACK; another is REJECTed",
       "remember booked ids (also from the journal after a restart); same id and terms: same order_no")
 def duplicate(ctx):
     ctx.start()
@@ -95,38 +104,44 @@ def duplicate(ctx):
         raise CaseFailed(f"the same order sent twice got order numbers {first.order_no} and {again.order_no}")
     other = order("d1", side="SELL")
     ask(c, other, protocol.Reject)
-    with open(ctx.config.journal) as f:
-        rows = [r for r in f if ",d1," in r]
+    rows = [r for r in journal_rows(ctx) if ",d1," in r]
     if len(rows) != 1:
         raise CaseFailed(f"the journal has {len(rows)} rows for d1")
 
 
-@case(6, "many clients at once: every order ACKed, each with its own number",
+def five_answers(c, k: int) -> list:
+    """Send client k's five orders in one write; the answers that came within 10 s."""
+    c.send(b"".join(order(f"m{k}-{i}") for i in range(5)))
+    deadline = time.monotonic() + 10.0
+    answers = []
+    while len(answers) < 5 and (msg := c.next(deadline - time.monotonic())) is not None:
+        answers.append(msg)
+    return answers
+
+
+@case(ROLE, 6, "many clients at once: every order ACKed, each with its own number",
       "serve each connection on its own (asyncio, threads or select); one counter for all")
 def many_clients(ctx):
     ctx.start()
     clients = [client(ctx) for _ in range(20)]
-    acks, problems = [], []
-
-    def one(k, c):
-        c.send(b"".join(order(f"m{k}-{i}") for i in range(5)))
-        for _ in range(5):
-            msg = c.next(5.0)
-            (acks if isinstance(msg, protocol.Ack) else problems).append(msg)
-
-    threads = [threading.Thread(target=one, args=(k, c), daemon=True) for k, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10.0)
+    pending = [background(five_answers, c, k, name=f"conform order_manager 6 client {k}")
+               for k, c in enumerate(clients)]
+    answers = [msg for p in pending for msg in p.result(20.0)]
+    acks = [a for a in answers if isinstance(a, protocol.Ack)]
+    problems = [a for a in answers if not isinstance(a, protocol.Ack)]
     if problems or len(acks) != 100:
         raise CaseFailed(f"{len(acks)} ACKs of 100 orders from 20 clients; also got {problems[:3]}")
     numbers = [a.order_no for a in acks]
     if len(set(numbers)) != 100:
         raise CaseFailed(f"order numbers repeat: {len(set(numbers))} distinct of 100")
+    rows = {tuple(row.split(",")[:4:3]) for row in journal_rows(ctx)}  # (order_no, order_id)
+    wrong = [a for a in acks if (str(a.order_no), a.order_id) not in rows]
+    if wrong:
+        raise CaseFailed(f"{len(wrong)} ACKs name an order number the journal gives another order, e.g. "
+                         f"{wrong[0].order_id} ACKed as {wrong[0].order_no}")
 
 
-@case(7, "order numbers continue after a restart, and a re-sent id gets its old number",
+@case(ROLE, 7, "order numbers continue after a restart, and a re-sent id gets its old number",
       "at start read the journal back: the largest order_no, and every booked order_id")
 def restart(ctx):
     ctx.start()
@@ -149,7 +164,7 @@ def restart(ctx):
         raise CaseFailed(f"n0 re-sent after the restart got {again.order_no}, not its {numbers[0]}")
 
 
-@case(8, "POSQUERY,<strategy>,<symbol> gets POSITION with the net quantity booked for it",
+@case(ROLE, 8, "POSQUERY,<strategy>,<symbol> gets POSITION with the net quantity booked for it",
       "the first POSQUERY names the connection; orders on it count for that strategy (docs/protocol.md)")
 def positions(ctx):
     ctx.start()
@@ -165,7 +180,7 @@ def positions(ctx):
         raise CaseFailed(f"after BUY 10 AAPL the position is {p.qty}")
 
 
-@case(9, "SIGTERM: a clean exit (status 0) within 5 s, with a client connected",
+@case(ROLE, 9, "SIGTERM: a clean exit (status 0) within 5 s, with a client connected",
       "handle SIGTERM like Ctrl-C: close the clients, exit 0")
 def sigterm(ctx):
     ctx.start()
@@ -173,4 +188,49 @@ def sigterm(ctx):
     ctx.sigterm()
 
 
-CASES = [ack, reject, garbage, journal_first, duplicate, many_clients, restart, positions, sigterm]
+def with_book(ctx):
+    """The book under --shm-name, made by the harness before the order manager starts, with a
+    price for AAPL only."""
+    b = ctx.make_book(ctx.config.symbols)
+    b.update("AAPL", BOOK_PRICE)
+    return b
+
+
+@case(ROLE, 10, "the price band: an order more than --price-band from the book's price gets REJECT, one "
+      "within it ACK; an unknown symbol gets REJECT",
+      "read the book (SharedPriceBook.attach(--shm-name)): REJECT when abs(price / book's price - 1) > "
+      "price_band, naming the band; REJECT a symbol not in --symbols; book the order without the band when "
+      "the book has no price for it")
+def price_band(ctx):
+    with_book(ctx)
+    ctx.start()
+    c = client(ctx)
+    band = ctx.config.price_band
+    for order_id, price in (("b1", 200.00), ("b2", 150.00), ("b3", 191.00)):
+        line = order(order_id, price=price)
+        c.send(line)
+        answer = c.next(3.0)
+        if not isinstance(answer, protocol.Reject):
+            raise CaseFailed(f"BUY 10 AAPL at {price:.2f}, {abs(price / BOOK_PRICE - 1):.1%} away from the "
+                             f"book's {BOOK_PRICE} (--price-band {band:g}), was answered with {answer!r}, "
+                             "expected REJECT")
+        if not any(word in answer.reason.lower() for word in ("band", f"{band:.0%}")):
+            raise CaseFailed(f"the REJECT of an order at {price:.2f} gives the reason {answer.reason!r}, which "
+                             f"does not name the band ('band' or '{band:.0%}')")
+    for order_id, symbol, price in (("b4", "AAPL", 189.00), ("b5", "AAPL", 160.00), ("b6", "MSFT", 500.00)):
+        a = ask(c, order(order_id, symbol=symbol, price=price), protocol.Ack)
+        if a.order_id != order_id:
+            raise CaseFailed(f"the ACK of {order_id} names {a.order_id}")
+    ask(c, order("b7", symbol="ZZZ", price=10.00), protocol.Reject)
+
+
+@case(ROLE, 11, "it listens on HOST (127.0.0.1) only, never on every address",
+      "bind HOST only (--host, HFTLAB_HOST: 127.0.0.1), never 0.0.0.0 or '': the order port has no "
+      "authentication")
+def loopback_only(ctx):
+    ctx.start()
+    only_loopback(ctx, {"order port": ctx.config.order_port})
+
+
+CASES = [ack, reject, garbage, journal_first, duplicate, many_clients, restart, positions, sigterm,
+         price_band, loopback_only]

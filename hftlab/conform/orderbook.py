@@ -6,12 +6,25 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
+
+import numpy as np
 
 from hftlab import book, protocol
-from hftlab.conform.harness import CaseFailed, Server, case, wait_until
+from hftlab.conform.harness import CaseFailed, background, case
 
+__all__ = ["ROLE", "SYMBOLS", "TORN_BURST", "HINT_DIAL", "HINT_REDIAL", "HINT_BOOK", "CASES", "price_of",
+           "raw_records"]
+
+ROLE = "orderbook"
 SYMBOLS = ("AAPL", "MSFT")
+# Ticks of case 3's burst. Many, for the reader thread's chance to catch a torn copy; the
+# version check after the burst needs only a few (a test sets fewer).
+TORN_BURST = 30000
+HINT_DIAL = "dial --host:--price-port (HFTLAB_PRICE_PORT) once the book is made and the ready line printed"
+HINT_REDIAL = ("when the feed closes (or is silent for 3 heartbeat intervals), set feed_state FEED_DOWN (2) and "
+               "dial again with back-off (0.1 s, doubling, at most a second or two)")
+HINT_BOOK = ("create the book (SharedPriceBook(symbols, name), or the layout of docs/roles.md) before the ready "
+             "line, under --shm-name, with --symbols in their order")
 CFG = dict(symbols=SYMBOLS, heartbeat_interval=0.3)
 
 
@@ -36,11 +49,9 @@ class Gateway:
     """A scripted price feed: holds its subscribers' sockets for the case to write to."""
 
     def __init__(self, ctx):
-        self.server = Server(self._hold)
+        self.server = ctx.server(self._hold)
         self.ctx = ctx
-        ctx.on_cleanup(self.server.stop)
-        ctx.config = ctx.config.replace(price_port=self.server.port)
-        ctx.launcher.config = ctx.config
+        ctx.configure(price_port=self.server.port)
         self.accepted = 0
 
     def _hold(self, conn):
@@ -50,9 +61,11 @@ class Gateway:
 
     def connection(self, count: int = 1, timeout: float = 5.0):
         """Wait until the orderbook has connected `count` times in all; its live socket."""
-        if not wait_until(lambda: self.accepted >= count and self.server.live(), timeout):
+        if not self.ctx.wait_until(lambda: self.accepted >= count and self.server.live(), timeout):
+            again = count > 1
             raise CaseFailed(f"the orderbook did not connect to the price feed within {timeout:g} s "
-                             f"(connection {count}); log: {self.ctx.log_tail()}")
+                             f"({'after the gateway went away, ' if again else ''}connection {count})",
+                             hint=HINT_REDIAL if again else HINT_DIAL, log=self.ctx.log_end())
         return self.server.live()[-1]
 
     def session(self, count: int, session: str, data: bytes = b"", timeout: float = 5.0):
@@ -66,13 +79,13 @@ def attach(ctx) -> book.SharedPriceBook:
     try:
         b = book.SharedPriceBook.attach(ctx.config.shm_name, SYMBOLS)
     except book.BookError as exc:
-        raise CaseFailed(f"after its ready line: {exc}") from None
+        raise CaseFailed(f"after its ready line: {exc}", hint=HINT_BOOK) from None
     ctx.on_cleanup(b.close)
     return b
 
 
-def settle(b, what, cond, timeout=5.0):
-    if not wait_until(cond, timeout):
+def settle(ctx, b, what, cond, timeout=5.0):
+    if not ctx.wait_until(cond, timeout):
         raise CaseFailed(f"{what} within {timeout:g} s; the book's header: {short_header(b)}")
 
 
@@ -88,22 +101,21 @@ def start(ctx):
     return gw, attach(ctx)
 
 
-@case(1, "once ready, the book exists under --shm-name with the configured symbols",
-      "create SharedPriceBook(symbols, name) (or the documented layout) before the ready line", **CFG)
+@case(ROLE, 1, "once ready, the book exists under --shm-name with the configured symbols", HINT_BOOK, **CFG)
 def book_exists(ctx):
     gw, b = start(ctx)
     if b.symbols != SYMBOLS:
         raise CaseFailed(f"the book holds {b.symbols}, not {SYMBOLS}")
 
 
-@case(2, "every tick of a burst reaches the book (no gaps, no lost updates)",
+@case(ROLE, 2, "every tick of a burst reaches the book (no gaps, no lost updates)",
       "read whole lines from every recv(): a recv may hold many lines or part of one", **CFG)
 def burst(ctx):
     gw, b = start(ctx)
     conn = gw.connection()
     n = 5000
     conn.sendall(hello("burst1") + ticks(1, n))
-    settle(b, f"last_seq did not reach {n}", lambda: b.header()["last_seq"] == n)
+    settle(ctx, b, f"last_seq did not reach {n}", lambda: b.header()["last_seq"] == n)
     h = b.header()
     if h["updates"] != n or h["gaps"] != 0:
         raise CaseFailed(f"after {n} ticks: {short_header(b)}")
@@ -113,81 +125,110 @@ def burst(ctx):
             raise CaseFailed(f"{symbol} reads {q}, expected seq {last} price {price_of(last)}")
 
 
-@case(3, "readers never see a torn record while it writes flat out",
-      "write each record under the seqlock: version odd, the fields, version even "
-      "(SharedPriceBook.update_index does it)", **CFG)
+def raw_records(name: str, n: int) -> np.ndarray:
+    """A copy of the `n` records of book `name` as they are, versions included, read without
+    the seqlock: for a look after the writer has stopped writing."""
+    shm = book.open_untracked(name)
+    try:
+        start = book.HEADER_DTYPE.itemsize
+        raw = bytes(shm.buf[start:start + n * book.RECORD_DTYPE.itemsize])
+    finally:
+        shm.close()
+    return np.frombuffer(raw, book.RECORD_DTYPE)
+
+
+def torn_copies(b, done: threading.Event) -> tuple:
+    """Snapshot the book until `done` is set: (the torn records seen, how many snapshots)."""
+    torn, looks = [], 0
+    while not done.is_set():
+        try:
+            snap = b.snapshot()
+        except book.BookBusy:
+            continue
+        looks += 1
+        for rec in snap:
+            seq = int(rec["seq"])
+            if seq and (int(rec["ts_ns"]) != seq * 1000 or float(rec["price"]) != price_of(seq)):
+                torn.append((seq, int(rec["ts_ns"]), float(rec["price"])))
+    return torn, looks
+
+
+def check_versions(ctx, n: int) -> None:
+    """After `n` ticks, half to each symbol: each record's version is even and 2 x its writes.
+    Not a matter of chance, unlike catching a torn copy: a writer that skips or misuses the
+    version fails it every time."""
+    for symbol, rec in zip(SYMBOLS, raw_records(ctx.config.shm_name, len(SYMBOLS))):
+        version, updates = int(rec["version"]), int(rec["updates"])
+        if version % 2 or version != 2 * updates or updates != n // 2:
+            raise CaseFailed(f"after {n // 2} writes of {symbol} its record has version {version} and updates "
+                             f"{updates}: the version must be even once a write is done, and go up by 2 per "
+                             f"write ({n} here), updates by 1")
+
+
+@case(ROLE, 3, "readers never see a torn record while it writes flat out; each write moves the version by 2",
+      "write each record under the seqlock: version + 1 (odd), the fields, version + 2 (even), each one "
+      "8-byte store (SharedPriceBook.update_index does it)", **CFG)
 def no_torn_reads(ctx):
     gw, b = start(ctx)
     conn = gw.connection()
-    n = 30000
-    torn, looks = [], [0]
+    n = TORN_BURST
     done = threading.Event()
-
-    def look():
-        while not done.is_set():
-            try:
-                snap = b.snapshot()
-            except book.BookBusy:
-                continue
-            looks[0] += 1
-            for rec in snap:
-                seq = int(rec["seq"])
-                if seq and (int(rec["ts_ns"]) != seq * 1000 or float(rec["price"]) != price_of(seq)):
-                    torn.append((seq, int(rec["ts_ns"]), float(rec["price"])))
-
-    reader = threading.Thread(target=look, daemon=True)
-    reader.start()
+    reader = background(torn_copies, b, done, name="conform orderbook 3 reader")
     try:
         conn.sendall(hello("torn1") + ticks(1, n))
-        settle(b, f"last_seq did not reach {n}", lambda: b.header()["last_seq"] == n, 15.0)
+        settle(ctx, b, f"last_seq did not reach {n}", lambda: b.header()["last_seq"] == n, 15.0)
     finally:
         done.set()
-        reader.join(5.0)
+    torn, looks = reader.result(5.0)
     if torn:
         seq, ts, price = torn[0]
-        raise CaseFailed(f"{len(torn)} torn records in {looks[0]} reads, e.g. seq {seq} with ts_ns {ts} "
+        raise CaseFailed(f"{len(torn)} torn records in {looks} reads, e.g. seq {seq} with ts_ns {ts} "
                          f"and price {price} (tick {seq} had ts_ns {seq * 1000}, price {price_of(seq)})")
+    check_versions(ctx, n)
 
 
-@case(4, "gaps and gateway restarts are told apart (HELLO with a new session is not a gap)",
+@case(ROLE, 4, "gaps and gateway restarts are told apart (HELLO with a new session is not a gap)",
       "on HELLO with a new session forget the last seq; with the same session a jump is a gap; "
       "count gaps in the header", **CFG)
 def gaps_vs_restart(ctx):
     gw, b = start(ctx)
     conn = gw.session(1, "sessA", ticks(1, 10) + tick(15))
-    settle(b, "gaps did not become 4 after seq 10 then 15",
+    settle(ctx, b, "gaps did not become 4 after seq 10 then 15",
            lambda: b.header()["last_seq"] == 15 and b.header()["gaps"] == 4)
     gw.server.stop()
-    gw.server.reopen()  # the gateway restarted: a new session counts from 1
-    conn = gw.session(2, "sessB", ticks(1, 5))
-    settle(b, "after a new session counting from 1 again, gaps should stay 4 and last_seq be 5",
-           lambda: b.header()["last_seq"] == 5 and b.header()["session"] == "sessB")
+    # The gateway restarted and has been running a while: its new session is at seq 21 when
+    # the orderbook joins. Not a gap, though 21 is more than 15 + 1 (and a restart that
+    # starts lower than the last seq would not tell a session-blind orderbook apart).
+    gw.server.reopen()
+    conn = gw.session(2, "sessB", ticks(21, 25))
+    settle(ctx, b, "after a new session whose first tick was seq 21, gaps should stay 4 and last_seq be 25",
+           lambda: b.header()["last_seq"] == 25 and b.header()["session"] == "sessB")
     if b.header()["gaps"] != 4:
-        raise CaseFailed(f"a new session was counted as a gap: {short_header(b)}")
+        raise CaseFailed(f"a new session (seq 15, then HELLO sessB and seq 21) was counted as a gap: "
+                         f"{short_header(b)}")
     conn.shutdown(2)  # the same gateway, reconnected: a jump is a real gap
     conn.close()
-    conn = gw.session(3, "sessB", tick(9))
-    settle(b, "after a reconnection to the same session, seq 5 then 9 should add 3 gaps (7)",
+    conn = gw.session(3, "sessB", tick(29))
+    settle(ctx, b, "after a reconnection to the same session, seq 25 then 29 should add 3 gaps (7)",
            lambda: b.header()["gaps"] == 7)
 
 
-@case(5, "it reconnects after the gateway goes away, and marks the book stale meanwhile",
-      "on a closed or silent feed set feed_state FEED_DOWN (2), dial again with back-off, "
-      "FEED_UP (1) on the next HELLO", **CFG)
+@case(ROLE, 5, "it reconnects after the gateway goes away, and marks the book stale meanwhile",
+      HINT_REDIAL + "; FEED_UP (1) on the next HELLO", **CFG)
 def reconnects(ctx):
     gw, b = start(ctx)
     _held_open = gw.session(1, "up1", ticks(1, 3))  # until the feed is stopped
-    settle(b, "feed_state did not become FEED_UP (1)", lambda: b.header()["feed_state"] == book.FEED_UP)
+    settle(ctx, b, "feed_state did not become FEED_UP (1)", lambda: b.header()["feed_state"] == book.FEED_UP)
     gw.server.stop()
-    settle(b, "feed_state did not become FEED_DOWN (2) after the gateway went away",
+    settle(ctx, b, "feed_state did not become FEED_DOWN (2) after the gateway went away",
            lambda: b.header()["feed_state"] == book.FEED_DOWN)
     gw.server.reopen()
     _held_open = gw.session(2, "up2", ticks(1, 4), timeout=8.0)  # until the case ends
-    settle(b, "after reconnecting, feed_state FEED_UP and the new ticks in the book",
+    settle(ctx, b, "after reconnecting, feed_state FEED_UP and the new ticks in the book",
            lambda: b.header()["feed_state"] == book.FEED_UP and b.header()["last_seq"] == 4)
 
 
-@case(6, "split and merged TCP segments decode the same",
+@case(ROLE, 6, "split and merged TCP segments decode the same",
       "keep the bytes after the last newline for the next recv (hftlab.protocol.Decoder does it)",
       **CFG)
 def split_and_merged(ctx):
@@ -197,12 +238,12 @@ def split_and_merged(ctx):
     for i in range(len(data)):  # one byte at a time
         conn.send(data[i:i + 1])
         if i % 7 == 0:
-            time.sleep(0.001)  # let some bytes arrive on their own
-    settle(b, "the ticks sent byte by byte did not all arrive", lambda: b.header()["last_seq"] == 20)
+            ctx.sleep(0.001)  # let some bytes arrive on their own
+    settle(ctx, b, "the ticks sent byte by byte did not all arrive", lambda: b.header()["last_seq"] == 20)
     data = ticks(21, 400)
     for k in range(0, len(data), 997):  # cuts in the middle of lines, many lines per piece
         conn.send(data[k:k + 997])
-    settle(b, "the merged ticks did not all arrive", lambda: b.header()["last_seq"] == 400)
+    settle(ctx, b, "the merged ticks did not all arrive", lambda: b.header()["last_seq"] == 400)
     h = b.header()
     if h["updates"] != 400 or h["gaps"] != 0:
         raise CaseFailed(f"after 400 ticks split and merged: {short_header(b)}")
@@ -212,14 +253,16 @@ READER = ("import sys; from hftlab.book import SharedPriceBook; "
           "b = SharedPriceBook.attach(sys.argv[1]); b.quotes(); b.close()")
 
 
-@case(7, "readers that come and go leave the book intact",
-      "only the orderbook unlinks the book, only at its exit; create it so that no reader's exit "
-      "removes it (see the resource tracker trap, lesson 03)", symbols=SYMBOLS,
+@case(ROLE, 7, "readers that come and go leave the book intact",
+      "only the orderbook unlinks the book, only at its exit; no reader may remove it, not even one "
+      "of its own: a Python reader that attaches with multiprocessing.shared_memory registers the book "
+      "with its resource tracker, which removes it when that reader exits (lesson 03)", symbols=SYMBOLS,
       heartbeat_interval=5.0)  # the feed stays quiet while the readers run
 def readers_come_and_go(ctx):
     gw, b = start(ctx)
     conn = gw.session(1, "read1", ticks(1, 2))
     for _ in range(5):
+        ctx.sleep(0)  # ends the case here if it was closed meanwhile
         subprocess.run([sys.executable, "-c", READER, ctx.config.shm_name], timeout=20, check=False,
                        capture_output=True)
     try:
@@ -228,11 +271,11 @@ def readers_come_and_go(ctx):
         raise CaseFailed(f"after 5 readers came and went: {exc}") from None
     ctx.on_cleanup(again.close)
     conn.sendall(ticks(3, 6))
-    settle(again, "the book no longer takes updates after readers came and went",
+    settle(ctx, again, "the book no longer takes updates after readers came and went",
            lambda: again.header()["last_seq"] == 6)
 
 
-@case(8, "SIGTERM: a clean exit (status 0) and the book removed",
+@case(ROLE, 8, "SIGTERM: a clean exit (status 0) and the book removed",
       "handle SIGTERM like Ctrl-C: close and unlink the book, exit 0", **CFG)
 def sigterm(ctx):
     gw, b = start(ctx)

@@ -1,5 +1,5 @@
-"""Starter gateway: ``hftlab conform gateway -- python my_gateway.py`` passes cases 1-3, 5 and 8
-and fails 4, 6 and 7 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
+"""Starter gateway: ``hftlab conform gateway -- python my_gateway.py`` passes cases 1-3, 5, 8 and
+9 and fails 4, 6 and 7 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
 import os, random, selectors, signal, socket, sys, time
 from hftlab.protocol import Hello, News, Price, encode
 

@@ -1,5 +1,5 @@
 """Starter order manager: ``hftlab conform order-manager -- python my_order_manager.py``
-passes cases 1-4, 6 and 9 and fails 5, 7 and 8 on purpose; the TODOs below say what to add
+passes cases 1-4, 6, 9 and 11 and fails 5, 7, 8 and 10 on purpose; the TODOs below say what to add
 (hftlab/starters/__init__.py)."""
 import os, signal, socketserver, sys, threading, time
 from hftlab.protocol import Ack, Decoder, Error, Order, ProtocolError, Reject, encode
@@ -15,6 +15,7 @@ if os.fstat(journal).st_size == 0:
 last_no = 0   # TODO case 7: read the journal back: numbering continues, old ids keep their numbers
 # TODO case 5: remember booked ids: the same order again gets the same ACK, another one a REJECT
 # TODO case 8: answer POSQUERY,<strategy>,<symbol> with POSITION (docs/protocol.md)
+# TODO case 10: REJECT an unknown symbol, and a price more than HFTLAB_PRICE_BAND from the book's
 
 
 def answer(msg, client):
