@@ -17,7 +17,7 @@ import pytest
 
 from conftest import cmdline, marked_pids, wait_until_gone
 from hftlab import conform
-from hftlab.conform import harness
+from hftlab.conform import harness, peers, run
 from hftlab.conform import orderbook as conform_orderbook
 from hftlab.launcher import LaunchError, Launcher
 from hftlab.children import wait_for
@@ -132,7 +132,7 @@ def test_case_3_fails_every_time_for_a_writer_that_never_moves_the_version(monke
     # 5 times in 30. The version check after the burst is not chance. A small burst, 30 times.
     monkeypatch.setattr(conform_orderbook, "TORN_BURST", 100)
     case3 = conform.cases("orderbook")[2]
-    results = [harness.run_case("orderbook", case3, fixture("broken_orderbook_torn.py")) for _ in range(30)]
+    results = [run.run_case("orderbook", case3, fixture("broken_orderbook_torn.py")) for _ in range(30)]
     assert not any(r.passed for r in results), [r.line() for r in results if r.passed]
     assert all(re.search(r"torn records in|has version 0 and updates 50", r.seen) for r in results), \
         [r.line() for r in results]
@@ -269,7 +269,7 @@ def test_a_case_stuck_in_a_socket_call_is_ended_with_its_world():
 
         case = harness.Case("order_manager", 91, "stuck", "none", stuck, timeout=1.0)
         t0 = time.monotonic()
-        result = harness.run_case("order_manager", case, fixture("idle.py"))
+        result = run.run_case("order_manager", case, fixture("idle.py"))
         assert not result.passed and "did not finish within 1 s" in result.seen
         assert time.monotonic() - t0 < 10
         wait_for(lambda: not case_threads(91), 5, "the case thread to end")
@@ -287,7 +287,7 @@ def test_a_case_that_goes_on_after_its_time_starts_nothing(monkeypatch):
         ctx.start()
 
     case = harness.Case("order_manager", 92, "late", "none", late, timeout=0.5)
-    result = harness.run_case("order_manager", case, fixture("idle.py"))
+    result = run.run_case("order_manager", case, fixture("idle.py"))
     assert not result.passed and "did not finish within 0.5 s" in result.seen
     wait_for(lambda: not case_threads(92), 10, "the case thread to end")
     assert not wait_until_gone(token, 2), "a process started after its case was torn down"
@@ -303,9 +303,9 @@ def test_listeners_tell_loopback_from_every_address():
             continue
         with sock:
             sock.listen()
-            found = harness.listeners(sock.getsockname()[1])
-            assert found and all(harness.is_loopback(a) == loopback for a in found), (host, found)
-    assert harness.is_loopback("::ffff:127.0.0.1") and not harness.is_loopback("*")
+            found = peers.listeners(sock.getsockname()[1])
+            assert found and all(peers.is_loopback(a) == loopback for a in found), (host, found)
+    assert peers.is_loopback("::ffff:127.0.0.1") and not peers.is_loopback("*")
 
 
 def test_one_line_keeps_a_sentence_start_and_end_of_keeps_a_logs_end():

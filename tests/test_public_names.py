@@ -14,7 +14,7 @@ LEARNER_MODULES = [
     "hftlab.book", "hftlab.book.layout", "hftlab.book.seqlock", "hftlab.book.untracked",
     "hftlab.book.stale", "hftlab.book.follow", "hftlab.book.doorbell", "hftlab.protocol", "hftlab.protocol.fields",
     "hftlab.protocol.messages", "hftlab.protocol.columns", "hftlab.config", "hftlab.net", "hftlab.children",
-    "hftlab.batched_log", "hftlab.bench.timed", "hftlab.bench.burst",
+    "hftlab.batched_log", "hftlab.bench.timed", "hftlab.bench.burst", "hftlab.conform.peers", "hftlab.conform.run",
     "hftlab.rules", "hftlab.launcher", "hftlab.process", "hftlab.checks", "hftlab.strategy",
     "hftlab.order_manager", "hftlab.journal", "hftlab.gateway", "hftlab.orderbook", "hftlab.record",
     "hftlab.replay", "hftlab.cli", "hftlab.alternatives",

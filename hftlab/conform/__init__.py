@@ -3,7 +3,8 @@
 Like a protocol conformance suite (Autobahn|Testsuite for WebSocket, h2spec for HTTP/2),
 it runs CMD in ROLE (gateway, orderbook, strategy, order-manager) against scripted peers
 on free ports with a fresh book name, through numbered cases, one module per role
-(`hftlab.conform.gateway`, ...; the machinery is `hftlab.conform.harness`), and prints one
+(`hftlab.conform.gateway`, ...; the machinery: `harness`, a case's world; `peers`, its sockets;
+`run`, running the cases), and prints one
 line per case: its number, what it checks, pass or FAIL, and for a failure what it saw
 and a hint. The contract itself is docs/roles.md.
 
@@ -26,8 +27,8 @@ import shlex
 import signal
 import sys
 
-from hftlab.conform.harness import (RUN_LIMIT, Case, CaseFailed, Interrupted, Result, on_interrupt, run_role,
-                                    write_json)
+from hftlab.conform.harness import RUN_LIMIT, Case, CaseFailed, Result
+from hftlab.conform.run import Interrupted, on_interrupt, run_role, write_json
 
 ROLES = ("gateway", "orderbook", "strategy", "order_manager")
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
 
 def interruptible(run):
     """`run()` with SIGINT and SIGTERM turned into `Interrupted` (the running case is torn
-    down first: `hftlab.conform.harness.on_interrupt`), and the handlers put back after."""
+    down first: `hftlab.conform.run.on_interrupt`), and the handlers put back after."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in saved:
         signal.signal(sig, on_interrupt)

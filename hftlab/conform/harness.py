@@ -18,29 +18,24 @@ group, and removes the case's books and its run folder.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
-from hftlab import book, children, protocol
+from hftlab import book, children
 from hftlab.config import Config
 from hftlab.launcher import LaunchError, Launcher
+from hftlab.conform.peers import LineClient, Server, is_loopback, listeners
 from hftlab.net import free_port
 
-__all__ = ["READY_TIMEOUT", "STOP_TIMEOUT", "CASE_TIMEOUT", "RUN_LIMIT", "HINT_READY", "HINT_EXITED",
-           "HINT_SIGTERM", "HINT_LEFTOVERS", "CaseFailed", "NotReady", "Stopped", "Interrupted", "Case",
-           "Result", "Ctx", "LineClient", "Server", "read_lines", "base_config", "case", "run_case",
-           "run_role", "write_json", "background", "one_line", "end_of", "wait_until", "listeners",
-           "is_loopback", "only_loopback", "on_interrupt", "shielded"]
+__all__ = ["READY_TIMEOUT", "STOP_TIMEOUT", "CASE_TIMEOUT", "RUN_LIMIT", "JOIN_TIMEOUT", "SEEN_LIMIT",
+           "HINT_READY", "HINT_EXITED", "HINT_SIGTERM", "HINT_LEFTOVERS", "HINT_BIND", "CaseFailed", "NotReady",
+           "Stopped", "Case", "Result", "Ctx", "base_config", "case", "background", "one_line", "end_of",
+           "wait_until", "only_loopback"]
 
 READY_TIMEOUT = 20.0   # seconds to write the ready line (a loaded machine is slow to import numpy)
 STOP_TIMEOUT = 5.0     # seconds a process gets to exit after SIGTERM (docs/roles.md, "Stop")
@@ -87,20 +82,6 @@ class NotReady(CaseFailed):
 class Stopped(Exception):
     """The case's world was closed under it (its time was up, or conform was interrupted):
     the case thread ends here."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM reached ``hftlab conform`` (see `on_interrupt`); `role` and `number`
-    name the case that was running, if one was."""
-
-    def __init__(self, signum: int = signal.SIGINT, role: str | None = None, number: int | None = None):
-        super().__init__(signum)
-        self.signum, self.role, self.number = signum, role, number
-
-    def message(self) -> str:
-        if self.number is None:
-            return "hftlab conform: interrupted; no case was running"
-        return f"hftlab conform: interrupted; stopped {self.role} case {self.number} and removed what it made"
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,37 +133,6 @@ def end_of(text: str, limit: int = SEEN_LIMIT) -> str:
     """Text on one line, cut to its last `limit` characters (a log: its end says what happened)."""
     flat = _flat(text)
     return flat if len(flat) <= limit else "..." + flat[-(limit - 3):]
-
-
-# -- interrupting a run ------------------------------------------------------------------
-
-class _Shield:
-    depth = 0
-    pending = None
-
-
-def on_interrupt(signum, frame) -> None:
-    """Signal handler for SIGINT and SIGTERM (``hftlab conform`` installs it): raise
-    `Interrupted` in the main thread, or, while a case's world is being torn down
-    (`shielded`), once that is done."""
-    if _Shield.depth:
-        _Shield.pending = _Shield.pending or signum
-        return
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def shielded():
-    """Hold back `on_interrupt` while the block runs (a teardown must not be cut short by a
-    second Ctrl-C), and raise it at the end."""
-    _Shield.depth += 1
-    try:
-        yield
-    finally:
-        _Shield.depth -= 1
-        if not _Shield.depth and _Shield.pending is not None:
-            signum, _Shield.pending = _Shield.pending, None
-            raise Interrupted(signum)
 
 
 # -- one case's world ----------------------------------------------------------------------
@@ -444,61 +394,6 @@ def wait_until(condition, timeout: float, interval: float = 0.01):
         return None
 
 
-# -- listening sockets --------------------------------------------------------------------
-
-def listeners(port: int) -> list | None:
-    """The local addresses of the TCP sockets listening on `port` on this machine, as text
-    ("127.0.0.1", "0.0.0.0", "::1", "*"); None if this system cannot tell (no /proc/net/tcp,
-    no lsof)."""
-    if os.path.exists("/proc/net/tcp"):
-        return _proc_listeners(port)
-    lsof = shutil.which("lsof")
-    if lsof:
-        return _lsof_listeners(lsof, port)
-    return None
-
-
-def _proc_listeners(port: int) -> list:
-    found = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as f:
-                rows = f.read().splitlines()[1:]
-        except FileNotFoundError:  # no IPv6
-            continue
-        for row in rows:
-            fields = row.split()
-            address, _, hex_port = fields[1].partition(":")
-            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: TCP_LISTEN
-                found.append(str(_proc_address(address)))
-    return found
-
-
-def _proc_address(hex_address: str):
-    """An address of /proc/net/tcp{,6}: 32-bit words in hex, each in the host's byte order."""
-    raw = bytes.fromhex(hex_address)
-    words = [raw[k:k + 4] for k in range(0, len(raw), 4)]
-    if sys.byteorder == "little":
-        words = [w[::-1] for w in words]
-    return ipaddress.ip_address(b"".join(words))
-
-
-def _lsof_listeners(lsof: str, port: int) -> list:
-    out = subprocess.run([lsof, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fn"], capture_output=True,
-                         text=True, timeout=20).stdout
-    return [line[1:].rpartition(":")[0].strip("[]") for line in out.splitlines() if line.startswith("n")]
-
-
-def is_loopback(address: str) -> bool:
-    """127.x.x.x, ::1 or ::ffff:127.x.x.x; not 0.0.0.0, ::, * or any other address."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 def only_loopback(ctx: Ctx, ports: dict) -> None:
     """CaseFailed unless each of `ports` ({"price port": 9000, ...}) has a listening socket and
     every listening socket on it is bound to a loopback address. Where the system cannot
@@ -516,138 +411,6 @@ def only_loopback(ctx: Ctx, ports: dict) -> None:
                              "every machine that can reach this one can connect", hint=HINT_BIND)
 
 
-# -- scripted peers and clients ---------------------------------------------------------
-
-class LineClient:
-    """A client connection read line by line with `hftlab.protocol.Decoder`; `received`
-    counts the bytes read. Made by `Ctx.client`, which connects it."""
-
-    def __init__(self, rcvbuf: int | None = None, timeout: float = 3.0):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.decoder = protocol.Decoder()
-        self.pending = []
-        self.received = 0
-
-    def connect(self, host: str, port: int) -> None:
-        self.sock.connect((host, port))
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def next(self, timeout: float):
-        """The next message (or ProtocolError); None after `timeout` s or if the connection closed."""
-        deadline = time.monotonic() + timeout
-        while not self.pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                self.sock.settimeout(left)
-                data = self.sock.recv(65536)
-            except (socket.timeout, OSError):
-                return None
-            if not data:
-                return None
-            self.received += len(data)
-            self.pending.extend(self.decoder.feed(data))
-        return self.pending.pop(0)
-
-    def collect(self, seconds: float) -> list:
-        """Every message that arrives within `seconds`."""
-        out, deadline = [], time.monotonic() + seconds
-        while True:
-            msg = self.next(max(0.0, deadline - time.monotonic()))
-            if msg is None:
-                return out
-            out.append(msg)
-
-    def close(self) -> None:
-        # shutdown first: it wakes a thread blocked in recv on this socket, close alone does not
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-
-
-class Server:
-    """A scripted TCP server on 127.0.0.1: `on_connect(conn)` runs in a thread per client.
-
-    `stop()` closes the listener and every connection (a server going away); `reopen()`
-    listens on the same port again (a server coming back)."""
-
-    def __init__(self, on_connect, port: int = 0):
-        self.on_connect = on_connect
-        self.conns = []
-        self.lock = threading.Lock()
-        self.port = port
-        self.listener = None
-        self.reopen()
-
-    def reopen(self) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self.listener = sock
-        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
-
-    def _accept(self, listener) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                if listener is not self.listener:  # stopped meanwhile
-                    conn.close()
-                    return
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn) -> None:
-        try:
-            self.on_connect(conn)
-        except OSError:
-            pass
-
-    def live(self) -> list:
-        with self.lock:
-            return [c for c in self.conns if c.fileno() >= 0]
-
-    def stop(self) -> None:
-        """Close the listener and every connection."""
-        with self.lock:
-            listener, self.listener = self.listener, None
-            conns, self.conns = self.conns, []
-        if listener is not None:
-            # shutdown wakes the thread blocked in accept(); close() alone would not, on Linux
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-
-def read_lines(conn, on_message) -> None:
-    """Decode what `conn` sends and call `on_message(conn, msg)` for each, until it closes."""
-    decoder = protocol.Decoder()
-    while True:
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            return
-        if not data:
-            return
-        for msg in decoder.feed(data):
-            on_message(conn, msg)
-
-
 def base_config(**changes) -> Config:
     """A config on free ports with a fresh book name, for one case."""
     ports = set()
@@ -658,7 +421,7 @@ def base_config(**changes) -> Config:
                   shm_name=book.new_name()).replace(**changes)
 
 
-# -- running cases ----------------------------------------------------------------------
+# -- making cases -------------------------------------------------------------------------
 
 def case(role: str, number: int, title: str, hint: str, timeout: float = CASE_TIMEOUT, **config):
     """Decorator: a case of `role`, run as ``fn(ctx)`` in a fresh `Ctx` whose config has the
@@ -685,119 +448,3 @@ def background(fn, *args, name: str = "conform") -> futures.Future:
     return outcome
 
 
-def _wait(outcome: futures.Future, timeout: float) -> bool:
-    """Whether `outcome` is done within `timeout` seconds. In slices: a signal that the kernel
-    gives to another thread than the main one does not wake a wait, and the main thread runs
-    the handler (`on_interrupt`) only when it wakes."""
-    deadline = time.monotonic() + timeout
-    while not outcome.done() and (left := deadline - time.monotonic()) > 0:
-        futures.wait([outcome], min(left, 0.1))
-    return outcome.done()
-
-
-def _failure(outcome: futures.Future, case_: Case, ctx: Ctx) -> CaseFailed | None:
-    """What went wrong in a case that had `case_.timeout` seconds: None if it passed."""
-    if not _wait(outcome, case_.timeout):
-        return CaseFailed(f"the case did not finish within {case_.timeout:g} s", log=ctx.log_end())
-    exc = outcome.exception()
-    if exc is None:
-        return None
-    if isinstance(exc, CaseFailed):
-        return exc
-    # A bug in the case, or a peer that met something unexpected: still a report line.
-    return CaseFailed(f"{type(exc).__name__}: {exc}")
-
-
-def _with_crash(failed: CaseFailed | None, ctx: Ctx) -> CaseFailed | None:
-    """A failure of a case during which the process exited on its own is told as that: the
-    exit explains it better than what the case saw next (no answer, a closed socket)."""
-    code = ctx.crashed()
-    if failed is None or code is None or failed.explains_exit:
-        return failed
-    crash = CaseFailed(f"{failed.seen}; meanwhile it exited with status {code}", hint=HINT_EXITED,
-                       log=ctx.log_end())
-    crash.explains_exit = True
-    return crash
-
-
-def run_case(role: str, case_: Case, command: list, kill_at_once: bool = False) -> Result:
-    """Run one case within its timeout and return its `Result`; its world is torn down in
-    every case (a pass, a failure, a timeout, an interrupt). `kill_at_once`: the process is
-    known to ignore SIGTERM, so its teardown does not wait for it."""
-    started = time.monotonic()
-    ctx = Ctx(role, command, base_config(**case_.config), kill_at_once)
-    outcome = None
-    try:
-        outcome = background(case_.run, ctx, name=f"conform {role} {case_.number}")
-        failed = _with_crash(_failure(outcome, case_, ctx), ctx)
-    finally:
-        with shielded():
-            ctx.close()
-            if outcome is not None:  # its waits and sockets end with its world: let it finish
-                _wait(outcome, JOIN_TIMEOUT)
-    return _result(role, case_, ctx, failed, time.monotonic() - started)
-
-
-def _result(role: str, case_: Case, ctx: Ctx, failed: CaseFailed | None, seconds: float) -> Result:
-    notes = list(ctx.notes)
-    left = ""
-    if ctx.leftovers and not (failed is not None and failed.hint == HINT_LEFTOVERS):
-        left = (f"when it was stopped it left {children.describe(ctx.leftovers)} running in its process "
-                "group (stopped now)")
-        if failed is None:
-            failed = CaseFailed(left, hint=HINT_LEFTOVERS)
-            left = ""
-    if ctx.ignored_sigterm and not ctx.kill_at_once:
-        notes.append(f"it did not exit within {STOP_TIMEOUT:g} s of SIGTERM and was killed; the later "
-                     "cases kill it at once")
-    r = Result(role, case_.number, case_.title, failed is None, seconds=round(seconds, 2),
-               note="; ".join(notes), ignores_sigterm=ctx.ignored_sigterm)
-    if failed is not None:
-        r.seen = one_line(failed.seen, SEEN_LIMIT)
-        if left:
-            r.seen += f"; also, {left}"
-        if failed.log:
-            r.seen += f"; the end of its log: {end_of(failed.log, SEEN_LIMIT)}"
-        r.hint = failed.hint or case_.hint
-        r.not_ready = isinstance(failed, NotReady) and failed.first
-    return r
-
-
-def _not_run(role: str, case_: Case, why: str) -> Result:
-    return Result(role, case_.number, case_.title, False, seen=why, ran=False)
-
-
-def run_role(role: str, cases: list, command: list, only=None, out=print, time_limit: float = RUN_LIMIT) -> list:
-    """Run `cases` (or only number `only`) and print one line per case as it ends; the
-    `Result`s. Cases not started within `time_limit` seconds are not run, nor are those
-    after a case where the process never became ready. Raises `Interrupted` (after tearing
-    the running case down) when `on_interrupt` is the SIGINT or SIGTERM handler."""
-    results, blocked, kill_at_once = [], None, False
-    deadline = time.monotonic() + time_limit
-    for c in cases:
-        if only is not None and c.number != only:
-            continue
-        if blocked is not None:
-            r = _not_run(role, c, blocked)
-        elif time.monotonic() > deadline:
-            r = _not_run(role, c, f"the run's time limit ({time_limit:g} s) was reached")
-        else:
-            try:
-                r = run_case(role, c, command, kill_at_once)
-            except KeyboardInterrupt as exc:
-                raise Interrupted(getattr(exc, "signum", signal.SIGINT), role, c.number) from None
-            if r.not_ready:
-                blocked = f"it never became ready (case {r.number})"
-            kill_at_once |= r.ignores_sigterm
-        results.append(r)
-        out(r.line())
-    return results
-
-
-def write_json(path: str, role: str, command: list, results: list) -> None:
-    data = {"role": role, "command": command,
-            "passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results),
-            "cases": [r.__dict__ for r in results]}
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 from hftlab import protocol
-from hftlab.conform.harness import CaseFailed, LineClient, background, case, only_loopback
+from hftlab.conform.harness import CaseFailed, background, case, only_loopback
+from hftlab.conform.peers import LineClient
 
 __all__ = ["ROLE", "CASES", "BOOK_PRICE"]
 

@@ -13,7 +13,8 @@ import threading
 import time
 
 from hftlab import book, protocol
-from hftlab.conform.harness import CaseFailed, case, read_lines
+from hftlab.conform.harness import CaseFailed, case
+from hftlab.conform.peers import read_lines
 
 __all__ = ["ROLE", "CFG", "TICK", "HINT_DIAL", "CASES", "Desk", "World"]
 
