@@ -303,7 +303,8 @@ class OrderManager:
         decoder = protocol.Decoder()
         try:
             while data := conn.recv(65536):
-                replies, closing = self.answer(decoder.feed(data), session, time.time_ns())
+                recv_ns = time.time_ns()  # before the decoding: the order hop ends at the recv
+                replies, closing = self.answer(decoder.feed(data), session, recv_ns)
                 conn.sendall(replies)
                 later, session.later = session.later, []
                 for say, line in later:

@@ -7,8 +7,8 @@ gateway's byte stream into book updates:
 - `FeedHandler` is fed whatever ``recv`` returned (any slice of the stream) and uses
   the protocol's `Decoder` to get whole messages back; a tick in the usual case (`usual`:
   the next seq, a known symbol, a price above 0) goes straight into the book, and a chunk of
-  nothing but such PRICE lines (a burst) comes back as columns and is written in one call,
-  one seqlocked write per tick all the same;
+  nothing but such PRICE lines (a burst) comes back as columns, is checked a column at a time
+  and written in one call, one seqlocked write per tick all the same;
 - sequence numbers find gaps: a PRICE whose seq is not last+1, or an HB whose last_seq is
   ahead of ours, means ticks were lost; a HELLO with a new session is a gateway restart,
   not a gap;
@@ -66,13 +66,20 @@ class FeedHandler:
         # reader sleeps on the doorbell, a ring of each bell when one does (hftlab.book.doorbell).
         self.book.ring()
 
-    def usual(self, seqs, symbols, prices) -> list | None:
-        """The book's record of each tick of a run (of one tick or many), if every tick is the
-        usual case: the next seq, a known symbol, a price above 0. None if one is not: the
-        careful road (`_price`) then takes the run tick by tick, and says what is wrong."""
+    def usual(self, seq: int, symbol: str, price: float) -> int | None:
+        """The book's record of a tick in the usual case: the next seq, a known symbol, a price
+        above 0. None if it is not: the careful road (`_price`) then takes it, and says what is
+        wrong. (A burst is checked the same way a column at a time, in `usual_run`.)"""
+        i = self.index.get(symbol)
+        if i is None or self.last_seq is None or seq != self.last_seq + 1 or not price > 0.0:
+            return None
+        return i
+
+    def usual_run(self, seqs, symbols, prices) -> list | None:
+        """`usual` for every tick of a run at once, each check over a whole column (the loops
+        run in C): the book's record of each tick, or None if one tick is not usual."""
         last = self.last_seq
-        if last is None or seqs[0] != last + 1 or seqs[-1] != last + len(seqs) or \
-                (len(seqs) > 2 and seqs != list(range(last + 1, last + 1 + len(seqs)))):
+        if last is None or seqs != list(range(last + 1, last + 1 + len(seqs))):
             return None
         indexes = list(map(self.index.get, symbols))
         if None in indexes or not min(prices) > 0.0:
@@ -81,8 +88,8 @@ class FeedHandler:
 
     def write_run(self, seqs, ts_ns, symbols, prices) -> bool:
         """Write a run of ticks (a `PriceColumns`) in one call, one seqlocked write a tick, if
-        they are `usual`; False, and nothing written, if not."""
-        indexes = self.usual(seqs, symbols, prices)
+        they are all usual (`usual_run`); False, and nothing written, if not."""
+        indexes = self.usual_run(seqs, symbols, prices)
         if indexes is None:
             return False
         self.book.write_ticks(indexes, prices, seqs, ts_ns)
@@ -95,12 +102,12 @@ class FeedHandler:
             kind = type(msg)
             if kind is protocol.Price:
                 seq, ts_ns, symbol, price = msg
-                usual = self.usual((seq,), (symbol,), (price,))
-                if usual is None:
+                i = self.usual(seq, symbol, price)
+                if i is None:
                     self._price(msg)
                 else:
                     self.last_seq = seq
-                    self.book.update_index(usual[0], price, seq, ts_ns)
+                    self.book.update_index(i, price, seq, ts_ns)
             elif kind is protocol.Heartbeat:
                 self._check_seq(msg.last_seq + 1)
                 self.last_seq = msg.last_seq if self.last_seq is None else max(self.last_seq, msg.last_seq)
