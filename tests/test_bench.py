@@ -322,3 +322,46 @@ def test_the_wakeups_measure_every_loop_and_every_message_arrives():
         assert p["n"] == 6, kind                                   # every line was stamped
         assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["max"], (kind, p)
     assert "asyncio-streams" in wakeups.report_wakeups(results)
+
+
+def test_the_timed_strategy_trades_as_the_strategy_does(tmp_path):
+    # TimedStrategy.trade is Strategy.trade with the time of each step: the same orders, in
+    # the same bytes, for the same prices and news; and one latency row per price seen.
+    import logging
+    from hftlab import strategy
+    from hftlab.bench.timed import TimedStrategy
+    from hftlab.book import Quote
+
+    class Sink:
+        up = True
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, data):
+            self.sent.append(data)
+            return True
+
+        def close(self):
+            pass
+
+    config = Config(symbols=("AAPL", "MSFT"), short_window=2, long_window=4, shm_name=book.new_name(),
+                    price_port=1, news_port=2, order_port=3, doorbell=False)
+    quotes = [(Quote(s, 100 + k + (i * 0.5), 2 * k + i + 1, 1000 + k, 2000 + k, k + 1), 0)
+              for k in range(12) for i, s in enumerate(config.symbols)]
+    sent = {}
+    timed = config.replace(latency_log=str(tmp_path / "l.csv"))
+    for kind, cfg in ((strategy.Strategy, config), (TimedStrategy, timed)):
+        trader = kind(cfg, logging.getLogger("timed_test"))
+        trader.orders.close()
+        trader.orders, trader.tag = Sink(), "t"
+        trader.trader.on_news(80)
+        for k in range(0, len(quotes), 2):          # one look at the book: a price of each symbol
+            trader.trade(quotes[k:k + 2])
+            for order_id in list(trader.trader.pending):
+                trader.trader.on_ack(order_id)      # acknowledged: the next signal may trade
+        sent[kind] = trader.orders.sent
+        trader.close()
+    assert sent[strategy.Strategy] and sent[strategy.Strategy] == sent[TimedStrategy]
+    with open(tmp_path / "l.csv") as f:
+        assert len(f.read().splitlines()) == 1 + len(quotes)

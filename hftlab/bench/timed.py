@@ -2,13 +2,12 @@
 
     python -m hftlab.bench.timed --latency-log latency.csv ...    (the strategy's flags)
 
-`TimedStrategy` is `hftlab.strategy.Strategy` with the timing added around its own steps
-(`decide`, `next_order_id`, `send`), so that the strategy a learner reads carries no
-measuring code and the bench times exactly the same trading. Each row holds the gateway's
-ts_ns, the book's written_ns, when the strategy saw the tick, began deciding on its symbol,
-decided, and sent the order, all from ``time.time_ns()``, the one clock every process on
-this machine shares. ``hftlab bench`` starts this module in the strategy's place
-(`hftlab.launcher.Launcher.module_of`, when the config has a latency_log).
+`TimedStrategy` is `hftlab.strategy.Strategy` with its `trade` timed step by step, so that
+the strategy a learner reads carries no measuring code and the bench times the same trading.
+Each row holds the gateway's ts_ns, the book's written_ns, when the strategy saw the tick,
+began deciding on its symbol, decided, and sent the order, all from ``time.time_ns()``, the
+one clock every process on this machine shares. ``hftlab bench`` starts this module in the
+strategy's place (`hftlab.launcher.Launcher.module_of`, when the config has a latency_log).
 """
 
 from __future__ import annotations
@@ -63,31 +62,27 @@ class TimedStrategy(strategy.Strategy):
             raise process.Fatal("the timed strategy needs --latency-log PATH (hftlab bench gives it one)")
         super().__init__(config, log)
         self.latency = LatencyLog(config.latency_log)
-        self.rows = []      # [began_ns, decided_ns, order_id] for each price of this look
-        self.sent_ns = 0    # when this look's orders were handed to the kernel (0: none sent)
 
     def trade(self, prices: list) -> None:
-        self.rows, self.sent_ns = [], 0
-        super().trade(prices)
+        """`Strategy.trade`, step for step, with the time of each step: the timing inline
+        (hooks around each step, each a call more, cost each timed hop 2-3 us; docs/
+        performance.md). tests/test_bench.py holds it to the same orders as Strategy.trade."""
+        orders, rows = [], []
+        for quote, missed in prices:
+            began_ns = time.time_ns()
+            decision = self.decide(quote)
+            decided_ns, order_id = 0, ""
+            if decision is not None:
+                decided_ns = time.time_ns()
+                order_id = self.next_order_id(decision)
+                if order_id:
+                    orders.append((order_id, decision))
+            rows.append((quote, decided_ns, order_id, missed, began_ns))
+        sent_ns = self.send(orders) if orders else 0
         seen_ns = self.reader.seen_ns
-        for (quote, missed), (began_ns, decided_ns, order_id) in zip(prices, self.rows):
-            sent = bool(order_id) and self.sent_ns != 0
-            self.latency.add(quote, seen_ns, decided_ns, order_id if sent else "", missed, began_ns,
-                             self.sent_ns if sent else 0)
-
-    def decide(self, quote):
-        began_ns = time.time_ns()
-        decision = super().decide(quote)
-        self.rows.append([began_ns, 0 if decision is None else time.time_ns(), ""])
-        return decision
-
-    def next_order_id(self, decision) -> str:
-        self.rows[-1][2] = order_id = super().next_order_id(decision)
-        return order_id
-
-    def send(self, orders: list) -> int:
-        self.sent_ns = super().send(orders)
-        return self.sent_ns
+        for quote, decided_ns, order_id, missed, began_ns in rows:
+            self.latency.add(quote, seen_ns, decided_ns, order_id if sent_ns else "", missed, began_ns,
+                             sent_ns if order_id else 0)
 
     def close(self) -> None:
         super().close()

@@ -32,6 +32,7 @@ import os
 import pwd
 import re
 import secrets
+import struct
 from typing import NamedTuple
 
 import numpy as np
@@ -41,6 +42,7 @@ from hftlab import protocol
 __all__ = [
     "MAGIC", "LAYOUT_VERSION", "MAX_SYMBOLS", "MAX_NAME_LEN",
     "FEED_NEVER", "FEED_UP", "FEED_DOWN", "FEED_STATES", "HEADER_DTYPE", "RECORD_DTYPE", "field_offset",
+    "header_word", "HEADER_STRUCT", "RECORD_DATA", "RECORD_DATA_OFFSET",
     "BookError", "BookNotFound", "BookEmpty", "BookInUse", "NotYours", "LayoutMismatch", "BookBusy",
     "Quote", "new_name", "check_name", "check_symbols", "layout_nbytes", "pid_alive", "user_name",
 ]
@@ -86,6 +88,23 @@ assert HEADER_DTYPE.itemsize % 8 == 0 and RECORD_DTYPE.itemsize % 8 == 0
 def field_offset(dtype, field) -> int:
     """The byte offset of `field` in a header or record."""
     return dtype.fields[field][1]
+
+
+def header_word(field) -> int:
+    """The index of an 8-byte header field among the header's 8-byte words (for a
+    memoryview cast to "Q": one 8-byte load or store)."""
+    return field_offset(HEADER_DTYPE, field) // 8
+
+
+# The same bytes as struct formats, for the hot paths (one pack or unpack instead of NumPy's
+# many small calls): the header whole, and a record after its version word.
+HEADER_STRUCT = struct.Struct("<8s4I4q16s4Q")
+RECORD_DATA = struct.Struct("<dQqqQ")           # price, seq, ts_ns, written_ns, updates
+RECORD_DATA_OFFSET = field_offset(RECORD_DTYPE, "price")
+assert HEADER_STRUCT.size == HEADER_DTYPE.itemsize and field_offset(RECORD_DTYPE, "version") == 0
+assert [field_offset(RECORD_DTYPE, f) for f in ("price", "seq", "ts_ns", "written_ns", "updates")] == \
+    [RECORD_DATA_OFFSET + 8 * k for k in range(5)]
+assert RECORD_DATA_OFFSET + RECORD_DATA.size == RECORD_DTYPE.itemsize
 
 
 class BookError(RuntimeError):

@@ -69,9 +69,9 @@ import time
 import numpy as np
 
 from hftlab.book.doorbell import ring_bells, sweep_bells
-from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, RECORD_DTYPE, BookBusy,
-                                BookError, LayoutMismatch, Quote, check_name, check_symbols, layout_nbytes,
-                                new_name, pid_alive)
+from hftlab.book.layout import (FEED_DOWN, FEED_NEVER, FEED_UP, HEADER_DTYPE, HEADER_STRUCT, RECORD_DATA,
+                                RECORD_DATA_OFFSET, RECORD_DTYPE, BookBusy, BookError, LayoutMismatch, Quote,
+                                check_name, check_symbols, header_word, layout_nbytes, new_name, pid_alive)
 from hftlab.book.layout import field_offset as _off
 from hftlab.book.opening import book_symbols, create_segment, fill_book, open_segment
 from hftlab.book.untracked import unlink_untracked
@@ -103,25 +103,10 @@ _U64_MAX = 2**64 - 1
 # the version is odd.  What each read and write costs: docs/performance.md,
 # "The book's reads and writes".
 assert sys.byteorder == "little"      # the cast views are native-endian
-_DATA = struct.Struct("<dQqqQ")       # price, seq, ts_ns, written_ns, updates
-_HEADER = struct.Struct("<8s4I4q16s4Q")  # all of HEADER_DTYPE, for header()
-assert _HEADER.size == HEADER_DTYPE.itemsize
-
-_R_DATA = _off(RECORD_DTYPE, "price")
-assert [_off(RECORD_DTYPE, f) for f in
-        ("price", "seq", "ts_ns", "written_ns", "updates")] == \
-    [_R_DATA + 8 * k for k in range(5)]
-assert _R_DATA + _DATA.size == RECORD_DTYPE.itemsize
-assert _off(RECORD_DTYPE, "version") == 0
-
+_DATA, _HEADER, _R_DATA = RECORD_DATA, HEADER_STRUCT, RECORD_DATA_OFFSET
 _H_SESSION = _off(HEADER_DTYPE, "session")
-# indexes of 8-byte header words, for the cast views
-_W_HEARTBEAT = _off(HEADER_DTYPE, "heartbeat_ns") // 8
-_W_FEED_STATE = _off(HEADER_DTYPE, "feed_state") // 8
-_W_LAST_SEQ = _off(HEADER_DTYPE, "last_seq") // 8
-_W_UPDATES = _off(HEADER_DTYPE, "updates") // 8
-_W_GAPS = _off(HEADER_DTYPE, "gaps") // 8
-_W_SLEEPERS = _off(HEADER_DTYPE, "sleepers") // 8
+_W_HEARTBEAT, _W_FEED_STATE, _W_LAST_SEQ, _W_UPDATES, _W_GAPS, _W_SLEEPERS = map(
+    header_word, ("heartbeat_ns", "feed_state", "last_seq", "updates", "gaps", "sleepers"))
 
 
 class SharedPriceBook:
@@ -326,8 +311,23 @@ class SharedPriceBook:
         self.ring()
 
     def update_index(self, i, price, seq, ts_ns) -> None:
-        """Set record i (seq >= 1): write_ticks() of one tick, no defaults, no lookups."""
-        self.write_ticks((i,), (price,), (seq,), (ts_ns,))
+        """Set record i (seq >= 1), no defaults, no lookups: the store of `write_ticks` for
+        one tick, the paced feed's hot path. Its own copy of the store, not a call of
+        write_ticks: that cost a paced tick about 3.5 us (docs/performance.md, "Where the
+        tuning lives"); tests/test_book.py holds the two equal."""
+        if not self._writable:
+            self._check_writer()
+        v = self._versions[i] + 1
+        data = _DATA.pack(price, seq, ts_ns, time.time_ns(), (v + 1) >> 1)  # first: see write_ticks
+        u64, w = self._u64, self._vword[i]
+        u64[w] = v                      # odd: write in progress
+        self._data[i][:] = data
+        u64[w] = v + 1                  # even: done
+        self._versions[i] = v + 1
+        self._last_seq = seq
+        self._updates += 1
+        u64[_W_LAST_SEQ] = seq
+        u64[_W_UPDATES] = self._updates
 
     def set_feed_state(self, state, session=None) -> None:
         """FEED_NEVER, FEED_UP or FEED_DOWN; session (<= 16 ASCII chars) is
