@@ -16,11 +16,13 @@ __all__ = ["Child", "relay_output", "wait_for", "terminate", "MAX_LINE", "TAIL_B
            "new_lines", "signal_group", "group_members", "stop_group", "describe", "how_ended"]
 
 
-def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01):
+def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01,
+             sleep=time.sleep):
     """Poll `condition` until it returns something truthy, and return that.
 
     Raises TimeoutError after `timeout` seconds, naming `what` was awaited. Used where no
     event says a thing has happened (another process's log line, its shared memory).
+    `sleep(seconds)` waits between two looks (one that may end the wait by raising).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -29,7 +31,7 @@ def wait_for(condition, timeout: float = 10.0, what: str = "the condition", inte
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+        sleep(interval)
 
 
 def terminate(child, timeout: float) -> int:

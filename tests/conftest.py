@@ -179,3 +179,19 @@ def peer():
     from peer import peer_user
     with peer_user() as user:
         yield user
+
+
+def peak_kb_until_exit(proc, limit: float, what: str) -> int:
+    """Wait for `proc` (a Popen) to exit, at most `limit` seconds (then fail), and return the
+    most memory it ever held, in kB (VmHWM, Linux's own peak: sampled, since it only grows)."""
+    peak, started = 0, time.monotonic()
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
+        except (OSError, StopIteration):  # it has just exited
+            pass
+        if time.monotonic() - started > limit:
+            pytest.fail(f"{what} did not end within {limit:g} s")
+        time.sleep(0.1)                   # sampling a peak that only grows, not waiting for it
+    return peak

@@ -7,10 +7,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from conftest import peak_kb_until_exit
 from hftlab.config import FAST, Config
 from hftlab.journal import read_journal
 from hftlab.launcher import LaunchError, Launcher
@@ -80,16 +80,8 @@ def test_conform_on_a_program_that_prints_without_newlines_keeps_to_bounded_memo
     with open(tmp_path / "out.txt", "w") as out:
         proc = subprocess.Popen([PY, "-m", "hftlab", "conform", "order-manager", "--case", "1", "--",
                                  PY, str(noisy)], stdout=out, stderr=subprocess.STDOUT)
-    peak, started = 0, time.monotonic()
     try:
-        while proc.poll() is None:
-            try:
-                with open(f"/proc/{proc.pid}/status") as f:
-                    peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
-            except (OSError, StopIteration):
-                pass
-            time.sleep(0.1)                 # sampling a peak: it only grows
-            assert time.monotonic() - started < 150, "conform did not end"
+        peak = peak_kb_until_exit(proc, 150, "conform")
     finally:
         proc.kill()
         proc.wait()

@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import peak_kb_until_exit, wait_for
 from hftlab import children, process
 from hftlab.config import FAST, Config
 from hftlab.journal import read_journal
@@ -135,23 +134,14 @@ NOISY = ("import sys\nprint('noisy: ready: ok', flush=True)\n"
 def test_a_command_that_prints_without_newlines_costs_a_bounded_log_and_bounded_memory(tmp_path):
     noisy = tmp_path / "noisy.py"
     noisy.write_text(NOISY)
-    started = time.monotonic()
     run_dir, output = tmp_path / "run", tmp_path / "output.txt"
     with open(output, "w") as out_file:      # a file, not a pipe: nobody must have to read it meanwhile
         proc = subprocess.Popen(
             [PY, "-m", "hftlab", "run", "--fast", "--free-ports", "--duration", "6", "--log-limit-mb", "1",
              "--run-dir", str(run_dir), "--strategy-cmd", f"python {noisy}"],
             stdout=out_file, stderr=subprocess.STDOUT)
-    peak = 0
     try:
-        while proc.poll() is None:           # the peak of `hftlab run` itself, while it follows the log
-            try:
-                with open(f"/proc/{proc.pid}/status") as f:
-                    peak = max(peak, next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
-            except (OSError, StopIteration):
-                pass
-            time.sleep(0.1)                  # sampling a peak: it only grows
-            assert time.monotonic() - started < 120, "hftlab run --duration 6 did not end"
+        peak = peak_kb_until_exit(proc, 120, "hftlab run --duration 6")  # hftlab run's own peak
     finally:
         proc.kill()
         proc.wait()

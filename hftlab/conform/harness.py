@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -258,14 +257,10 @@ class Ctx:
     def wait_until(self, condition, timeout: float, interval: float = 0.01):
         """`condition()`'s first truthy value within `timeout` seconds, else None (a case
         then says what did not happen)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                return None
-            self.sleep(interval)
+        try:
+            return children.wait_for(condition, timeout, interval=interval, sleep=self.sleep)
+        except TimeoutError:
+            return None
 
     # -- the process under test ---------------------------------------------------------------
 
