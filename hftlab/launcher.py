@@ -40,6 +40,7 @@ reaches only the launcher, which stops them in order with SIGTERM. A launcher in
 process that ignores SIGCHLD cannot read its children's exit status (the kernel reaps
 them at once and it reads 0); ``hftlab run`` therefore sets SIGCHLD back to its default.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -190,8 +191,8 @@ class Launcher:
 
     def _spawn(self, name: str) -> Child:
         """Start process `name` in a session of its own, with its lifeline, its output going
-        to its log (a learner's through `_relay`, which keeps to the size limit: our own
-        processes keep to it themselves, with hftlab.process.CappedHandler)."""
+        to its log (a learner's through `children.relay_output`, which keeps to the size
+        limit: our own processes keep to it themselves, with hftlab.process.CappedHandler)."""
         argv, env = self._command_line(name)
         log_path = os.path.join(self.run_dir, f"{name}.log")
         read_end, write_end = os.pipe()
