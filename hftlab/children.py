@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 __all__ = ["Child", "relay_output", "wait_for", "terminate", "MAX_LINE", "TAIL_BYTES", "TAIL_LINE", "cut", "tail",
            "new_lines", "signal_group", "group_members", "stop_group", "describe", "how_ended"]
 
+# A log line longer than this is shown cut (a program may print for ever without a newline:
+# whoever follows its log must not hold all of that in memory, nor read it again and again).
+MAX_LINE = 64 * 1024
+# What `tail` reads from the end of a log, at most, and how much of a line it shows: a tail
+# is quoted in messages for people.
+TAIL_BYTES = 256 * 1024
+TAIL_LINE = 1000
+
 
 def wait_for(condition, timeout: float = 10.0, what: str = "the condition", interval: float = 0.01,
              sleep=time.sleep):
@@ -40,7 +48,7 @@ def terminate(child, timeout: float) -> int:
     `child` is a `subprocess.Popen` (the launcher's, the bench's) or a
     `multiprocessing.Process` (the comparisons' helpers in `hftlab.alternatives`).
     Returns its exit status (negative: the signal that ended it). Every hftlab process
-    turns SIGTERM into its clean exit (see `main`); SIGKILL is for one that hangs."""
+    turns SIGTERM into its clean exit (`hftlab.process.main`); SIGKILL is for one that hangs."""
     if isinstance(child, subprocess.Popen):
         running, wait, status = (lambda: child.poll() is None), _popen_wait(child), child.wait
     else:  # a multiprocessing.Process: joined, not waited for
@@ -60,19 +68,6 @@ def _popen_wait(popen: subprocess.Popen):
         with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout)
     return wait
-
-
-# A log line longer than this is shown cut (a program may print for ever without a newline:
-# whoever follows its log must not hold all of that in memory, nor read it again and again).
-MAX_LINE = 64 * 1024
-
-
-# What `tail` reads from the end of a log, at most, and how much of a line it shows: a tail
-# is quoted in messages for people.
-TAIL_BYTES = 256 * 1024
-
-
-TAIL_LINE = 1000
 
 
 def cut(line: str, limit: int = MAX_LINE) -> str:
