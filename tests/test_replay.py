@@ -3,6 +3,8 @@ deterministically through the real processes."""
 
 import csv
 import os
+import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -292,21 +294,34 @@ def test_record_writes_beside_the_real_file_and_keeps_its_permissions(tmp_path):
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [os.path.basename(fresh)]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_record_to_a_directory_or_file_without_write_permission_says_so_before_it_records(tmp_path):
+def test_record_to_a_directory_or_file_without_write_permission_says_so_before_it_records(tmp_path, request):
+    """Root may write anywhere: as root, the unprivileged peer (tests/peer.py) records instead."""
+    if os.geteuid() == 0:
+        from peer import shared_tmp
+        peer, base = request.getfixturevalue("peer"), shared_tmp()
+        tmp_path = pathlib.Path(base)
+
+        def attempt(out_file):
+            out = peer.python(["-m", "hftlab", "record", "--duration", "1", "--out", str(out_file),
+                               "--price-port", "1", "--news-port", "2"])
+            return out.returncode, out.stdout + out.stderr
+    else:
+        base, attempt = None, record_to
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
+    locked.mkdir(mode=0o555)
     readonly = tmp_path / "readonly.csv"
     readonly.write_text("keep me\n")
     readonly.chmod(0o444)
     try:
         for out_file in (locked / "x.csv", readonly):
-            status, said = record_to(out_file)
+            status, said = attempt(out_file)
             assert status == 2 and f"cannot write {out_file}: Permission denied; choose a file in a directory " \
                 "you can write (nothing was recorded)" in said, said
         assert readonly.read_text() == "keep me\n" and list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
+        if base:
+            shutil.rmtree(base)
 
 
 # -- replay through the real processes -----------------------------------------------------
