@@ -162,9 +162,17 @@ def stop_group(pgid: int, timeout: float, grace: float = 1.0) -> list:
 
 
 def describe(processes, most: int = 3) -> str:
-    """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message."""
-    shown = ", ".join(f"pid {pid} ({cut(command, 80)})" for pid, command in processes[:most])
+    """'pid 123 (python child.py), pid 124 (sleep 60)': processes for a message. The program
+    is named without its folder (a venv's python is a long path that would take the room
+    the arguments need)."""
+    shown = ", ".join(f"pid {pid} ({cut(_short_command(command), 80)})" for pid, command in processes[:most])
     return shown + (f" and {len(processes) - most} more" if len(processes) > most else "")
+
+
+def _short_command(command: str) -> str:
+    """'/long/venv/bin/python child.py' -> 'python child.py'."""
+    program, space, rest = command.partition(" ")
+    return os.path.basename(program) + space + rest
 
 
 @dataclass
