@@ -44,6 +44,8 @@ class Config:
     news_interval: float = _knob(3.0, "seconds between news sentiment updates")
     heartbeat_interval: float = _knob(1.0, "a feed silent this long sends HB")
     seed: int = _knob(42, "random seed: the same seed gives the same prices and news")
+    momentum: float = _knob(0.0, "gateway's walk: this fraction of each tick's move carries into "
+                                 "the next (0 = a pure random walk; 0.3 = prices trend)")
     shm_name: str = _knob("hftlab_book", "name of the shared-memory price book")
     short_window: int = _knob(5, "short moving average, in ticks")
     long_window: int = _knob(20, "long moving average, in ticks")
@@ -52,6 +54,15 @@ class Config:
     order_qty: int = _knob(10, "quantity of each order (a position is +-this)")
     max_qty: int = _knob(1000, "order manager rejects orders above this quantity")
     price_band: float = _knob(0.10, "order manager rejects prices this fraction away from the book")
+    fee_bps: float = _knob(1.0, "order manager's fee on each fill, in basis points of its value "
+                                "(1 = 0.01 percent), added to --fee-per-share")
+    fee_per_share: float = _knob(0.0, "order manager's fee on each fill, per share")
+    position_limit: int = _knob(0, "order manager rejects an order that would take a strategy's "
+                                   "position in a symbol beyond +-this (0 = no limit)")
+    rate_limit: int = _knob(0, "order manager rejects orders on a connection past this many "
+                               "messages in the last second (0 = no limit)")
+    events: str = _knob("", "order manager appends a row per order, fill and reject to this CSV "
+                            "(hftlab.events; empty = off)")
     journal: str = _knob("hftlab-run/orders.csv", "order manager's journal file")
     fsync: bool = _knob(False, "order manager forces each journal row to the disk (fsync) before "
                                "its ACK: survives a power loss, not only a crash, at a cost per order")
@@ -61,6 +72,8 @@ class Config:
                                         "when it does not wait on the doorbell (--no-doorbell)")
     doorbell: bool = _knob(True, "strategy sleeps until the orderbook rings after a write "
                                  "(--no-doorbell: it looks every poll_interval instead)")
+    send_delay: float = _knob(0.0, "strategy waits this many seconds more before each send: a "
+                                   "slow path, made on purpose (hftlab match's slow:MS)")
     wake_timeout: float = _knob(0.25, "strategy's longest sleep on the doorbell, in seconds: "
                                       "a safety net, and how often its links are kept up when idle")
     bench_ticks: int = _knob(0, "gateway benchmark mode: each SIGUSR1 sends a burst of this many "
@@ -69,6 +82,8 @@ class Config:
                                    "(0 = as fast as possible)")
     replay: str = _knob("", "gateway replays this tick CSV (time,symbol,price; see hftlab record) "
                             "instead of its random walk (empty = the random walk)")
+    news_subscribers: int = _knob(1, "a replay starts once this many clients subscribe to the news feed "
+                                     "(30 s at most): hftlab match sets one per strategy")
     speed: float = _knob(1.0, "pace of a replay: 1 = as recorded, 2 = twice as fast, "
                               "0 = as fast as the subscribers take it")
     latency_log: str = _knob("", "strategy writes one CSV row per tick it sees, with every "
@@ -131,6 +146,17 @@ class Config:
             yield f"strategy_id {self.strategy_id!r} must be 1-32 of A-Z a-z 0-9 _ -"
         if not self.price_band > 0:
             yield "price_band must be positive"
+        if not (self.fee_bps >= 0 and self.fee_per_share >= 0):
+            yield "fee_bps and fee_per_share must not be negative"
+        if self.position_limit < 0 or self.rate_limit < 0:
+            yield "position_limit and rate_limit must be 0 (no limit) or positive"
+        elif 0 < self.position_limit < self.order_qty:
+            yield (f"position_limit ({self.position_limit}) must be at least order_qty ({self.order_qty}), "
+                   "or every order would be rejected")
+        if not self.send_delay >= 0:
+            yield "send_delay must not be negative"
+        if not 0 <= self.momentum < 1:
+            yield "momentum must be at least 0 and below 1"
 
     def _run_problems(self):
         try:
@@ -141,6 +167,8 @@ class Config:
             yield "bench_ticks and bench_rate must not be negative"
         if not self.log_limit_mb >= 0:
             yield "log_limit_mb must be 0 (no limit) or positive"
+        if self.news_subscribers < 1:
+            yield "news_subscribers must be at least 1"
         if not self.speed >= 0:
             yield "speed must be 0 (as fast as possible) or positive"
         if self.replay and self.bench_ticks:

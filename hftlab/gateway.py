@@ -36,26 +36,36 @@ import time
 
 from hftlab import net, process, protocol, replay
 
-__all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "PriceWalk", "NewsWalk", "Feed",
+__all__ = ["SLOW_CONSUMER_BYTES", "START_PRICES", "VOLATILITY", "REPLAY_WAIT", "PriceWalk", "NewsWalk", "Feed",
            "Connections", "serve_feed", "pace", "play", "price_tails", "price_lines", "until_stopped",
            "serve", "run", "main"]
 
 SLOW_CONSUMER_BYTES = 1 << 20
 START_PRICES = {"AAPL": 172.50, "MSFT": 410.00, "GOOGL": 140.00, "AMZN": 180.00}
 VOLATILITY = 0.002  # standard deviation of one tick's relative move
+REPLAY_WAIT = 30.0  # a replay waits this long at most for its news subscribers (config.news_subscribers)
 
 
 class PriceWalk:
-    """A reproducible random walk per symbol, in whole cents."""
+    """A reproducible random walk per symbol, in whole cents.
 
-    def __init__(self, symbols, seed: int):
+    With `momentum` m, each tick's relative move is m times the last one plus a fresh
+    random one: prices trend, so a signal that follows them is worth something, and a
+    strategy that acts late buys higher and sells lower (`hftlab match` uses 0.3). With
+    m = 0 it is a pure random walk, tick for tick the one it always was for a seed."""
+
+    def __init__(self, symbols, seed: int, momentum: float = 0.0):
         self.rng = random.Random(seed)
+        self.momentum = momentum
         self.prices = {s: START_PRICES.get(s, 100.00) for s in symbols}
+        self.moves = dict.fromkeys(symbols, 0.0)  # each symbol's last relative move (log return)
 
     def step(self) -> list:
         """Move every symbol one tick; return [(symbol, price), ...]."""
         for s, p in self.prices.items():
-            self.prices[s] = max(0.01, round(p * math.exp(self.rng.gauss(0.0, VOLATILITY)), 2))
+            move = self.rng.gauss(0.0, VOLATILITY) + self.momentum * self.moves[s]
+            self.moves[s] = move
+            self.prices[s] = max(0.01, round(p * math.exp(move), 2))
         return list(self.prices.items())
 
 
@@ -204,17 +214,27 @@ async def pace(feed: Feed, interval: float, heartbeat: float, make, gaps=None) -
 
 
 async def play(prices: Feed, news: Feed, events: list, speed: float, heartbeat: float,
-               source: str, log) -> None:
+               source: str, log, news_subscribers: int = 1) -> None:
     """Send a tick file's events at their pace / `speed` (0: as fast as subscribers take them).
 
-    Waits first until every feed the file uses has a subscriber; heartbeats fill any gap.
-    Every message gets the next seq of its feed and the time it is sent, as in a live run."""
+    Waits first until every feed the file uses has a subscriber, the news feed
+    `news_subscribers` of them (every strategy of a match must see the file from its first
+    line, or the match is not the same match twice), for REPLAY_WAIT s at most; heartbeats
+    fill any gap. Every message gets the next seq of its feed and the time it is sent, as
+    in a live run."""
     feeds = {replay.PRICE: prices, replay.NEWS: news}
     used = [feeds[kind] for kind in (replay.PRICE, replay.NEWS) if any(e.kind == kind for e in events)]
+    wanted = {feed: news_subscribers if feed is news else 1 for feed in used}
     log.info(f"replay: {len(events)} rows of {source} at speed {speed:g}; starting when the "
-             f"{' and '.join(f.kind.lower() for f in used)} feed{'s have' if len(used) > 1 else ' has'} "
-             "a subscriber")
-    while not all(feed.subscribers for feed in used):
+             + " and ".join(f"{f.kind.lower()} feed has {'a subscriber' if n == 1 else f'{n} subscribers'}"
+                            for f, n in wanted.items()))
+    give_up = time.monotonic() + REPLAY_WAIT
+    while not all(len(feed.subscribers) >= n for feed, n in wanted.items()):
+        if time.monotonic() > give_up and all(feed.subscribers for feed in used):
+            log.warning(f"replay: starting after {REPLAY_WAIT:g} s with "
+                        + ", ".join(f"{len(f.subscribers)} of {n} {f.kind.lower()} subscribers"
+                                    for f, n in wanted.items()))
+            break
         await _quiet_until(prices, heartbeat, time.monotonic() + 0.01)  # connecting gives no other event
     start, sent = time.monotonic(), {replay.PRICE: 0, replay.NEWS: 0}
     for batch in replay.batches(events):
@@ -292,9 +312,10 @@ def market(config, prices: Feed, news: Feed, log, events=None, gaps=None) -> lis
     """The work that makes the two feeds' messages: the seeded walks, paced (`gaps`: see
     `pace`), or the `events` of a tick file (``--replay``) played."""
     if events is not None:
-        return [play(prices, news, events, config.speed, config.heartbeat_interval, config.replay, log),
+        return [play(prices, news, events, config.speed, config.heartbeat_interval, config.replay, log,
+                     config.news_subscribers),
                 pace(news, float("inf"), config.heartbeat_interval, bytes)]
-    walk, mood = PriceWalk(config.symbols, config.seed), NewsWalk(config.seed)
+    walk, mood = PriceWalk(config.symbols, config.seed, config.momentum), NewsWalk(config.seed)
 
     def make_prices() -> bytes:
         # The market moves first, then the tick is stamped and sent at once: its ts_ns is

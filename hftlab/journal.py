@@ -1,11 +1,18 @@
-"""The order manager's journal: an append-only CSV file of booked orders.
+"""The order manager's journal: an append-only CSV file of booked orders and their fills.
 
 A row counts as booked only once it is whole in the file (`Journal.append` writes the
 complete row with one unbuffered ``os.write`` or cuts a short write back off and raises
 `JournalFull`), so an ACK always names a row that is in the operating system, and with
 ``fsync=True`` on the disk. Order numbers count 1, 2, 3... over complete rows and continue
-from the largest one after a restart; the ids and terms of booked orders, and each
-strategy's position per symbol, are read back from the file at start.
+from the largest one after a restart; the ids, terms and fills of booked orders, and each
+strategy's position, cash, fees and realized P&L (`hftlab.accounts`), are read back from
+the file at start.
+
+Each row is an order and its fill together: the order manager fills an order as it books
+it (at the book's price then), so one row, written once, holds both. A journal written
+before fills existed (`STRATEGY_JOURNAL_COLUMNS`) is upgraded in place when the order
+manager opens it: its rows get empty fill columns and count as filled at their own price,
+with no fee.
 
 `read_journal` reads any journal as dicts of strings, for people and tests; the order
 manager (`hftlab.order_manager`) is the only writer.
@@ -18,15 +25,32 @@ import errno
 import os
 import stat
 
-from hftlab import process, protocol
+from typing import NamedTuple
 
-__all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "JournalFull", "Journal", "read_all", "sync_directory",
-           "file_kind", "terms", "read_journal"]
+from hftlab import accounts, process, protocol
 
-JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
+__all__ = ["JOURNAL_COLUMNS", "STRATEGY_JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "Filled", "JournalFull",
+           "Journal", "read_all", "sync_directory", "file_kind", "terms", "read_journal"]
+
+# fill_price: the book's price the order was filled at; fee: what the fill cost; book_seq and
+# book_ts_ns: the seq and tick time of the book's record it was filled at (0: no price there,
+# filled at the order's own price).
+JOURNAL_COLUMNS = ("order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy,"
+                   "fill_price,fee,book_seq,book_ts_ns")
+# The header of journals written before fills: upgraded in place by `Journal`.
+STRATEGY_JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price,strategy"
 # The header of journals written before orders carried a strategy's name: still readable
 # by `read_journal`, but the order manager does not append to one (see `Journal`).
 OLD_JOURNAL_COLUMNS = "order_no,recv_ns,client,order_id,tick_ts_ns,side,qty,symbol,price"
+
+
+class Filled(NamedTuple):
+    """How an order was filled: at `price`, costing `fee`, from the book's record of tick
+    `book_seq` made at `book_ts_ns`."""
+    price: float
+    fee: float
+    book_seq: int = 0
+    book_ts_ns: int = 0
 
 
 class JournalFull(Exception):
@@ -57,10 +81,12 @@ class Journal:
         self.size = len(data)  # the file's length up to its last whole row
         self.torn = False  # a failed row could not be cut off yet
         self.last_no = 0
-        # order_id -> (order_no, what was ordered): the memory that makes re-sends harmless
+        # order_id -> (order_no, what was ordered, how it was filled): the memory that makes
+        # re-sends harmless (the same ACK and FILL again)
         self.booked = {}
-        # (strategy, symbol) -> net booked quantity: what a restarted strategy asks for
-        self.positions = {}
+        # strategy -> its Account (position, cash, fees, realized P&L): what a restarted
+        # strategy asks for, and what a restarted order manager must not forget
+        self.ledger = accounts.Ledger()
         self._load(data.decode("ascii", "replace").split("\n")[1:-1])
 
     def _open(self) -> int:
@@ -90,6 +116,8 @@ class Journal:
         if data and header.startswith(data):
             data = b""  # a header cut short by a crash while the file was new
             os.ftruncate(self.fd, 0)
+        elif data.startswith((STRATEGY_JOURNAL_COLUMNS + "\n").encode()):
+            data = self._upgrade(data)
         elif data.startswith((OLD_JOURNAL_COLUMNS + "\n").encode()):
             raise process.Fatal(f"the journal {self.path} was written by an older hftlab (it has no "
                                 "strategy column); move it away (its orders stay readable) or "
@@ -114,6 +142,26 @@ class Journal:
                     sync_directory(self.path)
         return data
 
+    def _upgrade(self, data: bytes) -> bytes:
+        """A journal of the version before fills, rewritten with the fill columns (empty:
+        filled at the order's own price, no fee): whole in a new file, then renamed over
+        the old one, so a crash in between leaves one or the other, never half of each."""
+        lines = data.split(b"\n")
+        rows = [line + b",,,," for line in lines[1:-1] if line]
+        new = b"\n".join([JOURNAL_COLUMNS.encode(), *rows]) + b"\n"
+        tmp = f"{self.path}.upgrading"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if os.write(fd, new) != len(new):
+                raise OSError(errno.ENOSPC, "the upgraded journal did not fit")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        os.close(self.fd)
+        self.fd = self._open()
+        return new
+
     def _load(self, rows: list) -> None:
         """Read the booked orders back (rows as text lines, the header left out)."""
         names = JOURNAL_COLUMNS.split(",")
@@ -124,28 +172,30 @@ class Journal:
                 no, qty, price = int(r["order_no"]), int(r["qty"]), float(r["price"])
                 if len(parts) != len(names) or r["side"] not in ("BUY", "SELL") or no <= 0:
                     raise ValueError
+                filled = _filled(r, price)
             except (KeyError, ValueError):
                 raise process.Fatal(f"line {line_no} of the journal {self.path} is damaged; move the file "
                                     "away (its orders stay readable) or pass another --journal") from None
             # The largest number, not the count of rows: a row deleted by hand must not
             # make the next order reuse a number.
             self.last_no = max(self.last_no, no)
-            self.booked[r["order_id"]] = (no, (r["side"], qty, r["symbol"], price))
-            self._count(r["strategy"], r["symbol"], r["side"], qty)
-
-    def _count(self, strategy: str, symbol: str, side: str, qty: int) -> None:
-        key = (strategy, symbol)
-        self.positions[key] = self.positions.get(key, 0) + (qty if side == "BUY" else -qty)
+            self.booked[r["order_id"]] = (no, (r["side"], qty, r["symbol"], price), filled)
+            self.ledger.fill(r["strategy"], r["side"], qty, r["symbol"], filled.price, filled.fee)
 
     def position(self, strategy: str, symbol: str) -> int:
         """The net quantity booked for `strategy` in `symbol` (BUYs minus SELLs)."""
-        return self.positions.get((strategy, symbol), 0)
+        account = self.ledger.get(strategy)
+        return account.position.get(symbol, 0) if account else 0
 
-    def append(self, order: protocol.Order, client: str, recv_ns: int, strategy: str = "") -> int:
-        """Write the order as one whole row and return its number; raises `JournalFull`."""
+    def append(self, order: protocol.Order, client: str, recv_ns: int, strategy: str = "",
+               filled: Filled | None = None) -> int:
+        """Write the order and its fill (by default: at its own price, no fee) as one whole
+        row and return its number; raises `JournalFull`."""
         o, order_no = order, self.last_no + 1
+        filled = filled or Filled(o.price, 0.0)
         row = (f"{order_no},{recv_ns},{client},{o.order_id},{o.tick_ts_ns},{o.side},"
-               f"{o.qty},{o.symbol},{o.price:.2f},{strategy}\n").encode()
+               f"{o.qty},{o.symbol},{o.price:.2f},{strategy},{filled.price:.2f},{filled.fee:.2f},"
+               f"{filled.book_seq},{filled.book_ts_ns}\n").encode()
         if self.torn and not self._cut_back():
             raise JournalFull("journal unwritable (a partial row could not be removed): order not "
                               "booked; send it again later")
@@ -164,8 +214,8 @@ class Journal:
                               "send it again later") from None
         self.size += len(row)
         self.last_no = order_no
-        self.booked[o.order_id] = (order_no, terms(o))
-        self._count(strategy, o.symbol, o.side, o.qty)
+        self.booked[o.order_id] = (order_no, terms(o), filled)
+        self.ledger.fill(strategy, o.side, o.qty, o.symbol, filled.price, filled.fee)
         return order_no
 
     def _cut_back(self) -> bool:
@@ -184,6 +234,13 @@ class Journal:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _filled(r: dict, price: float) -> Filled:
+    """A journal row's fill; a row from before fills (empty columns) was filled at its price."""
+    if r["fill_price"] == "":
+        return Filled(price, 0.0)
+    return Filled(float(r["fill_price"]), float(r["fee"]), int(r["book_seq"]), int(r["book_ts_ns"]))
 
 
 def read_all(fd: int) -> bytes:

@@ -1,6 +1,16 @@
-"""The order manager: the broker. A TCP server that books orders from strategies.
+"""The order manager: the broker and the exchange. A TCP server that books and fills orders.
 
-Each order is validated (`check_order`), appended to the journal, and only then ACKed:
+Each order is validated (`check_order`, then the limits), filled at the book's price for
+its symbol at the moment it is handled (`fill_at`), appended to the journal with its fill,
+and only then ACKed, with a FILL line right after the ACK (docs/protocol.md, "Fills"). The
+fill is at the price the order arrives to, not the one the strategy saw: the time between
+the two is what a slow path costs. Fees are charged on every fill (``--fee-bps``,
+``--fee-per-share``); ``--position-limit`` and ``--rate-limit`` refuse orders past them; each
+strategy's position, cash, fees and P&L are kept (`hftlab.accounts`), read back from the
+journal after a restart. With ``--events FILE`` every order, fill and reject is also a row
+of an event file (`hftlab.events`), which `hftlab match` scores.
+
+The journal is written
 the journal is written with one unbuffered ``os.write`` before the reply, so an order
 that was ACKed is in the operating system even if this process is killed the next
 instant (with ``--fsync``, on the disk even if the power goes). A row that cannot be
@@ -38,7 +48,6 @@ Run alone: ``python -m hftlab.order_manager`` (or ``hftlab order-manager``).
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import signal
 import socket
@@ -46,14 +55,19 @@ import threading
 import time
 from typing import NamedTuple
 
-from hftlab import book, net, process, protocol
-from hftlab.journal import (JOURNAL_COLUMNS, OLD_JOURNAL_COLUMNS, Journal, JournalFull, file_kind, read_all,
-                            read_journal, sync_directory, terms)
+from collections import deque
 
-# The journal's names are re-exported (from hftlab.journal): lessons import them from here.
-__all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "JournalFull", "Journal",
+from hftlab import accounts, book, events, net, process, protocol
+from hftlab.order_rules import check_limits, check_order, fill_at
+from hftlab.journal import (JOURNAL_COLUMNS, OLD_JOURNAL_COLUMNS, Filled, Journal, JournalFull, file_kind,
+                            read_all, read_journal, sync_directory, terms)
+
+# The journal's names and the order rules are re-exported (from hftlab.journal and
+# hftlab.order_rules): lessons import them from here.
+__all__ = ["JOURNAL_COLUMNS", "OLD_JOURNAL_COLUMNS", "MAX_BAD_LINES", "Filled", "JournalFull", "Journal",
            "read_all", "sync_directory", "file_kind", "terms", "read_journal", "check_order",
-           "BookWatcher", "Session", "OrderManager", "STOP_SIGNALS", "listen", "serve", "run", "main"]
+           "check_limits", "fill_at", "BookWatcher", "Session", "OrderManager", "STOP_SIGNALS", "listen",
+           "serve", "run", "main"]
 
 MAX_BAD_LINES = 20
 # The signals that stop a process (hftlab.process.main): taken by the main thread only.
@@ -67,9 +81,13 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
 # change one, change the other (tests/test_order_manager.py checks the round trip).
 
 
-def booked_line(order_no: int, order: protocol.Order) -> str:
-    """The log line of an order booked as number `order_no` (and ACKed)."""
-    return f"Received Order {order_no}: {order.side} {order.qty} {order.symbol} @ {order.price:.2f}"
+def booked_line(order_no: int, order: protocol.Order, filled: Filled | None = None) -> str:
+    """The log line of an order booked as number `order_no` (and ACKed), and its fill."""
+    line = f"Received Order {order_no}: {order.side} {order.qty} {order.symbol} @ {order.price:.2f}"
+    if filled is None:
+        return line
+    slip = accounts.slippage(order.side, order.price, filled.price)
+    return f"{line}, filled @ {filled.price:.2f} (slippage {slip:+.2f}), fee {filled.fee:.2f}"
 
 
 def rejected_line(order_id: str, client: str, reason: str) -> str:
@@ -90,7 +108,7 @@ class Answer(NamedTuple):
     reason: str | None = None
 
 
-_BOOKED_LINE = re.compile(r"Received Order (\d+): (BUY|SELL) (-?\d+) (\S+) @ (\S+)")
+_BOOKED_LINE = re.compile(r"Received Order (\d+): (BUY|SELL) (-?\d+) (\S+) @ ([^\s,]+)(?:, filled .*)?")
 _REJECTED_LINE = re.compile(r"Rejected (\S+) from \S+: (.*)")
 
 
@@ -104,25 +122,6 @@ def parse_answer(text: str) -> Answer | None:
     m = _REJECTED_LINE.fullmatch(text)
     if m:
         return Answer(order_id=m.group(1), reason=m.group(2))
-    return None
-
-
-def check_order(order: protocol.Order, config, last_price: float | None = None) -> str | None:
-    """Why this order must be rejected, or None if it may be booked. Pure."""
-    if order.symbol not in config.symbols:
-        return f"unknown symbol {order.symbol} (known: {' '.join(config.symbols)})"
-    if order.qty <= 0:
-        return f"quantity must be positive; got {order.qty}"
-    if order.qty > config.max_qty:
-        return f"quantity {order.qty} is above the maximum {config.max_qty}"
-    if not (math.isfinite(order.price) and order.price > 0):
-        return f"price must be a positive number; got {order.price}"
-    if float(f"{order.price:.2f}") != order.price:
-        # The journal books prices in cents; 0.001 must not become 0.00 there.
-        return f"price {order.price!r} has more than two decimals; prices are in cents"
-    if last_price and abs(order.price / last_price - 1) > config.price_band:
-        return (f"price {order.price:.2f} is more than {config.price_band:.0%} away "
-                f"from the book's {last_price:.2f}")
     return None
 
 
@@ -145,7 +144,8 @@ class BookWatcher:
         self.follower = book.Follower(config.shm_name, interval=1.0)
         self.unchecked = {}  # symbol -> why its orders are booked without the band, as last said
 
-    def last_price(self, symbol: str) -> float | None:
+    def quote(self, symbol: str):
+        """The book's latest quote of `symbol` (price, seq, ts_ns...), or None."""
         try:
             quote = self.follower.latest(symbol)
         except book.BookBusy:
@@ -155,7 +155,7 @@ class BookWatcher:
         else:
             why = None if quote else self._why_no_price(symbol)
         self._say(symbol, why)
-        return quote.price if quote else None
+        return quote
 
     def _why_no_price(self, symbol: str) -> str:
         price_book = self.follower.current
@@ -191,6 +191,8 @@ class Session:
         self.strategy = ""      # named by its first POSQUERY; "" for orders sent by hand
         self.later = None       # lines to log once this read's replies are sent (OrderManager.after_reply)
         self.bad = 0            # bad lines in a row
+        self.recent = deque()   # receive times (ns) of its messages in the last second: --rate-limit
+        self.events = None      # event rows to write once this read's replies are sent (--events)
 
 
 class OrderManager:
@@ -198,6 +200,7 @@ class OrderManager:
         self.config, self.log = config, log
         self.journal = Journal(config.journal, fsync=config.fsync)
         self.prices = BookWatcher(config, log)
+        self.events = events.EventFile(config.events) if config.events else None
         self.clients = 0
         self.connections = {}  # socket -> the thread serving it, for hang_up
         # One connection's orders at a time: the numbering, the journal and the book's reader
@@ -226,17 +229,27 @@ class OrderManager:
         if booked is not None:
             return self._again(msg, session, *booked)
         try:
-            last_price = self.prices.last_price(msg.symbol) if msg.symbol in self.config.symbols else None
+            quote = self.prices.quote(msg.symbol) if msg.symbol in self.config.symbols else None
         except book.BookBusy:
-            return protocol.Reject(msg.order_id, f"cannot check the price: the book's {msg.symbol} "
-                                   "record is stuck in mid-write (orderbook stalled); retry later")
-        reason = check_order(msg, self.config, last_price)
+            return self._reject(msg, session, recv_ns, f"cannot check the price: the book's {msg.symbol} "
+                                "record is stuck in mid-write (orderbook stalled); retry later")
+        reason = (check_order(msg, self.config, quote.price if quote else None)
+                  or check_limits(msg, self.config, session.strategy,
+                                  self.journal.position(session.strategy, msg.symbol), len(session.recent)))
         if reason:
             self.after_reply(session, self.log.info, rejected_line(msg.order_id, session.client, reason))
-            return protocol.Reject(msg.order_id, protocol.clean_reason(reason))
-        return self._book(msg, session, recv_ns)
+            return self._reject(msg, session, recv_ns, reason)
+        return self._book(msg, session, recv_ns, fill_at(msg, quote, self.config))
 
-    def _again(self, msg: protocol.Order, session: Session, order_no: int, booked_terms) -> protocol.Message:
+    def _reject(self, msg: protocol.Order, session: Session, recv_ns: int, reason: str) -> protocol.Reject:
+        reason = protocol.clean_reason(reason)
+        self.record(session, events.Event(recv_ns, session.strategy, events.REJECT, msg.order_id, msg.side,
+                                          msg.qty, msg.symbol, msg.price, reason=reason,
+                                          tick_ts_ns=msg.tick_ts_ns))
+        return protocol.Reject(msg.order_id, reason)
+
+    def _again(self, msg: protocol.Order, session: Session, order_no: int, booked_terms,
+               _filled: Filled) -> protocol.Message:
         """An id booked before: the same ACK for the same order (a re-send), else REJECT."""
         if booked_terms != terms(msg):
             return protocol.Reject(msg.order_id, f"duplicate order_id {msg.order_id}: "
@@ -245,21 +258,57 @@ class OrderManager:
                          f"{order_no} again (a re-send): confirmed again, not booked twice")
         return protocol.Ack(msg.order_id, order_no)
 
-    def _book(self, msg: protocol.Order, session: Session, recv_ns: int) -> protocol.Message:
-        """Write the order's row to the journal, then ACK; REJECT if it cannot be written whole."""
+    def _book(self, msg: protocol.Order, session: Session, recv_ns: int, filled: Filled) -> protocol.Message:
+        """Write the order's row (with its fill) to the journal, then ACK (and FILL, added by
+        `answer`); REJECT if it cannot be written whole."""
         try:
-            order_no = self.journal.append(msg, session.client, recv_ns, session.strategy)
+            order_no = self.journal.append(msg, session.client, recv_ns, session.strategy, filled)
         except JournalFull as exc:
             if self.journal_failing is None:  # once, not once per order while it lasts
                 self.log.error(f"cannot write the journal {self.journal.path}: {exc}; rejecting "
                                "orders until it can be written again (free some disk space)")
             self.journal_failing = str(exc)
-            return protocol.Reject(msg.order_id, protocol.clean_reason(str(exc)))
+            return self._reject(msg, session, recv_ns, str(exc))
         if self.journal_failing is not None:
             self.log.info(f"the journal {self.journal.path} can be written again; booking orders")
             self.journal_failing = None
-        self.after_reply(session, self.log.info, booked_line(order_no, msg))
+        self.after_reply(session, self.log.info, booked_line(order_no, msg, filled))
+        common = (session.strategy, msg.order_id, msg.side, msg.qty, msg.symbol, msg.price)
+        self.record(session, events.Event(recv_ns, common[0], events.ORDER, *common[1:], order_no=order_no,
+                                          tick_ts_ns=msg.tick_ts_ns))
+        self.record(session, events.Event(recv_ns, common[0], events.FILL, *common[1:], filled.price, filled.fee,
+                                          order_no=order_no, tick_ts_ns=msg.tick_ts_ns,
+                                          book_seq=filled.book_seq, book_ts_ns=filled.book_ts_ns))
         return protocol.Ack(msg.order_id, order_no)
+
+    def fill_of(self, ack: protocol.Ack) -> protocol.Fill:
+        """The FILL line that follows `ack`: the booked order's fill, from the journal (so a
+        re-sent order gets the same FILL again)."""
+        order_no, (side, qty, symbol, _), filled = self.journal.booked[ack.order_id]
+        return protocol.Fill(ack.order_id, order_no, side, qty, symbol, filled.price, filled.fee, filled.book_seq)
+
+    def record(self, session: Session, event: events.Event) -> None:
+        """Keep an event row for the event file (--events), written once the replies are sent."""
+        if self.events is None:
+            return
+        if session.events is None:
+            self.events.write([event])
+        else:
+            session.events.append(event)
+
+    def pnl(self, strategy: str) -> dict:
+        """`strategy`'s money now: position, cash, realized, unrealized (marked to the book's
+        prices; a symbol with no price in the book at its average cost), fees and pnl."""
+        account = self.journal.ledger.get(strategy) or accounts.Account()
+        marks = {}
+        for symbol in account.position:
+            with contextlib.suppress(book.BookBusy):
+                quote = self.prices.quote(symbol)
+                if quote:
+                    marks[symbol] = quote.price
+        return {"position": {s: q for s, q in account.position.items() if q}, "cash": round(account.cash, 2),
+                "realized": round(account.realized, 2), "unrealized": round(account.unrealized(marks), 2),
+                "fees": round(account.fees, 2), "pnl": round(account.pnl(marks), 2)}
 
     def after_reply(self, session: Session, say, line: str) -> None:
         """Log `line` with `say` once the replies to this read are written, not before.
@@ -298,7 +347,7 @@ class OrderManager:
         # here, the main thread would sleep on in accept().
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         session = Session(_peer_address(conn))
-        session.later = []
+        session.later, session.events = [], []
         self._count_client(session, conn, +1)
         decoder = protocol.Decoder()
         try:
@@ -309,6 +358,10 @@ class OrderManager:
                 later, session.later = session.later, []
                 for say, line in later:
                     say(line)
+                if session.events:
+                    with self.lock:  # one writer at a time: rows stay whole
+                        self.events.write(session.events)
+                    session.events = []
                 if closing:
                     self.log.warning(f"closed {session.client}: {MAX_BAD_LINES} bad lines in a row")
                     break
@@ -324,9 +377,14 @@ class OrderManager:
         replies = []
         with self.lock:
             for msg in messages:
+                session.recent.append(recv_ns)
+                while session.recent[0] <= recv_ns - 1_000_000_000:
+                    session.recent.popleft()
                 reply = self.handle(msg, session, recv_ns)
                 session.bad = session.bad + 1 if isinstance(reply, protocol.Error) else 0
                 replies.append(protocol.encode(reply))
+                if type(reply) is protocol.Ack:
+                    replies.append(protocol.encode(self.fill_of(reply)))
                 if session.bad >= MAX_BAD_LINES:
                     replies.append(protocol.encode(protocol.Error(f"{MAX_BAD_LINES} bad lines in a row; closing")))
                     return b"".join(replies), True
@@ -363,8 +421,12 @@ class OrderManager:
 
     def close(self) -> None:
         with self.lock:  # never under a connection's thread in the middle of an order
+            for strategy in sorted(self.journal.ledger):
+                self.log.info(f"P&L of {strategy or 'orders sent by hand'!r}: {self.pnl(strategy)}")
             self.journal.close()
             self.prices.close()
+            if self.events is not None:
+                self.events.close()
 
 
 def _peer_address(conn: socket.socket) -> str:

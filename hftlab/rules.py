@@ -17,10 +17,17 @@ logic the strategy process runs.
   other until the reply comes. The position changes only when the order is ACKed.
 - A symbol whose position is not known (a restarted strategy that has not yet heard
   from the order manager, see `Trader.forget`) sends no order until `Trader.learn`.
+- News in its place among the prices, by *event time*, not by arrival: a price is decided
+  with the news the gateway sent before it (``ts_ns`` of the NEWS line not after the
+  price's), however the two arrived. Prices reach the strategy through the orderbook and the
+  book, one hop more than news, so a NEWS line sent just after a price often arrives before
+  it; applied at once, it would decide that price, and the same feed would give other orders
+  on another run. A news line stamped after the price waits in `Trader.news` for a later one.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from typing import NamedTuple
 
@@ -102,17 +109,29 @@ class Trader:
         self.pending = {}
         self.unknown = set()  # symbols whose position is not known yet: no orders for them
         self.sentiment = None
+        self.news = []  # [(ts_ns, sentiment)] received but stamped after the prices seen so far
 
     @classmethod
     def from_config(cls, config) -> "Trader":
         return cls(config.symbols, config.short_window, config.long_window,
                    config.bullish, config.bearish, config.order_qty)
 
-    def on_news(self, sentiment: int) -> None:
-        self.sentiment = sentiment
+    def on_news(self, sentiment: int, ts_ns: int = 0) -> None:
+        """News sent at `ts_ns`: it counts for the prices stamped at or after that time (with
+        no time, 0, at once)."""
+        if ts_ns == 0:
+            self.sentiment = sentiment
+        else:
+            bisect.insort(self.news, (ts_ns, sentiment))
 
     def on_price(self, symbol: str, price: float, ts_ns: int = 0) -> Decision | None:
-        """Record a price (of a tick made at `ts_ns`); return the order to send now, if any."""
+        """Record a price (of a tick made at `ts_ns`); return the order to send now, if any.
+        The news sent before the tick counts first (with no time, 0: all news received)."""
+        news = self.news
+        if news and (ts_ns == 0 or news[0][0] <= ts_ns):
+            cut = len(news) if ts_ns == 0 else bisect.bisect_right(news, (ts_ns, 101))
+            self.sentiment = news[cut - 1][1]
+            del news[:cut]
         history = self.history[symbol]
         history.append(price)
         side = combine(price_signal(history, self.short, self.long),

@@ -17,6 +17,12 @@ at the order manager with the same clock (``hftlab bench`` runs `hftlab.bench.ti
 strategy with every hop timed). Its log lines are written in batches
 (`hftlab.batched_log`), off the orders' path.
 
+Every booked order is filled at once, in full, at the book's price when the order manager
+handles it: its ACK moves the position, and the FILL line that follows says at what price
+and fee, which the strategy logs with its slippage (the fill's price against the price it
+decided on) and its running P&L (`hftlab.accounts`). ``--send-delay`` makes the path slow on
+purpose, to see what that costs (`hftlab match`'s ``slow:MS``).
+
 Orders are sent at least once: an order whose reply has not come is kept, and re-sent with
 the same ``order_id`` when the order manager is back. Ids are a tag per strategy process
 (its start time and a random part, `order_tag`) plus a counter, so they are unique across
@@ -38,12 +44,12 @@ import secrets
 import selectors
 import time
 
-from hftlab import book, net, process, protocol, rules
+from hftlab import accounts, book, net, process, protocol, rules
 from hftlab.batched_log import BatchedLog
 from hftlab.link import Link
 
 __all__ = ["REJECT_BACKOFF", "REJECT_BACKOFF_CAP", "HOLD_LINES", "BookReader", "Strategy", "order_tag",
-           "order_line", "sent_line", "run", "main"]
+           "order_line", "sent_line", "MAX_UNFILLED", "run", "main"]
 
 # After a REJECT, no order for that symbol for this long, doubling with each further
 # REJECT up to the cap; an ACK resets it. The same order again at once would only be
@@ -52,6 +58,9 @@ REJECT_BACKOFF = 0.5
 REJECT_BACKOFF_CAP = 30.0
 # The strategy writes its log lines in batches, this many seconds apart at most (`BatchedLog`).
 HOLD_LINES = 0.1
+# ACKed orders whose FILL has not come yet are kept for their slippage; an order manager
+# that sends no FILL (an older one, or a learner's) must not make them pile up.
+MAX_UNFILLED = 256
 
 
 class BookReader:
@@ -202,6 +211,8 @@ class Strategy:
         self.tag = order_tag()
         self.quiet = {}  # symbol -> (no orders before this monotonic time, its Backoff)
         self.next_id = 1
+        self.unfilled = {}  # order_id -> Decision: ACKed, its FILL not yet read
+        self.account = accounts.Account()  # this run's fills: what the log says we made
 
     def step(self) -> None:
         """One turn of the loop: wait for sockets or the doorbell, look at the book and trade,
@@ -250,6 +261,8 @@ class Strategy:
         this process's CPU for a while (two cores, four processes), and the next symbol's
         order would wait behind it."""
         orders = []
+        if len(prices) > 1:  # in the order they were made, so news counts in its place (hftlab.rules)
+            prices = sorted(prices, key=lambda p: p[0].ts_ns)
         for quote, _missed in prices:
             decision = self.decide(quote)
             if decision is not None:
@@ -285,14 +298,19 @@ class Strategy:
     def on_message(self, msg) -> None:
         kind = type(msg)
         if kind is protocol.News:
-            self.trader.on_news(msg.sentiment)
+            self.trader.on_news(msg.sentiment, msg.ts_ns)
         elif kind is protocol.Ack:
             d = self.trader.on_ack(msg.order_id)
             if d is not None:
                 self.quiet.pop(d.symbol, None)
+                self.unfilled[msg.order_id] = d
+                if len(self.unfilled) > MAX_UNFILLED:
+                    del self.unfilled[next(iter(self.unfilled))]
                 pos = self.trader.position[d.symbol]
                 self.said.info(f"ACK {msg.order_id} is order {msg.order_no}: now "
                                f"{rules.position_name(pos)} {abs(pos)} {d.symbol}")
+        elif kind is protocol.Fill:
+            self.on_fill(msg)
         elif kind is protocol.Reject:
             d = self.trader.on_reject(msg.order_id)
             if d is None:
@@ -310,6 +328,18 @@ class Strategy:
             self.said.warning(f"the order manager says ERROR: {msg.reason}")
         elif kind is protocol.ProtocolError:
             self.said.warning(f"bad line received: {msg.reason}")
+
+    def on_fill(self, fill: protocol.Fill) -> None:
+        """Log the fill of an ACKed order: its price against the one we decided on (slippage:
+        positive is money lost), and what this run has made so far."""
+        d = self.unfilled.pop(fill.order_id, None)
+        if d is None:
+            return  # a re-sent order's FILL again, or one we never knew
+        self.account.fill(fill.side, fill.qty, fill.symbol, fill.price, fill.fee)
+        slip = accounts.slippage(fill.side, d.price, fill.price)
+        self.said.info(f"FILL {fill.order_id}: {fill.side} {fill.qty} {fill.symbol} @ {fill.price:.2f} "
+                       f"(decided at {d.price:.2f}: slippage {slip:+.2f}), fee {fill.fee:.2f}; "
+                       f"realized {self.account.realized:.2f}, fees {self.account.fees:.2f}")
 
     def next_order_id(self, d: rules.Decision) -> str:
         """A new order id for `d`, or "" if it cannot be sent now (no order manager, or
@@ -331,6 +361,8 @@ class Strategy:
         Their lines (`sent_line`) are written a moment later, with the others (`said`),
         always before their ACKs' lines."""
         lines = b"".join([order_line(order_id, d) for order_id, d in orders])
+        if self.config.send_delay:
+            time.sleep(self.config.send_delay)  # a slow path on purpose: the price moves meanwhile
         sent_ns = time.time_ns()
         if not self.orders.send(lines):
             return 0

@@ -44,12 +44,17 @@ class Client:
         self.sock = net.dial(host, port, timeout=5.0)
         self.decoder = protocol.Decoder()
         self.inbox = []
+        self.fills = []
 
     def send(self, *msgs):
         self.sock.sendall(b"".join(m if isinstance(m, bytes) else self.protocol.encode(m) for m in msgs))
 
-    def receive(self, n, timeout=10.0):
-        """Exactly the next n messages (or protocol errors), waiting at most `timeout`."""
+    def receive(self, n, timeout=10.0, fills=False):
+        """Exactly the next n messages (or protocol errors), waiting at most `timeout`.
+
+        The FILL that follows each ACK is set aside in `self.fills` unless `fills`: most
+        tests are about the answer to an order (ACK or REJECT); tests/test_fills.py asks
+        for the FILLs too, and checks that each follows its ACK."""
         deadline = time.monotonic() + timeout
         while len(self.inbox) < n:
             left = deadline - time.monotonic()
@@ -59,7 +64,11 @@ class Client:
             data = self.sock.recv(65536)
             if not data:
                 pytest.fail(f"connection closed after {self.inbox}")
-            self.inbox += self.decoder.feed(data)
+            for item in self.decoder.feed(data):
+                if not fills and isinstance(item, protocol.Fill):
+                    self.fills.append(item)
+                else:
+                    self.inbox.append(item)
         out, self.inbox = self.inbox[:n], self.inbox[n:]
         return out
 

@@ -191,20 +191,23 @@ def test_the_journal_row_comes_before_the_ack_and_the_log_line_after_it(tmp_path
         client.sendall(protocol.encode(order("o1")) + protocol.encode(order("o2", qty=0)))
         wait_for(lambda: len(said) >= 3, what="the two order lines")
         with client.makefile("rb") as replies:
-            ack, reject = protocol.Decoder().feed(replies.readline() + replies.readline())
+            ack, fill, reject = protocol.Decoder().feed(b"".join(replies.readline() for _ in range(3)))
         assert ack == protocol.Ack("o1", 1) and isinstance(reject, protocol.Reject)
+        assert fill == protocol.Fill("o1", 1, "BUY", 10, "AAPL", 172.53, 0.17, 0)   # no book: at its own price
         assert [r["order_id"] for r in read_journal(config.journal)] == ["o1"]
         assert "connected" in said[0][0]
         # (Said at once, once: no book, so the band is off. Not a line about one order.)
         assert "booked without the price band" in said.pop(1)[0]
-        assert said[1:] == [(order_manager.booked_line(1, order("o1")), True),
+        filled = order_manager.Filled(172.53, 0.17)
+        assert said[1:] == [(order_manager.booked_line(1, order("o1"), filled), True),
                             (order_manager.rejected_line("o2", net.address(*client.getsockname()[:2]),
                                                          "quantity must be positive; got 0"), True)]
         said.clear()
         assert manager.handle(order("o3"), order_manager.Session("127.0.0.1:1"), 1) == protocol.Ack("o3", 2)
-        assert said == [(order_manager.booked_line(2, order("o3")), False)]
+        assert said == [(order_manager.booked_line(2, order("o3"), filled), False)]
     finally:
         client.close()
         thread.join(10)
         manager.close()
-    assert not thread.is_alive() and "disconnected" in said[-1][0]
+    assert not thread.is_alive() and "disconnected" in said[-2][0]
+    assert said[-1][0].startswith("P&L of 'orders sent by hand': {'position': {'AAPL': 20}")   # at close

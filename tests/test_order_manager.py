@@ -138,7 +138,7 @@ def test_a_book_with_other_symbols_does_not_upset_the_band_check():
     assert ok == protocol.Ack("b3", 2)
 
 
-ROW = "1,5,c,a-1,1,BUY,10,AAPL,172.53,strategy\n"
+ROW = "1,5,c,a-1,1,BUY,10,AAPL,172.53,strategy,172.53,0.17,0,0\n"
 
 
 @pytest.mark.parametrize("make, says", [
@@ -188,7 +188,7 @@ def test_numbering_continues_from_the_largest_number_not_the_row_count(tmp_path)
 
 def test_a_row_cut_short_by_a_crash_is_dropped_not_glued(tmp_path):
     path = tmp_path / "orders.csv"
-    path.write_text(JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53,\n2,6,c,a-2,1,BU")
+    path.write_text(JOURNAL_COLUMNS + "\n1,5,c,a-1,1,BUY,10,AAPL,172.53,,172.53,0.17,0,0\n2,6,c,a-2,1,BU")
     with Launcher(Config(journal=str(path)), free_ports=True, names=["order_manager"]) as om:
         with Client(om.config.order_port) as c:
             c.send(order("a-2"))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hftlab.protocol import (
-    MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Heartbeat, Hello,
+    MAX_LINE, MESSAGE_TYPES, Ack, Decoder, Error, Fill, Heartbeat, Hello,
     LineFramer, News, Order, Position, PositionQuery, Price, PriceColumns, ProtocolError,
     Reject, clean_reason, decode, encode, wire_type,
 )
@@ -31,6 +31,7 @@ KNOWN = [
     (Order("x_-9", TS, "SELL", -5, "MSFT", -1.0),
      b"ORDER,x_-9,1764087000123456789,SELL,-5,MSFT,-1.00\n"),
     (Ack("a1", 1), b"ACK,a1,1\n"),
+    (Fill("a1", 1, "BUY", 10, "AAPL", 172.55, 0.17, 812), b"FILL,a1,1,BUY,10,AAPL,172.55,0.17,812\n"),
     (Reject("a1", "qty must be positive; got 0"),
      b"REJECT,a1,qty must be positive; got 0\n"),
     (Error("unknown message type"), b"ERROR,unknown message type\n"),
@@ -49,7 +50,7 @@ def norm(items):
 
 def test_message_types_table():
     assert list(MESSAGE_TYPES) == [
-        "HELLO", "PRICE", "NEWS", "HB", "ORDER", "ACK", "REJECT", "ERROR",
+        "HELLO", "PRICE", "NEWS", "HB", "ORDER", "ACK", "FILL", "REJECT", "ERROR",
         "POSQUERY", "POSITION"]
     assert MESSAGE_TYPES["HB"] is Heartbeat
     for name, cls in MESSAGE_TYPES.items():

@@ -120,3 +120,29 @@ def test_order_tags_differ_across_runs_and_sort_by_start_time():
         tags.append(order_tag())
     assert len(set(tags)) == len(tags) and [t[:-4] for t in tags] == sorted(t[:-4] for t in tags)
     assert all(protocol.decode(f"ACK,{t}-123456,1".encode()).order_id == f"{t}-123456" for t in tags)
+
+
+def test_news_counts_in_its_place_among_the_prices_by_event_time_not_arrival():
+    """A NEWS line stamped after a price, and read before it (news takes one hop less),
+    does not decide that price; it decides the next one."""
+    early, late = Trader(["AAPL"], short=1, long=2), Trader(["AAPL"], short=1, long=2)
+    for t in (early, late):
+        t.on_news(80, ts_ns=100)
+        t.on_price("AAPL", 10.0, ts_ns=150)
+    early.on_news(20, ts_ns=300)              # arrives before the price of 250 it followed
+    assert early.on_price("AAPL", 11.0, ts_ns=250).side == "BUY"   # decided with the news of 100
+    late.on_price("AAPL", 11.0, ts_ns=250)    # arrived in order: the same decision
+    late.on_news(20, ts_ns=300)
+    assert early.news == [(300, 20)] and early.sentiment == 80
+    later = early.on_price("AAPL", 10.5, ts_ns=350)   # after the news of 300: it decides this one
+    assert later.sentiment == 20 and later.side == "SELL" and early.news == []
+
+
+def test_news_without_a_time_counts_at_once_and_a_price_without_one_takes_all_news():
+    t = Trader(["AAPL"])
+    t.on_news(70)
+    assert t.sentiment == 70
+    t.on_news(20, ts_ns=5)
+    t.on_news(90, ts_ns=9)
+    t.on_price("AAPL", 10.0)
+    assert t.sentiment == 90 and t.news == []

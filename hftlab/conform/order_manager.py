@@ -1,19 +1,21 @@
 """The order manager's cases: the harness is its strategies (clients on the order port)
 and reads its journal (--journal). No book exists under --shm-name, so no price band
-applies, except in case 10, where the harness makes the book before the order manager starts."""
+applies, except in cases 10, 12 and 13, where the harness makes the book before the order
+manager starts (and, in 12, moves its price)."""
 
 from __future__ import annotations
 
 import time
 
-from hftlab import protocol
+from hftlab import accounts, protocol
 from hftlab.conform.harness import CaseFailed, background, case, only_loopback
 from hftlab.conform.peers import LineClient
 
-__all__ = ["ROLE", "CASES", "BOOK_PRICE"]
+__all__ = ["ROLE", "CASES", "BOOK_PRICE", "BOOK_SEQ"]
 
 ROLE = "order_manager"
-BOOK_PRICE = 172.53  # AAPL's price in case 10's book
+BOOK_PRICE = 172.53  # AAPL's price in the book of cases 10, 12 and 13
+BOOK_SEQ = 7001      # the seq of the tick that set it
 
 
 def order(order_id, side="BUY", qty=10, symbol="AAPL", price=172.53) -> bytes:
@@ -193,7 +195,7 @@ def with_book(ctx):
     """The book under --shm-name, made by the harness before the order manager starts, with a
     price for AAPL only."""
     b = ctx.make_book(ctx.config.symbols)
-    b.update("AAPL", BOOK_PRICE)
+    b.update("AAPL", BOOK_PRICE, seq=BOOK_SEQ)
     return b
 
 
@@ -233,5 +235,70 @@ def loopback_only(ctx):
     only_loopback(ctx, {"order port": ctx.config.order_port})
 
 
+def expect_fill(c, order_id: str, qty: int, price: float, seq: int, config) -> protocol.Fill:
+    """The FILL after the ACK of `order_id`: CaseFailed unless it is at `price` (the book's),
+    from the tick `seq`, with the fee the config's fees make."""
+    fill = c.next_fill(3.0)
+    if fill is None:
+        raise CaseFailed(f"no FILL line followed the ACK of {order_id}")
+    fee = accounts.fee(qty, price, config.fee_per_share, config.fee_bps)
+    want = protocol.Fill(order_id, fill.order_no, "BUY", qty, "AAPL", price, fee, seq)
+    if fill != want:
+        raise CaseFailed(f"the FILL of {order_id} was {protocol.encode(fill).decode().strip()!r}, expected "
+                         f"{protocol.encode(want).decode().strip()!r} (the book's price {price:.2f} of tick {seq} "
+                         f"when the order came; fee {config.fee_per_share:g} a share + {config.fee_bps:g} bp)")
+    return fill
+
+
+@case(ROLE, 12, "fills: each ACK is followed by FILL at the book's price when the order is handled, "
+      "with its fee, and the journal row carries the fill",
+      "after the ACK send Fill(order_id, order_no, side, qty, symbol, the book's price now, fee, the record's "
+      "seq); fee = qty x --fee-per-share + qty x price x --fee-bps / 10000, to the cent; journal columns "
+      "fill_price,fee,book_seq,book_ts_ns (docs/protocol.md, Fills)", fee_bps=2.0, fee_per_share=0.02)
+def fills(ctx):
+    b = with_book(ctx)
+    ctx.start()
+    c = client(ctx)
+    ask(c, order("x1", price=172.90), protocol.Ack)          # it saw 172.90; the book says 172.53
+    expect_fill(c, "x1", 10, BOOK_PRICE, BOOK_SEQ, ctx.config)
+    b.update("AAPL", 174.10, seq=BOOK_SEQ + 5)               # the market moves: a later order meets it
+    ask(c, order("x2", qty=30, price=172.90), protocol.Ack)
+    expect_fill(c, "x2", 30, 174.10, BOOK_SEQ + 5, ctx.config)
+    rows = [line.rstrip("\n").split(",") for line in journal_rows(ctx)]
+    header = rows[0]
+    if "fill_price" not in header:
+        raise CaseFailed(f"the journal's header {','.join(header)!r} has no fill_price column")
+    at = header.index("order_id"), header.index("fill_price")
+    filled = {r[at[0]]: r[at[1]] for r in rows[1:] if len(r) == len(header)}
+    if filled.get("x2") != "174.10":
+        raise CaseFailed(f"the journal's fill_price of x2 is {filled.get('x2')!r}, expected '174.10'")
+
+
+@case(ROLE, 13, "limits: past --position-limit or --rate-limit an order gets REJECT naming the limit",
+      "keep each strategy's position (named by POSQUERY); REJECT an order that takes it beyond "
+      "+-position_limit ('position limit: ...'); count each connection's lines over the last second and "
+      "REJECT orders past rate_limit ('message rate limit: ...')", position_limit=20, rate_limit=10)
+def limits(ctx):
+    with_book(ctx)
+    ctx.start()
+    c = client(ctx)
+    ask(c, protocol.encode(protocol.PositionQuery("conform-om", "AAPL")), protocol.Position)
+    ask(c, order("l1", qty=20), protocol.Ack)
+    over = ask(c, order("l2", qty=1), protocol.Reject)
+    if "position limit" not in over.reason:
+        raise CaseFailed(f"BUY 1 more than --position-limit 20 was refused with {over.reason!r}, which does not "
+                         "say 'position limit'")
+    flood = client(ctx)
+    flood.send(b"".join(order(f"r{i}", side="SELL", qty=1) for i in range(12)))   # one write: one second
+    answers = [flood.next(3.0) for _ in range(12)]
+    kinds = [type(a).__name__ if a is not None else "nothing" for a in answers]
+    if kinds != ["Ack"] * 10 + ["Reject"] * 2:
+        raise CaseFailed(f"12 orders in one second with --rate-limit 10 were answered {kinds}, expected 10 ACKs "
+                         "then 2 REJECTs")
+    if "rate limit" not in answers[-1].reason:
+        raise CaseFailed(f"the order past --rate-limit was refused with {answers[-1].reason!r}, which does not "
+                         "say 'rate limit'")
+
+
 CASES = [ack, reject, garbage, journal_first, duplicate, many_clients, restart, positions, sigterm,
-         price_band, loopback_only]
+         price_band, loopback_only, fills, limits]

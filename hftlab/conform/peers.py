@@ -82,6 +82,7 @@ class LineClient:
         self.sock.settimeout(timeout)
         self.decoder = protocol.Decoder()
         self.pending = []
+        self.fills = []
         self.received = 0
 
     def connect(self, host: str, port: int) -> None:
@@ -91,22 +92,49 @@ class LineClient:
         self.sock.sendall(data)
 
     def next(self, timeout: float):
-        """The next message (or ProtocolError); None after `timeout` s or if the connection closed."""
+        """The next message (or ProtocolError); None after `timeout` s or if the connection closed.
+
+        A FILL is set aside in `fills`, not returned: it follows an ACK, and the cases about
+        answers (ACK, REJECT, POSITION) must pass an order manager that sends none, as they
+        did before fills existed. The fill cases ask for it (`next_fill`)."""
         deadline = time.monotonic() + timeout
-        while not self.pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        while True:
+            self._set_fills_aside()
+            if self.pending:
+                return self.pending.pop(0)
+            if not self._read_more(deadline):
                 return None
-            try:
-                self.sock.settimeout(left)
-                data = self.sock.recv(65536)
-            except (socket.timeout, OSError):
+
+    def next_fill(self, timeout: float):
+        """The next FILL, or None after `timeout` s or if the connection closed; the other
+        lines read meanwhile stay for `next`, in order."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._set_fills_aside()
+            if self.fills:
+                return self.fills.pop(0)
+            if not self._read_more(deadline):
                 return None
-            if not data:
-                return None
-            self.received += len(data)
-            self.pending.extend(self.decoder.feed(data))
-        return self.pending.pop(0)
+
+    def _set_fills_aside(self) -> None:
+        self.fills += [m for m in self.pending if type(m) is protocol.Fill]
+        self.pending = [m for m in self.pending if type(m) is not protocol.Fill]
+
+    def _read_more(self, deadline: float) -> bool:
+        """Read what has come into `pending`; False at `deadline` or if the connection closed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+        except (socket.timeout, OSError):
+            return False
+        if not data:
+            return False
+        self.received += len(data)
+        self.pending.extend(self.decoder.feed(data))
+        return True
 
     def collect(self, seconds: float) -> list:
         """Every message that arrives within `seconds`."""

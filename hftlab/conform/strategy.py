@@ -44,6 +44,7 @@ class Desk:
         self.booked = {}          # order_id -> order_no
         self.positions = dict(positions or {})
         self.policy = None        # policy(order) -> "ack", "reject" or "hang up"
+        self.fills = False        # send a FILL after each ACK (at the order's price; case 11)
         self.lock = threading.Lock()
         self._connections = []    # per connection, the messages it sent
         self.server = ctx.server(self._serve)
@@ -70,7 +71,11 @@ class Desk:
                 self.server.stop()
             else:
                 number = self.booked.setdefault(msg.order_id, len(self.booked) + 1)
-                conn.sendall(protocol.encode(protocol.Ack(msg.order_id, number)))
+                reply = protocol.encode(protocol.Ack(msg.order_id, number))
+                if self.fills:
+                    reply += protocol.encode(protocol.Fill(msg.order_id, number, msg.side, msg.qty, msg.symbol,
+                                                           msg.price, 0.02, 1))
+                conn.sendall(reply)
 
     def connections(self) -> list:
         """What each connection sent so far, in the order the connections came."""
@@ -235,8 +240,9 @@ def sell_needs_both(ctx):
 @case(ROLE, 6, "never the same order twice: one BUY 10 while the signal stays, then one SELL 20 to turn short",
       "keep a position per symbol (+qty long, -qty short); order only the change, once it is ACKed",
       **CFG)
-def no_duplicates(ctx):
+def no_duplicates(ctx, fills=False):
     w = World(ctx)
+    w.desk.fills = fills
     w.set_news(80)
     w.walk(100.0, 1.0, 14)
     buys = w.orders()
@@ -346,5 +352,14 @@ def sigterm(ctx):
     ctx.sigterm()
 
 
+@case(ROLE, 11, "FILL after each ACK: it goes on trading as in case 6, its position what its fills made",
+      "a FILL,<order_id>,<order_no>,<side>,<qty>,<symbol>,<price>,<fee>,<book_seq> line follows each ACK "
+      "(docs/protocol.md, Fills): decode it (or skip a line you do not know) and go on; the fill is the "
+      "whole order, so the position is the same as the ACK made it", **CFG)
+def fills(ctx):
+    no_duplicates.run(ctx, fills=True)
+    ctx.alive("after the FILLs")
+
+
 CASES = [connects, prices_from_book, window, buy_needs_both, sell_needs_both, no_duplicates,
-         reject, resend, positions, sigterm]
+         reject, resend, positions, sigterm, fills]

@@ -37,12 +37,12 @@ from __future__ import annotations
 from hftlab.protocol import columns
 from hftlab.protocol.fields import (NS_MAX, SYMBOL, SYMBOL_RE, SYMBOL_RULE, UINT_MAX, ProtocolError,
                                     clean_reason, is_symbol, show, symbol_codec)
-from hftlab.protocol.messages import (FIELDS, MESSAGE_TYPES, Ack, Error, Heartbeat, Hello, Message, News,
+from hftlab.protocol.messages import (FIELDS, MESSAGE_TYPES, Ack, Error, Fill, Heartbeat, Hello, Message, News,
                                       Order, Position, PositionQuery, Price, PriceColumns, Reject, wire_type)
 
 __all__ = [
     "MAX_LINE", "UINT_MAX", "NS_MAX", "ProtocolError",
-    "Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Reject", "Error",
+    "Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Fill", "Reject", "Error",
     "PositionQuery", "Position",
     "Message", "MESSAGE_TYPES", "wire_type", "encode", "decode", "parsers",
     "clean_reason", "LineFramer", "Decoder", "PriceColumns", "SYMBOL_RE", "SYMBOL_RULE", "is_symbol",

@@ -11,7 +11,7 @@ from typing import NamedTuple, Union
 
 from hftlab.protocol.fields import FEED, INT, NS, PRICE, REASON, SENTIMENT, SESSION, SIDE, SYMBOL, TOKEN, UINT
 
-__all__ = ["Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Reject", "Error", "PositionQuery",
+__all__ = ["Hello", "Price", "News", "Heartbeat", "Order", "Ack", "Fill", "Reject", "Error", "PositionQuery",
            "Position", "Message", "MESSAGE_TYPES", "FIELDS", "wire_type", "PriceColumns"]
 
 
@@ -52,6 +52,20 @@ class Ack(NamedTuple):
     order_no: int
 
 
+class Fill(NamedTuple):
+    # Order manager to client, right after the ACK of a booked order: it was filled, all of
+    # it, at the book's price for `symbol` when the order was handled (`book_seq`: the
+    # seq of that tick; 0 if the book had no price and the order's own price was used).
+    order_id: str
+    order_no: int
+    side: str
+    qty: int
+    symbol: str
+    price: float
+    fee: float
+    book_seq: int
+
+
 class Reject(NamedTuple):
     order_id: str
     reason: str
@@ -76,7 +90,7 @@ class Position(NamedTuple):
     qty: int
 
 
-Message = Union[Hello, Price, News, Heartbeat, Order, Ack, Reject, Error, PositionQuery, Position]
+Message = Union[Hello, Price, News, Heartbeat, Order, Ack, Fill, Reject, Error, PositionQuery, Position]
 
 MESSAGE_TYPES = {
     "HELLO": Hello,
@@ -85,6 +99,7 @@ MESSAGE_TYPES = {
     "HB": Heartbeat,
     "ORDER": Order,
     "ACK": Ack,
+    "FILL": Fill,
     "REJECT": Reject,
     "ERROR": Error,
     "POSQUERY": PositionQuery,
@@ -98,6 +113,7 @@ FIELDS = {
     Heartbeat: (UINT, NS),
     Order: (TOKEN, NS, SIDE, INT, SYMBOL, PRICE),
     Ack: (TOKEN, UINT),
+    Fill: (TOKEN, UINT, SIDE, INT, SYMBOL, PRICE, PRICE, UINT),
     Reject: (TOKEN, REASON),
     Error: (REASON,),
     PositionQuery: (TOKEN, SYMBOL),

@@ -1,5 +1,5 @@
 """Starter strategy: ``hftlab conform strategy -- python my_strategy.py`` passes cases 1-5, 7 and 10
-and fails 6, 8 and 9 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
+and fails 6, 8, 9 and 11 on purpose; the TODOs below say what to add (hftlab/starters/__init__.py)."""
 import os, signal, socket, sys, time
 from collections import deque
 from hftlab.book import SharedPriceBook
@@ -29,6 +29,7 @@ sentiment, decoders, tag, n = None, {news: Decoder(), orders: Decoder()}, f"{tim
 # TODO case 7 (once you keep positions): on a REJECT the position stays as it was.
 # TODO case 8: keep each order until its ACK; reconnect to the order manager and re-send it.
 # TODO case 9: ask POSQUERY,<HFTLAB_STRATEGY_ID>,<symbol> on connect; take POSITION's qty.
+# TODO case 11 (once you keep positions): a FILL line follows each ACK; it is the same order, filled.
 while True:
     for s in (news, orders):
         try:
