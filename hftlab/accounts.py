@@ -35,7 +35,7 @@ def fee(qty: int, price: float, per_share: float, bps: float) -> float:
 
 def slippage(side: str, order_price: float, fill_price: float) -> float:
     """Per share: how much worse than the order's price the fill was (negative: better)."""
-    return round((fill_price - order_price) * (1 if side == "BUY" else -1), 2)
+    return round((fill_price - order_price) * (1 if side == "BUY" else -1), 2) + 0.0  # never -0.0
 
 
 @dataclass

@@ -9,6 +9,7 @@
     hftlab gateway | orderbook | strategy | order-manager    one process, as in four terminals
     hftlab run --strategy-cmd "python my_strategy.py"   your own process in a role (docs/roles.md)
     hftlab conform ROLE -- CMD [ARGS...]  grade your own process against its role's cases
+    hftlab match --out DIR --entry a=ours --entry r=random   strategies against one exchange, scored
 
 Every command takes the same configuration flags (``--help`` lists them).
 
@@ -39,7 +40,7 @@ __all__ = ["MODULE_COMMANDS", "PROCESS_COMMANDS", "parser", "main", "cmd_run",
            "cmd_status", "cmd_clean"]
 
 # Commands that live in their own module and parse their own flags.
-MODULE_COMMANDS = {"bench": "bench", "record": "record", "conform": "conform"}
+MODULE_COMMANDS = {"bench": "bench", "record": "record", "conform": "conform", "match": "match"}
 PROCESS_COMMANDS = {"gateway": "gateway", "orderbook": "orderbook", "strategy": "strategy",
                     "order-manager": "order_manager", "order_manager": "order_manager"}
 
@@ -76,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("record", help="write a running lab's prices and news to a CSV (see hftlab record --help)",
                    add_help=False)
+    sub.add_parser("match", help="several strategies, one exchange, one feed: fills, P&L and a scoreboard "
+                                 "(see hftlab match --help)", add_help=False)
     for name in PROCESS_COMMANDS:
         if "_" not in name:
             sub.add_parser(name, help=f"run the {name.replace('-', ' ')} alone (see hftlab {name} --help)",

@@ -17,7 +17,8 @@ LEARNER_MODULES = [
     "hftlab.batched_log", "hftlab.bench.timed", "hftlab.bench.burst", "hftlab.conform.peers", "hftlab.conform.run",
     "hftlab.rules", "hftlab.launcher", "hftlab.process", "hftlab.checks", "hftlab.strategy",
     "hftlab.order_manager", "hftlab.journal", "hftlab.gateway", "hftlab.orderbook", "hftlab.record",
-    "hftlab.replay", "hftlab.cli", "hftlab.alternatives",
+    "hftlab.replay", "hftlab.cli", "hftlab.alternatives", "hftlab.accounts", "hftlab.events", "hftlab.order_rules",
+    "hftlab.match", "hftlab.match.score", "hftlab.match.entries", "hftlab.match.run",
 ]
 
 # What `hftlab.book` exported when it was one module: lessons and learners use these.
