@@ -148,17 +148,24 @@ def stop_group(pgid: int, timeout: float, grace: float = 1.0) -> list:
     What is still there `grace` seconds after the leader exited (it may have had the
     leader's SIGTERM, and be on its way out) gets SIGTERM, and SIGKILL `timeout` seconds
     later. A process that left the group (``setsid``) is out of reach."""
-    deadline = time.monotonic() + grace
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    left = _members_after(pgid, grace)
     if not left:
         return []
     signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _members_after(pgid, timeout)
     signal_group(pgid, signal.SIGKILL)
+    # A SIGKILL is sent at once but acted on when the process next runs: on a busy machine,
+    # a moment later. Return once they are gone (one stuck in the kernel: after a second).
+    _members_after(pgid, 1.0)
     return left
+
+
+def _members_after(pgid: int, seconds: float) -> list:
+    """Group `pgid`'s members once they are all gone, or as they are `seconds` from now."""
+    deadline = time.monotonic() + seconds
+    while (members := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return members
 
 
 def describe(processes, most: int = 3) -> str:
