@@ -128,6 +128,9 @@ def test_every_connection_names_its_strategy_whatever_was_in_flight_when_the_ord
         def booked(order_id):
             return any(r["order_id"] == order_id for r in read_journal(journal))
 
+        # Trading first: stopped before it answered the strategy's POSQUERY, the order
+        # manager would leave AAPL unknown to it, and no order would ever go out.
+        wait_for(lambda: "the journal holds AAPL" in own_log(strategy), 20, "the strategy to learn its position")
         for point in ("not read", "nothing out", "not read", "idle"):
             n = len(read_journal(journal))
             if point == "not read":
