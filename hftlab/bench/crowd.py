@@ -1,0 +1,84 @@
+"""A class in one match: how tick-to-trade grows with the number of strategies on one feed.
+
+    python -m hftlab.bench.crowd [--sizes 1,4,16] [--duration 8] [--out DIR]
+
+One match (`hftlab.match.Match`) for each size N, one after the other in this run: N
+copies of our strategy, each with its own id, at the FAST cadence on the trending walk,
+for ``--duration`` seconds. Each strategy's tick-to-trade (the gateway's tick time to the
+order manager's receipt of the order it caused, from the match's event file) is summed
+up per match: the median and the worst of the strategies' p50 and p99, and the median
+p50 against the lone strategy's, measured in the same run. Figures are printed, never
+asserted (docs/performance.md has those of this machine and what they mean).
+
+Every copy decides on the same ticks (they are the same strategy on the same prices), so
+a tick that makes an order makes N orders at once: the figures include the doorbell
+waking N sleeping readers one by one and the order manager answering N orders in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+from hftlab.config import FAST, Config
+from hftlab.match import MATCH_DEFAULTS, Match
+
+__all__ = ["SIZES", "crowd", "table", "main"]
+
+SIZES = (1, 4, 16)
+
+
+def crowd(n: int, duration: float, out: str) -> dict:
+    """One match of `n` copies of our strategy; its figures (microseconds)."""
+    config = Config(**FAST, **MATCH_DEFAULTS)
+    with Match(config, [f"s{i}=ours" for i in range(n)], out, duration=duration) as match:
+        summary = match.wait()
+    scores = summary.values()
+    p50s = [s["tick_to_trade_p50_us"] for s in scores if s.get("tick_to_trade_p50_us") is not None]
+    p99s = [s["tick_to_trade_p99_us"] for s in scores if s.get("tick_to_trade_p99_us") is not None]
+    return {"strategies": n, "finished": sum(s["status"].startswith("finished") for s in scores),
+            "orders": sum(s["orders"] for s in scores), "fills": sum(s["fills"] for s in scores),
+            "p50_median": statistics.median(p50s) if p50s else None, "p50_worst": max(p50s, default=None),
+            "p99_median": statistics.median(p99s) if p99s else None, "p99_worst": max(p99s, default=None)}
+
+
+def table(rows: list) -> str:
+    """The figures of one run, with each size's median p50 against the first size's."""
+    base = rows[0]["p50_median"] if rows and rows[0]["p50_median"] else None
+    out = ["strategies  finished  orders  fills  p50 median  p50 worst  p99 median  p99 worst  p50 vs lone"]
+    for r in rows:
+        def us(key):
+            return f"{r[key]:,.0f} us" if r[key] is not None else "-"
+        ratio = f"{r['p50_median'] / base:.2f}x" if base and r["p50_median"] else "-"
+        out.append(f"{r['strategies']:>10}  {r['finished']:>8}  {r['orders']:>6}  {r['fills']:>5}  "
+                   f"{us('p50_median'):>10}  {us('p50_worst'):>9}  {us('p99_median'):>10}  {us('p99_worst'):>9}  "
+                   f"{ratio:>11}")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hftlab.bench.crowd", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="numbers of strategies, e.g. 1,4,16")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds of trading per match")
+    p.add_argument("--out", default=None, help="keep each match's files in DIR/N (default: a temporary folder)")
+    args = p.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        p.error(f"--sizes takes numbers separated by commas; got {args.sizes!r}")
+    if not sizes or min(sizes) < 1:
+        p.error("--sizes takes numbers of 1 and up")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hftlab-crowd-") as tmp:
+        for n in sizes:
+            rows.append(crowd(n, args.duration, f"{args.out or tmp}/{n}"))
+            print(table(rows).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
+    print()
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
