@@ -7,8 +7,10 @@ copies of our strategy, each with its own id, at the FAST cadence on the trendin
 for ``--duration`` seconds. Each strategy's tick-to-trade (the gateway's tick time to the
 order manager's receipt of the order it caused, from the match's event file) is summed
 up per match: the median and the worst of the strategies' p50 and p99, and the median
-p50 against the lone strategy's, measured in the same run. Figures are printed, never
-asserted (docs/performance.md has those of this machine and what they mean).
+p50 against the lone strategy's, measured in the same run. With them, the orderbook's CPU
+time per tick written (Linux: /proc schedstat), which grows with the readers it has to
+ring. Figures are printed, never asserted (docs/performance.md has those of this machine
+and what they mean).
 
 Every copy decides on the same ticks (they are the same strategy on the same prices), so
 a tick that makes an order makes N orders at once: the figures include the doorbell
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 
+from hftlab.bench.measure import cpu_seconds
 from hftlab.config import FAST, Config
 from hftlab.match import MATCH_DEFAULTS, Match
 
@@ -33,27 +37,40 @@ def crowd(n: int, duration: float, out: str) -> dict:
     """One match of `n` copies of our strategy; its figures (microseconds)."""
     config = Config(**FAST, **MATCH_DEFAULTS)
     with Match(config, [f"s{i}=ours" for i in range(n)], out, duration=duration) as match:
-        summary = match.wait()
+        writer = match.lab.pid("orderbook")
+        cpu, ticks = cpu_seconds(writer), match.follower.header()["updates"]
+        while match.step():
+            time.sleep(0.05)
+        cpu, ticks = _minus(cpu_seconds(writer), cpu), match.follower.header()["updates"] - ticks
+        summary = match.stop()
     scores = summary.values()
     p50s = [s["tick_to_trade_p50_us"] for s in scores if s.get("tick_to_trade_p50_us") is not None]
     p99s = [s["tick_to_trade_p99_us"] for s in scores if s.get("tick_to_trade_p99_us") is not None]
     return {"strategies": n, "finished": sum(s["status"].startswith("finished") for s in scores),
             "orders": sum(s["orders"] for s in scores), "fills": sum(s["fills"] for s in scores),
             "p50_median": statistics.median(p50s) if p50s else None, "p50_worst": max(p50s, default=None),
-            "p99_median": statistics.median(p99s) if p99s else None, "p99_worst": max(p99s, default=None)}
+            "p99_median": statistics.median(p99s) if p99s else None, "p99_worst": max(p99s, default=None),
+            "orderbook_us_per_tick": cpu / ticks * 1e6 if cpu is not None and ticks else None}
+
+
+def _minus(after, before):
+    return after - before if after is not None and before is not None else None
 
 
 def table(rows: list) -> str:
     """The figures of one run, with each size's median p50 against the first size's."""
     base = rows[0]["p50_median"] if rows and rows[0]["p50_median"] else None
-    out = ["strategies  finished  orders  fills  p50 median  p50 worst  p99 median  p99 worst  p50 vs lone"]
+    out = ["strategies  finished  orders  fills  p50 median  p50 worst  p99 median  p99 worst  p50 vs lone"
+           "  orderbook/tick"]
     for r in rows:
         def us(key):
             return f"{r[key]:,.0f} us" if r[key] is not None else "-"
         ratio = f"{r['p50_median'] / base:.2f}x" if base and r["p50_median"] else "-"
+        per_tick = r.get("orderbook_us_per_tick")
+        per_tick = f"{per_tick:,.0f} us" if per_tick is not None else "-"
         out.append(f"{r['strategies']:>10}  {r['finished']:>8}  {r['orders']:>6}  {r['fills']:>5}  "
                    f"{us('p50_median'):>10}  {us('p50_worst'):>9}  {us('p99_median'):>10}  {us('p99_worst'):>9}  "
-                   f"{ratio:>11}")
+                   f"{ratio:>11}  {per_tick:>14}")
     return "\n".join(out)
 
 
