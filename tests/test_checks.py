@@ -30,8 +30,9 @@ CHECKS = {name: getattr(checks, "check_" + name) for name in (
 
 
 def test_every_check_is_listed():
+    judged_live = ("check_count_gaps_live", "check_match")   # against a measurement: no worked answer
     assert sorted(CHECKS) == sorted(name[len("check_"):] for name in checks.__all__
-                                    if name.startswith("check_") and name != "check_count_gaps_live")
+                                    if name.startswith("check_") and name not in judged_live)
     assert sorted(CHECKS) == sorted(solutions.__all__)
 
 

@@ -15,7 +15,7 @@ Where the package already holds the answer (`hftlab.rules`,
 values come from there, so an exercise can never disagree with the code the
 processes run.
 
-One module per lesson (``lesson01`` ... ``lesson11``), and ``common`` for what they
+One module per lesson (``lesson01`` ... ``lesson12``), and ``common`` for what they
 share; a lesson calls them all through this package: ``checks.check_footprint(footprint)``.
 """
 
@@ -30,12 +30,13 @@ from hftlab.checks.lesson07 import GATEWAY_KILL_CHOICES, GATEWAY_KILL_TRUTH, che
 from hftlab.checks.lesson08 import check_expected_wait, check_seen_and_missed
 from hftlab.checks.lesson09 import check_audit
 from hftlab.checks.lesson11 import check_speedup
+from hftlab.checks.lesson12 import MATCH_CHOICES, MATCH_KEYS, check_match
 
 __all__ = [
     "check_make_length_framer", "check_fix_quantity", "check_footprint", "check_seqlock_read",
     "check_count_gaps", "check_count_gaps_live", "check_trigger", "check_notional_limit",
     "check_gateway_kill", "check_expected_wait", "check_seen_and_missed", "check_audit",
-    "check_speedup",
+    "check_speedup", "check_match",
     "Verdict", "bounded", "DidNotReturn", "seqlock_against_a_writer", "SEQLOCK_LOOPS",
-    "GATEWAY_KILL_CHOICES", "GATEWAY_KILL_TRUTH",
+    "GATEWAY_KILL_CHOICES", "GATEWAY_KILL_TRUTH", "MATCH_CHOICES", "MATCH_KEYS",
 ]

@@ -19,6 +19,7 @@ One module per idea, each short enough to read in one sitting:
 - `wiretap`: `WireTap`, one message at a time, its raw bytes beside its decoded fields.
 - `news`: `NewsReader`, the latest news, over the one reconnecting client (`hftlab.link`).
 - `blotter`: the orders the order manager answered, from its log and its journal.
+- `leaderboard`: `Leaderboard`, a match's scoreboard (`hftlab.match`), live, best P&L first.
 - `dashboard`: `Dashboard`, all of the above plus one row per process with start, stop,
   kill and restart buttons (the only module that needs the launcher).
 
@@ -34,6 +35,7 @@ from hftlab.widgets.blotter import Blotter, blotter_rows, recent_orders
 from hftlab.widgets.bookview import FollowedBook, BookView, Row
 from hftlab.widgets.chart import PriceChart, moving_average_series
 from hftlab.widgets.dashboard import Dashboard, ProcessPanel
+from hftlab.widgets.leaderboard import Leaderboard
 from hftlab.widgets.live import DURATION, HEADLESS_FRAMES, Live, headless
 from hftlab.widgets.news import NewsReader
 from hftlab.widgets.view import MISSING, View
@@ -42,6 +44,6 @@ from hftlab.widgets.wiretap import Step, WireTap, fields_of, hexdump, summary_li
 __all__ = [
     "Dashboard", "BookView", "PriceChart", "WireTap",
     "FollowedBook", "Row", "moving_average_series", "Step", "hexdump", "fields_of", "summary_line",
-    "NewsReader", "Blotter", "blotter_rows", "recent_orders", "ProcessPanel",
+    "NewsReader", "Leaderboard", "Blotter", "blotter_rows", "recent_orders", "ProcessPanel",
     "Live", "View", "DURATION", "HEADLESS_FRAMES", "MISSING", "headless",
 ]
