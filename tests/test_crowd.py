@@ -27,13 +27,21 @@ def test_a_match_of_sixteen_strategies_runs_to_its_end_with_every_order_answered
 
 
 def test_the_crowd_table_compares_each_size_with_the_lone_strategy():
-    rows = [{"strategies": 1, "finished": 1, "orders": 10, "fills": 10, "p50_median": 500.0, "p50_worst": 500.0,
+    rows = [{"strategies": 1, "finished": 1,
+             "seen_p50_median": 250.0, "seen_p50_worst": 250.0, "seen_p99_worst": 400.0,
+             "orders": 10, "fills": 10, "p50_median": 500.0, "p50_worst": 500.0,
              "p99_median": 900.0, "p99_worst": 900.0, "orderbook_us_per_tick": 40.0},
-            {"strategies": 4, "finished": 4, "orders": 40, "fills": 40, "p50_median": 1000.0, "p50_worst": 1500.0,
+            {"strategies": 4, "finished": 4,
+             "seen_p50_median": 750.0, "seen_p50_worst": 900.0, "seen_p99_worst": 2e3,
+             "orders": 40, "fills": 40, "p50_median": 1000.0, "p50_worst": 1500.0,
              "p99_median": 2000.0, "p99_worst": 2500.0, "orderbook_us_per_tick": 95.4},
-            {"strategies": 16, "finished": 15, "orders": 0, "fills": 0, "p50_median": None, "p50_worst": None,
+            {"strategies": 16, "finished": 15,
+             "seen_p50_median": None, "seen_p50_worst": None, "seen_p99_worst": None,
+             "orders": 0, "fills": 0, "p50_median": None, "p50_worst": None,
              "p99_median": None, "p99_worst": None}]
     lines = crowd.table(rows).splitlines()
-    assert lines[0].split()[:2] == ["strategies", "finished"]
-    assert lines[1].split()[-3:] == ["1.00x", "40", "us"] and lines[2].split()[-3:] == ["2.00x", "95", "us"]
-    assert "1,500 us" in lines[2] and lines[3].split()[-2:] == ["-", "-"]
+    assert lines[1].split()[:2] == ["strategies", "finished"]
+    one, four, sixteen = (line.split() for line in lines[2:])
+    assert one[-3:] == ["1.00x", "40", "us"] and four[-3:] == ["2.00x", "95", "us"]
+    assert four[2:9] == ["750", "us", "900", "us", "2,000", "us", "3.00x"]
+    assert "1,500 us" in lines[3] and sixteen[-2:] == ["-", "-"] and sixteen[2:6] == ["-", "-", "-", "-"]
