@@ -358,7 +358,7 @@ class Strategy:
         ACK or REJECT. The time.time_ns() just before the write, or 0 if they could not be
         sent (the link is dropped).
 
-        Their lines (`sent_line`) are written a moment later, with the others (`said`),
+        Their lines (`why`) are written a moment later, with the others (`said`),
         always before their ACKs' lines."""
         lines = b"".join([order_line(order_id, d) for order_id, d in orders])
         if self.config.send_delay:
@@ -368,8 +368,12 @@ class Strategy:
             return 0
         for order_id, d in orders:
             self.trader.sent(order_id, d)
-            self.said.info(sent_line(order_id, d), at_ns=sent_ns)  # stamped when it was sent
+            self.said.info(self.why(order_id, d), at_ns=sent_ns)  # stamped when it was sent
         return sent_ns
+
+    def why(self, order_id: str, d: rules.Decision) -> str:
+        """The line a person reads about a sent order (`sent_line`: the signals that agreed)."""
+        return sent_line(order_id, d)
 
     def close(self) -> None:
         self.said.write()

@@ -59,6 +59,9 @@ class RandomTrader(strategy.Strategy):
         return rules.Decision(quote.symbol, order[0], order[1], quote.price, 0.0, 0.0,
                               t.sentiment if t.sentiment is not None else 0, quote.ts_ns)
 
+    def why(self, order_id: str, d: rules.Decision) -> str:
+        return f"{d.side} {d.qty} {d.symbol} @ {d.price:.2f} as {order_id}: a coin flip"
+
 
 def run(config, log) -> None:
     strategy.run(config, log, kind=RandomTrader)
