@@ -146,7 +146,7 @@ def test_wire_tap_next_returns_raw_bytes_that_decode_to_the_shown_message(lab):
     assert tap.sock.fileno() == -1
 
 
-def test_wire_tap_on_the_order_port_sees_ack_reject_and_error(lab):
+def test_wire_tap_on_the_order_port_sees_ack_fill_reject_and_error(lab):
     tap = widgets.WireTap.connect(lab, "orders")
     try:
         reader = widgets.FollowedBook(lab)
@@ -156,6 +156,9 @@ def test_wire_tap_on_the_order_port_sees_ack_reject_and_error(lab):
         assert sent == protocol.encode(protocol.Order("t1", quote.ts_ns, "BUY", 5, "AAPL", quote.price))
         ack = tap.next()
         assert isinstance(ack.msg, protocol.Ack) and ack.msg.order_id == "t1"
+        fill = tap.next()                   # at the book's price when the order manager handled it
+        assert isinstance(fill.msg, protocol.Fill) and (fill.msg.order_id, fill.msg.qty) == ("t1", 5)
+        assert fill.msg.book_seq >= quote.seq and fill.msg.price > 0
         tap.send(protocol.Order("t2", quote.ts_ns, "BUY", 0, "AAPL", quote.price))
         reject = tap.next()
         assert isinstance(reject.msg, protocol.Reject) and "quantity" in reject.msg.reason
