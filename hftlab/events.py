@@ -96,9 +96,15 @@ def read_events(path: str) -> list:
 
 
 class EventFile:
-    """Appends rows to the event file (made with its header line if new)."""
+    """Appends rows to the event file (made with its header line if new); OSError if it
+    cannot be opened.
 
-    def __init__(self, path: str):
+    It is not the record (the journal is): a row that cannot be written (a full disk) is
+    lost, never an error for the orders, and `log` hears of it once, and again when rows
+    can be written once more."""
+
+    def __init__(self, path: str, log=None):
+        self.path, self.log, self.failing = path, log, False
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if os.fstat(self.fd).st_size == 0:
@@ -107,8 +113,19 @@ class EventFile:
     def write(self, events) -> None:
         """Append `events` with one write (whole rows: a reader never sees half of one
         but at the very end, which `read_events` leaves for later)."""
-        if events:
+        if not events:
+            return
+        try:
             os.write(self.fd, "".join(row(e) for e in events).encode())
+        except OSError as exc:
+            if not self.failing and self.log is not None:
+                self.log.error(f"cannot write the event file {self.path}: {exc.strerror or exc}; its rows "
+                               "are lost until it can be written again (the journal has every order)")
+            self.failing = True
+        else:
+            if self.failing and self.log is not None:
+                self.log.info(f"the event file {self.path} can be written again")
+            self.failing = False
 
     def close(self) -> None:
         os.close(self.fd)

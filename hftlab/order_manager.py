@@ -10,8 +10,7 @@ strategy's position, cash, fees and P&L are kept (`hftlab.accounts`), read back 
 journal after a restart. With ``--events FILE`` every order, fill and reject is also a row
 of an event file (`hftlab.events`), which `hftlab match` scores.
 
-The journal is written
-the journal is written with one unbuffered ``os.write`` before the reply, so an order
+The journal is written with one unbuffered ``os.write`` before the reply, so an order
 that was ACKed is in the operating system even if this process is killed the next
 instant (with ``--fsync``, on the disk even if the power goes). A row that cannot be
 written whole (a full disk) is cut off again and the order REJECTed, never ACKed. The
@@ -53,9 +52,8 @@ import signal
 import socket
 import threading
 import time
-from typing import NamedTuple
-
 from collections import deque
+from typing import NamedTuple
 
 from hftlab import accounts, book, events, net, process, protocol
 from hftlab.order_rules import check_limits, check_order, fill_at
@@ -200,7 +198,13 @@ class OrderManager:
         self.config, self.log = config, log
         self.journal = Journal(config.journal, fsync=config.fsync)
         self.prices = BookWatcher(config, log)
-        self.events = events.EventFile(config.events) if config.events else None
+        self.events = None
+        if config.events:
+            try:
+                self.events = events.EventFile(config.events, log)
+            except OSError as exc:
+                raise process.Fatal(f"cannot write the event file {config.events}: {exc.strerror or exc} "
+                                    "(choose another with --events)") from None
         self.clients = 0
         self.connections = {}  # socket -> the thread serving it, for hang_up
         # One connection's orders at a time: the numbering, the journal and the book's reader

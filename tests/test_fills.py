@@ -1,10 +1,14 @@
 """Fills, fees, limits and P&L: the accounts' arithmetic, the event file, and the order manager
 as a real process filling at the price in a real shared-memory book."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from conftest import Client, wait_for
-from hftlab import accounts, events, protocol
+from hftlab import accounts, book, events, protocol
 from hftlab.book import SharedPriceBook
 from hftlab.config import Config
 from hftlab.journal import STRATEGY_JOURNAL_COLUMNS, Journal
@@ -166,3 +170,36 @@ def test_a_restarted_order_manager_recovers_positions_and_pnl_from_its_journal(e
     # Bought 10 at 172.55 (fee 0.17), marked at 175.55: 30.00 unrealized.
     assert ("P&L of 'alpha': {'position': {'AAPL': 10}, 'cash': -1725.5, 'realized': 0.0, "
             "'unrealized': 30.0, 'fees': 0.17, 'pnl': 29.83}") in said
+
+
+def test_an_event_file_that_cannot_be_written_loses_rows_and_says_so_once(tmp_path):
+    said = []
+
+    class Log:
+        def error(self, line):
+            said.append(("error", line))
+
+        def info(self, line):
+            said.append(("info", line))
+
+    f = events.EventFile(str(tmp_path / "events.csv"), Log())
+    good = events.Event(5, "a", events.REJECT, "o1", "BUY", 0, "AAPL", 1.0, reason="no")
+    writable, f.fd = f.fd, os.open(str(tmp_path / "events.csv"), os.O_RDONLY)   # as a full disk refuses
+    f.write([good])
+    f.write([good])
+    assert [kind for kind, _ in said] == ["error"] and "cannot write the event file" in said[0][1]
+    os.close(f.fd)
+    f.fd = writable
+    f.write([good])
+    f.close()
+    assert said[-1] == ("info", f"the event file {tmp_path / 'events.csv'} can be written again")
+    assert events.read_events(str(tmp_path / "events.csv")) == [good]
+
+
+def test_an_event_file_that_cannot_be_opened_is_one_sentence(tmp_path):
+    (tmp_path / "dir").mkdir()
+    flags = ["--order-port", "0", "--shm-name", book.new_name(), "--journal", str(tmp_path / "j.csv")]
+    out = subprocess.run([sys.executable, "-m", "hftlab.order_manager", *flags, "--events", str(tmp_path / "dir")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert out.returncode == 2 and f"cannot write the event file {tmp_path / 'dir'}: Is a directory" in out.stdout
+    assert "--events" in out.stdout and "Traceback" not in out.stdout
