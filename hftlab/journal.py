@@ -150,7 +150,7 @@ class Journal:
         rows = [line + b",,,," for line in lines[1:-1] if line]
         new = b"\n".join([JOURNAL_COLUMNS.encode(), *rows]) + b"\n"
         tmp = f"{self.path}.upgrading"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             if os.write(fd, new) != len(new):
                 raise OSError(errno.ENOSPC, "the upgraded journal did not fit")
@@ -158,6 +158,8 @@ class Journal:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        if self.fsync:
+            sync_directory(self.path)
         os.close(self.fd)
         self.fd = self._open()
         return new
