@@ -91,7 +91,8 @@ def test_a_launcher_killed_outright_takes_its_learners_whole_tree_with_it(parent
     pid_file = tmp_path / "child.pid"
     owner_code = ("import sys, time\n"
                   "from hftlab.launcher import Launcher\n"
-                  "lab = Launcher(free_ports=True, names=('strategy',),\n"
+                  # its run folder in tmp_path: killed outright, it cannot remove a temporary one
+                  f"lab = Launcher(free_ports=True, names=('strategy',), run_dir={str(tmp_path / 'run')!r},\n"
                   f"               commands={{'strategy': [sys.executable, {str(parent)!r}, {str(pid_file)!r},"
                   " 'stubborn']}).start()\n"
                   "print(lab.pid('strategy'), flush=True)\n"
