@@ -155,7 +155,7 @@ def _run_and_watch(launcher, args, tails) -> int:
     stop (Ctrl-C, SIGTERM, a closed output pipe) or giving up; the exit status."""
     try:
         _start_all(launcher, tails)
-        return _watch(launcher, args, tails)
+        return _follow_lab(launcher, args, tails)
     except GaveUp as exc:
         print(f"hftlab: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -187,7 +187,7 @@ def _start_all(launcher, tails) -> None:
           f"orders {c.host}:{c.order_port}, book {c.shm_name!r}. Ctrl-C stops.", flush=True)
 
 
-def _watch(launcher, args, tails) -> int:
+def _follow_lab(launcher, args, tails) -> int:
     """Show the logs, and restart what dies (or, with --no-restart, stop), until --duration."""
     end = time.monotonic() + args.duration if args.duration is not None else float("inf")
     while time.monotonic() < end:
