@@ -97,22 +97,20 @@ class LineClient:
         A FILL is set aside in `fills`, not returned: it follows an ACK, and the cases about
         answers (ACK, REJECT, POSITION) must pass an order manager that sends none, as they
         did before fills existed. The fill cases ask for it (`next_fill`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._set_fills_aside()
-            if self.pending:
-                return self.pending.pop(0)
-            if not self._read_more(deadline):
-                return None
+        return self._take(timeout, fill=False)
 
     def next_fill(self, timeout: float):
         """The next FILL, or None after `timeout` s or if the connection closed; the other
         lines read meanwhile stay for `next`, in order."""
+        return self._take(timeout, fill=True)
+
+    def _take(self, timeout: float, fill: bool):
         deadline = time.monotonic() + timeout
         while True:
             self._set_fills_aside()
-            if self.fills:
-                return self.fills.pop(0)
+            queue = self.fills if fill else self.pending
+            if queue:
+                return queue.pop(0)
             if not self._read_more(deadline):
                 return None
 
